@@ -20,7 +20,7 @@ PKGS := libev-dev libprotobuf-c-dev protobuf-c-compiler libgrpc-dev \
         libhiredis-dev libjansson-dev libjwt-dev libyaml-dev libssl-dev \
         libcmocka-dev libcurl4-openssl-dev pkg-config make gcc clang \
         libclang-rt-14-dev haproxy redis-server dnsmasq-base curl openssl \
-        wrk nginx-light docker-compose procps iproute2
+        wrk nginx-light docker-compose procps iproute2 python3
 
 WARN    := -Wall -Wextra -Wstrict-prototypes -Wwrite-strings -Werror \
            -Wno-missing-field-initializers

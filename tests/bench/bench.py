@@ -1,0 +1,802 @@
+#!/usr/bin/python3
+"""make bench: spogate side by side with HAProxy alone, HAProxy's native JWT
+and nginx auth_request, in one run.
+
+Machines here are small and shared, so absolute figures drift between runs.
+Every configuration is therefore started once, then measured in rounds that
+alternate the configurations (A B C D A B C D ...); each figure is the median
+over the rounds, and the targets are ratios taken from the same run. Server
+CPU per request comes from /proc (utime + stime of every server process and
+its children over the measured interval), which stays meaningful when the
+load generator and the servers share the cores.
+
+Python 3 standard library only. Every process is started here, on a free
+loopback port, and stopped here by its PID.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tokens as jwtmint  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+CONF = os.path.join(HERE, "conf")
+FOUNDATION = os.path.join(ROOT, "tests", "integration", "conf")
+
+# The same client settings for every HTTP configuration.
+WRK_THREADS = 1
+WRK_CONNECTIONS = 32
+# Every server gets the same number of threads (HAProxy nbthread, nginx
+# worker_processes, agent threads), so each figure is "per server thread".
+SERVER_THREADS = 1
+# Limits in the native and spogate configs are real but never fire here.
+NEVER_FIRING_LIMIT = 100000000
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+ISSUER = "https://auth.bench.example"
+AUDIENCE = "api"
+HS256_SECRET = "bench-hs256-secret-0123456789abcdef"
+
+
+# --------------------------------------------------------------------------
+# Processes, ports and CPU accounting
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=10.0):
+    """True once 127.0.0.1:port accepts a connection; False if proc died or time ran out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def proc_table():
+    """{pid: (ppid, utime + stime in ticks)} for every process (all threads summed)."""
+    table = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                s = f.read()
+        except OSError:
+            continue
+        fields = s[s.rfind(")") + 2:].split()
+        # fields[0] is stat field 3 (state): ppid is field 4, utime 14, stime 15.
+        table[int(d)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    return table
+
+
+def tree_ticks(roots, table):
+    """{pid: ticks} for the roots and all their descendants (nginx workers,
+    HAProxy's master-worker child)."""
+    children = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    out, todo = {}, [p for p in roots if p in table]
+    while todo:
+        pid = todo.pop()
+        if pid in out:
+            continue
+        out[pid] = table[pid][1]
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def cpu_seconds(before, after):
+    """CPU seconds spent between two tree_ticks() snapshots; a process born in
+    between counts in full."""
+    ticks = sum(t - before.get(pid, 0) for pid, t in after.items())
+    return ticks / CLK_TCK
+
+
+class Procs:
+    """Every process the bench starts; stopped by PID, never by name."""
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.procs = []
+
+    def spawn(self, name, argv, port=None):
+        log = open(os.path.join(self.workdir, name + ".log"), "w")
+        p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, start_new_session=True)
+        p.bench_name = name
+        p.bench_log = log.name
+        self.procs.append(p)
+        if port is not None and not wait_port(port, p):
+            raise BenchError("%s did not listen on %d (see %s): %s"
+                             % (name, port, log.name, tail(log.name)))
+        return p
+
+    def stop(self, p):
+        if p.poll() is None:
+            try:
+                os.kill(p.pid, signal.SIGTERM)
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.kill(p.pid, signal.SIGKILL)
+                p.wait()
+            except ProcessLookupError:
+                pass
+        if p in self.procs:
+            self.procs.remove(p)
+
+    def stop_all(self):
+        for p in reversed(list(self.procs)):
+            self.stop(p)
+
+
+class BenchError(Exception):
+    pass
+
+
+class StageMissing(Exception):
+    """The build does not implement what a configuration needs (yet)."""
+
+
+def tail(path, n=5):
+    try:
+        with open(path) as f:
+            return " | ".join(f.read().splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+def fill(template, out, **values):
+    with open(template) as f:
+        text = f.read()
+    for k, v in values.items():
+        text = text.replace("@%s@" % k, str(v))
+    if re.search(r"@[A-Z_]+@", text):
+        raise BenchError("%s: unfilled placeholder %s" % (template, re.search(r"@[A-Z_]+@", text).group(0)))
+    with open(out, "w") as f:
+        f.write(text)
+    return out
+
+
+def strip_haproxy_logs(path, threads):
+    """No access log anywhere (nginx has access_log off): the bench measures
+    the request path, not the logger. Also sets nbthread."""
+    with open(path) as f:
+        lines = f.read().splitlines()
+    out = []
+    for line in lines:
+        s = line.strip()
+        if s.startswith("log ") or s.startswith("log-format ") or s == "log global":
+            continue
+        if s.startswith("nbthread "):
+            line = line[:len(line) - len(line.lstrip())] + "nbthread %d" % threads
+        out.append(line)
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+# --------------------------------------------------------------------------
+# HTTP checks and load
+
+
+def http_get(url, headers):
+    req = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, r.read().decode(errors="replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
+    except OSError as e:
+        return 0, str(e)
+
+
+def to_us(text):
+    m = re.match(r"([\d.]+)(us|ms|s)$", text)
+    if not m:
+        return None
+    v = float(m.group(1))
+    return v * {"us": 1, "ms": 1e3, "s": 1e6}[m.group(2)]
+
+
+def parse_wrk(out):
+    r = {}
+    m = re.search(r"(\d+) requests in ([\d.]+)(\w+)", out)
+    r["requests"] = int(m.group(1)) if m else 0
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    r["req_per_s"] = float(m.group(1)) if m else 0.0
+    for pct in ("50", "99"):
+        m = re.search(r"^\s+%s(?:\.0+)?%%\s+(\S+)" % pct, out, re.M)
+        r["p%s_us" % pct] = to_us(m.group(1)) if m else None
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    r["non_2xx"] = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    r["socket_errors"] = sum(int(x) for x in m.groups()) if m else 0
+    return r
+
+
+# --------------------------------------------------------------------------
+# The bench's shared services and keys
+
+
+class Env:
+    def __init__(self, build, workdir):
+        self.build = os.path.abspath(build)
+        self.bin = os.path.join(self.build, "bin")
+        self.workdir = workdir
+        self.procs = Procs(workdir)
+        self.shared = {}      # name -> Popen: echo, redis, refsvc
+        self.keys = {}
+        self.tokens = {}
+
+    def binary(self, name):
+        path = os.path.join(self.bin, name)
+        if not os.access(path, os.X_OK):
+            raise StageMissing("%s is not built" % path)
+        return path
+
+    def echo(self):
+        if "echo" not in self.shared:
+            port = free_port()
+            self.shared["echo"] = self.procs.spawn(
+                "echo", [self.binary("spogate-echo"), "--listen", "127.0.0.1:%d" % port,
+                         "--name", "echo"], port)
+            self.echo_port = port
+        return self.echo_port
+
+    def redis(self):
+        if "redis" not in self.shared:
+            port = free_port()
+            self.shared["redis"] = self.procs.spawn(
+                "redis", ["/usr/bin/redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                          "--save", "", "--appendonly", "no", "--daemonize", "no",
+                          "--dir", self.workdir], port)
+            self.redis_port = port
+        return self.redis_port
+
+    def shared_pids(self):
+        return [p.pid for p in self.shared.values()]
+
+    def make_keys(self):
+        """Keys and tokens for every configuration; 2048-bit RSA as the issue says."""
+        kd = os.path.join(self.workdir, "keys")
+        os.makedirs(kd, exist_ok=True)
+        self.keys["rs256"] = jwtmint.make_rsa_key(kd, "rs256")
+        self.keys["es256"] = jwtmint.make_ec_key(kd, "es256")
+        now = int(time.time())
+        claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "bench-user", "iat": now,
+                  "nbf": now - 60, "exp": now + 3600, "roles": ["reader"],
+                  "permissions": ["bench.read"], "scope": "bench.read"}
+        self.claims = claims
+        self.tokens["hs256"] = [jwtmint.mint_hs256(HS256_SECRET, claims)]
+        self.tokens["rs256"] = jwtmint.mint_openssl("RS256", self.keys["rs256"][0], [claims],
+                                                    os.path.join(kd, "si"), kid="rs1")
+        self.tokens["es256"] = jwtmint.mint_openssl("ES256", self.keys["es256"][0], [claims],
+                                                    os.path.join(kd, "si"), kid="es1")
+        self.tokens["opaque"] = ["bench-opaque-token"]
+        # A token whose signature does not match: only a real verifier refuses it.
+        t = self.tokens["rs256"][0]
+        self.tokens["rs256-bad"] = [t[:-8] + ("AAAAAAAA" if not t.endswith("AAAAAAAA") else "BBBBBBBB")]
+        self.tokens["hs256-bad"] = [jwtmint.mint_hs256("not-the-secret", claims)]
+
+    def distinct_rs256(self, n):
+        """n distinct valid RS256 tokens (the cache-miss path), minted once."""
+        if "rs256-distinct" not in self.tokens:
+            now = int(time.time())
+            claims = [dict(self.claims, jti="bench-%d" % i, iat=now) for i in range(n)]
+            self.tokens["rs256-distinct"] = jwtmint.mint_openssl(
+                "RS256", self.keys["rs256"][0], claims,
+                os.path.join(self.workdir, "keys", "si"), kid="rs1")
+            path = os.path.join(self.workdir, "rs256-distinct.tokens")
+            with open(path, "w") as f:
+                f.write("\n".join(self.tokens["rs256-distinct"]) + "\n")
+            self.distinct_file = path
+        return self.distinct_file
+
+    def start_haproxy(self, name, cfg):
+        port = self.cfg_port
+        strip_haproxy_logs(cfg, SERVER_THREADS)
+        check = subprocess.run(["/usr/sbin/haproxy", "-c", "-q", "-f", cfg],
+                               capture_output=True, text=True)
+        if check.returncode != 0:
+            raise BenchError("%s: haproxy -c refused %s: %s" % (name, cfg, (check.stdout + check.stderr).strip()))
+        return self.procs.spawn(name + "-haproxy", ["/usr/sbin/haproxy", "-f", cfg, "-db"], port)
+
+    def start_agent(self, name, agent_json, port):
+        agent = self.binary("spogate-agent")
+        check = subprocess.run([agent, "--check", "-c", agent_json], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise StageMissing("the agent refuses the configuration: %s"
+                               % (check.stdout + check.stderr).strip())
+        return self.procs.spawn(name + "-agent", [agent, "-c", agent_json], port)
+
+
+# --------------------------------------------------------------------------
+# Configurations. start() starts what a configuration needs and returns a
+# target: how to drive it and which processes are its servers.
+
+
+class HttpTarget:
+    def __init__(self, url, header, pids, agent_pids, checks):
+        self.url = url
+        self.header = header        # the Authorization value every wrk request carries, or None
+        self.pids = pids            # its own server processes (HAProxy, nginx, agent)
+        self.agent_pids = agent_pids
+        self.checks = checks        # [(Authorization or None, expected status, what it shows)]
+
+
+class SpopTarget:
+    def __init__(self, port, agent_pid, args):
+        self.port = port
+        self.agent_pid = agent_pid
+        self.args = args            # spogate-bench arguments besides target/duration
+
+
+def cfg_dir(env, name):
+    d = os.path.join(env.workdir, name)
+    os.makedirs(d, exist_ok=True)
+    env.cfg_port = free_port()
+    return d
+
+
+def start_plain(env, c):
+    d = cfg_dir(env, c["name"])
+    cfg = fill(os.path.join(CONF, "plain.cfg.in"), os.path.join(d, "haproxy.cfg"),
+               THREADS=SERVER_THREADS, HTTP_PORT=env.cfg_port, ECHO_PORT=env.echo())
+    p = env.start_haproxy(c["name"], cfg)
+    return HttpTarget("http://127.0.0.1:%d/private/bench" % env.cfg_port, None, [p.pid], [],
+                      [(None, 200, "proxies to the echo backend")])
+
+
+def start_native(env, c):
+    alg = c["alg"]
+    d = cfg_dir(env, c["name"])
+    key = HS256_SECRET if alg == "HS256" else env.keys["rs256"][1]
+    cfg = fill(os.path.join(CONF, "native.cfg.in"), os.path.join(d, "haproxy.cfg"),
+               THREADS=SERVER_THREADS, HTTP_PORT=env.cfg_port, ECHO_PORT=env.echo(),
+               ALG=alg, KEY=key, IP_LIMIT=NEVER_FIRING_LIMIT)
+    p = env.start_haproxy(c["name"], cfg)
+    kind = alg.lower()
+    good = "Bearer " + env.tokens[kind][0]
+    other = "rs256" if kind == "hs256" else "hs256"
+    return HttpTarget("http://127.0.0.1:%d/private/bench" % env.cfg_port, good, [p.pid], [],
+                      [(good, 200, "a valid token passes"),
+                       (None, 401, "no token is refused"),
+                       ("Bearer " + env.tokens[kind + "-bad"][0], 401, "a bad signature is refused"),
+                       ("Bearer " + env.tokens[other][0], 401, "another alg is refused (alg pinned)")])
+
+
+def start_nginx(env, c):
+    d = cfg_dir(env, c["name"])
+    conf = fill(os.path.join(CONF, "nginx-authreq.conf.in"), os.path.join(d, "nginx.conf"),
+                THREADS=SERVER_THREADS, DIR=d, HTTP_PORT=env.cfg_port, AUTH_PORT=free_port(),
+                ECHO_PORT=env.echo())
+    check = subprocess.run(["/usr/sbin/nginx", "-t", "-q", "-p", d, "-e", os.path.join(d, "nginx-error.log"),
+                            "-c", conf], capture_output=True, text=True)
+    if check.returncode != 0:
+        raise BenchError("nginx -t refused %s: %s" % (conf, (check.stdout + check.stderr).strip()))
+    p = env.procs.spawn(c["name"] + "-nginx",
+                        ["/usr/sbin/nginx", "-p", d, "-e", os.path.join(d, "nginx-error.log"), "-c", conf],
+                        env.cfg_port)
+    good = "Bearer " + env.tokens["rs256"][0]
+    return HttpTarget("http://127.0.0.1:%d/private/bench" % env.cfg_port, good, [p.pid], [],
+                      [(good, 200, "auth_request then the echo backend")])
+
+
+# The agent's stages. One entry per stage that exists; a spogate-<name>
+# configuration and (for the agent rows) the decision path come from here.
+#   agent:  the agent.json sections of the stage (merged over the defaults)
+#   token:  which token the requests carry
+#   probe:  requests only a real implementation of the stage refuses; if
+#           the agent lets them through, the stage is not built yet and the
+#           configuration is skipped (reported, never silently)
+#   full:   the issue's full pipeline (RS256 cached + authz + both limits)
+SPOGATE_STAGES = [
+    {"name": "token", "desc": "token presence only (auth.mode none)",
+     "agent": {"auth": {"mode": "none"}}, "token": "opaque",
+     "probe": [(None, 401, "no token is refused")], "full": False},
+]
+
+
+def agent_json(env, stage, port, path):
+    cfg = {"listen": "127.0.0.1:%d" % port, "threads": SERVER_THREADS, "log_level": "warn"}
+    for k, v in stage["agent"].items():
+        cfg[k] = v
+    with open(path, "w") as f:
+        json.dump(cfg, f, indent=2)
+    return path
+
+
+def start_spogate(env, c):
+    stage = c["stage"]
+    d = cfg_dir(env, c["name"])
+    agent_port = free_port()
+    aj = agent_json(env, stage, agent_port, os.path.join(d, "agent.json"))
+    agent = env.start_agent(c["name"], aj, agent_port)
+    # Until spogate-gen lands, the hand-written foundation config carries the
+    # SPOE contract; it has the same /private/ route as the other configs.
+    fill(os.path.join(FOUNDATION, "foundation-spoe.conf.in"), os.path.join(d, "spoe.conf"),
+         PROCESSING="500ms")
+    cfg = fill(os.path.join(FOUNDATION, "foundation.cfg.in"), os.path.join(d, "haproxy.cfg"),
+               DIR=d, HTTP_PORT=env.cfg_port, ECHO_PORT=env.echo(), AGENT_PORT=agent_port)
+    p = env.start_haproxy(c["name"], cfg)
+    good = "Bearer " + env.tokens[stage["token"]][0]
+    return HttpTarget("http://127.0.0.1:%d/private/bench" % env.cfg_port, good,
+                      [p.pid, agent.pid], [agent.pid],
+                      [(good, 200, "a valid token passes")]
+                      + [(h, s, w) + ("probe",) for h, s, w in stage["probe"]])
+
+
+def start_agent_only(env, c):
+    stage = c["stage"]
+    d = cfg_dir(env, c["name"])
+    port = free_port()
+    aj = agent_json(env, stage, port, os.path.join(d, "agent.json"))
+    agent = env.start_agent(c["name"], aj, port)
+    args = ["--connections", str(c["connections"]), "--depth", str(c["depth"]), "--mix", "token:100"]
+    if c.get("path") == "miss":
+        args += ["--tokens-file", env.distinct_rs256(c["distinct"])]
+    else:
+        args += ["--token", env.tokens[stage["token"]][0]]
+    return SpopTarget(port, agent.pid, args)
+
+
+def configurations():
+    """Every configuration, in the order of a round."""
+    out = [
+        {"name": "plain", "kind": "http", "start": start_plain,
+         "desc": "HAProxy proxying to the echo backend, no auth, no limits"},
+        {"name": "native-hs256", "kind": "http", "start": start_native, "alg": "HS256",
+         "desc": "HAProxy jwt_verify HS256, alg pinned, exp check, per-IP stick-table limit"},
+        {"name": "native-rs256", "kind": "http", "start": start_native, "alg": "RS256",
+         "desc": "HAProxy jwt_verify RS256 (2048-bit), alg pinned, exp check, per-IP stick-table limit"},
+        {"name": "nginx-authreq", "kind": "http", "start": start_nginx,
+         "desc": "nginx auth_request to a zero-work 200 endpoint, keepalive upstreams"},
+    ]
+    for s in SPOGATE_STAGES:
+        out.append({"name": "spogate-" + s["name"], "kind": "http", "start": start_spogate,
+                    "stage": s, "full": s["full"], "desc": "HAProxy + agent: " + s["desc"]})
+    # The agent alone. The decision path follows the richest token stage built.
+    for depth, conns in ((1, 32), (64, 4)):
+        out.append({"name": "agent-d%d-%s" % (depth, "token"), "kind": "spop",
+                    "start": start_agent_only, "stage": SPOGATE_STAGES[0], "path": "token",
+                    "depth": depth, "connections": conns,
+                    "desc": "spogate-bench to the agent alone, %d connections x depth %d, %s"
+                            % (conns, depth, SPOGATE_STAGES[0]["desc"])})
+    return out
+
+
+# --------------------------------------------------------------------------
+# Checks and measured runs
+
+
+def run_checks(c, t):
+    """Positive checks must pass (else the bench is broken); a failed probe
+    means the stage is not implemented by this build."""
+    for check in t.checks:
+        header, want, what = check[:3]
+        status, body = http_get(t.url, {"Authorization": header} if header else {})
+        if status == want:
+            continue
+        msg = "%s: %s: got %d, want %d (%s)" % (c["name"], what, status, want, body[:120].strip())
+        if len(check) > 3 and check[3] == "probe":
+            raise StageMissing("the stage is not enforced by this build: " + msg)
+        raise BenchError(msg)
+
+
+def run_http(env, c, t, duration):
+    cmd = ["wrk", "-t%d" % WRK_THREADS, "-c%d" % WRK_CONNECTIONS, "-d%ds" % duration, "--latency"]
+    if t.header:
+        cmd += ["-H", "Authorization: " + t.header]
+    cmd.append(t.url)
+    roots = t.pids + env.shared_pids()
+    before = tree_ticks(roots, proc_table())
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30)
+    after = tree_ticks(roots, proc_table())
+    if out.returncode != 0:
+        raise BenchError("%s: wrk failed: %s" % (c["name"], out.stderr.strip()))
+    r = parse_wrk(out.stdout)
+    if r["requests"] == 0:
+        raise BenchError("%s: wrk served no request:\n%s" % (c["name"], out.stdout))
+    cpu = cpu_seconds(before, after)
+    agent = cpu_seconds({p: before.get(p, 0) for p in t.agent_pids},
+                        {p: after.get(p, 0) for p in t.agent_pids})
+    r["server_cpu_us_per_req"] = cpu * 1e6 / r["requests"]
+    r["agent_cpu_us_per_req"] = agent * 1e6 / r["requests"] if t.agent_pids else None
+    r["errors"] = r["non_2xx"] + r["socket_errors"]
+    return r
+
+
+def run_spop(env, c, t, duration, warmup):
+    cmd = [env.binary("spogate-bench"), "--target", "127.0.0.1:%d" % t.port,
+           "--duration", str(duration), "--warmup", str(warmup),
+           "--agent-pid", str(t.agent_pid), "--json"] + t.args
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + warmup + 30)
+    if out.returncode != 0:
+        raise BenchError("%s: spogate-bench failed: %s" % (c["name"], out.stderr.strip()))
+    j = json.loads(out.stdout.strip().splitlines()[-1])
+    cpu = j["agent_cpu_us_per_decision"]
+    return {"requests": j["decisions"], "req_per_s": float(j["decisions_per_s"]),
+            "p50_us": float(j["p50_us"]), "p99_us": float(j["p99_us"]),
+            "server_cpu_us_per_req": cpu, "agent_cpu_us_per_req": cpu,
+            "allow": j["allow"], "errors": j["decisions"] - j["allow"]}
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+# --------------------------------------------------------------------------
+# Targets (ratios from the same run)
+
+
+def find(results, name):
+    for r in results:
+        if r["name"] == name:
+            return r
+    return None
+
+
+def targets(results):
+    """The issue's targets, each met / not met / not measured, with its figure."""
+    full = next((r for r in results if r.get("full")), None)
+    spogate = [r for r in results if r["name"].startswith("spogate-")]
+    pipe = full or (spogate[-1] if spogate else None)
+    basis = None
+    if pipe is not None:
+        basis = pipe["name"] + ("" if full else
+                                " (provisional: the full pipeline, RS256 cached + authz + "
+                                "both Redis limits, is not built yet)")
+    plain = find(results, "plain")
+    nrs = find(results, "native-rs256")
+    nhs = find(results, "native-hs256")
+    # The agent target holds at every pipelining depth: judged on the worst.
+    hit = [r for r in results if r["kind"] == "spop" and r.get("path") == "hit"]
+    agent_rows = hit or [r for r in results if r["kind"] == "spop"]
+    agent_worst = max(agent_rows, key=lambda r: r["agent_cpu_us_per_req"] or 0) if agent_rows else None
+
+    def ratio(a, b, key):
+        if a is None or b is None or not a.get(key) or not b.get(key):
+            return None
+        return a[key] / b[key]
+
+    def judge(value, op, limit, complete):
+        if value is None:
+            return "not measured"
+        ok = value >= limit if op == ">=" else value <= limit
+        if not complete:
+            return "not measured (provisional figure %s)" % ("would meet" if ok else "would not meet")
+        return "met" if ok else "not met"
+
+    out = []
+    v = ratio(pipe, nrs, "req_per_s")
+    out.append({"id": "pipeline_vs_native_rs256_rps", "target": ">= 2.0",
+                "description": "full pipeline req/s / native-rs256 req/s",
+                "value": v, "basis": basis, "status": judge(v, ">=", 2.0, full is not None)})
+    v = ratio(pipe, nhs, "req_per_s")
+    out.append({"id": "pipeline_vs_native_hs256_rps", "target": ">= 0.75",
+                "description": "full pipeline req/s / native-hs256 req/s",
+                "value": v, "basis": basis, "status": judge(v, ">=", 0.75, full is not None)})
+    v = pipe["server_cpu_us_per_req"] if pipe else None
+    out.append({"id": "pipeline_server_cpu_us_per_req", "target": "<= 70",
+                "description": "full pipeline server CPU per request (us)",
+                "value": v, "basis": basis, "status": judge(v, "<=", 70, full is not None)})
+    v = agent_worst["agent_cpu_us_per_req"] if agent_worst else None
+    out.append({"id": "agent_cpu_us_per_cache_hit_decision", "target": "<= 10",
+                "description": "agent CPU per decision on the cache-hit path (us), worst depth",
+                "value": v,
+                "basis": ("worst of %s" % ", ".join("%s %.1f" % (r["name"], r["agent_cpu_us_per_req"] or 0)
+                                                    for r in agent_rows)
+                          + ("" if hit else " (provisional: no JWT cache in this build, "
+                                            "token-presence decision)")) if agent_rows else None,
+                "status": judge(v, "<=", 10, bool(hit))})
+    v = ratio(pipe, plain, "p99_us")
+    out.append({"id": "pipeline_p99_vs_plain", "target": "<= 2.0",
+                "description": "full pipeline p99 / plain p99, same wrk connections",
+                "value": v, "basis": basis, "status": judge(v, "<=", 2.0, full is not None)})
+    return out
+
+
+# --------------------------------------------------------------------------
+# Output
+
+
+def fmt(v, spec="%.1f"):
+    return "-" if v is None else spec % v
+
+
+def table(results, skipped):
+    plain = find(results, "plain")
+    head = ("configuration", "req/s", "vs plain", "p50 us", "p99 us", "server CPU us/req", "agent CPU us/req")
+    rows = []
+    for r in results:
+        vs = r["req_per_s"] / plain["req_per_s"] if plain and r["kind"] == "http" and plain["req_per_s"] else None
+        rows.append((r["name"] + ("  (!) errors" if r["errors"] else ""), fmt(r["req_per_s"], "%.0f"),
+                     fmt(vs, "%.2f"), fmt(r["p50_us"], "%.0f"), fmt(r["p99_us"], "%.0f"),
+                     fmt(r["server_cpu_us_per_req"]), fmt(r["agent_cpu_us_per_req"])))
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    lines = ["  ".join(str(x).ljust(w) if i == 0 else str(x).rjust(w)
+                       for i, (x, w) in enumerate(zip(row, widths))) for row in [head] + rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    for s in skipped:
+        lines.append("skipped %s: %s" % (s["name"], s["reason"]))
+    return "\n".join(lines)
+
+
+def machine():
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            m = re.search(r"^model name\s*:\s*(.*)$", f.read(), re.M)
+            model = m.group(1) if m else ""
+    except OSError:
+        pass
+
+    def version(cmd):
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=5)
+            return (p.stdout + p.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return None
+
+    commit = version(["git", "-C", ROOT, "describe", "--always", "--dirty"])
+    return {"nproc": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
+            "loadavg_start": os.getloadavg()[0],
+            "haproxy": version(["/usr/sbin/haproxy", "-v"]), "nginx": version(["/usr/sbin/nginx", "-v"]),
+            "wrk": version(["wrk", "--version"]), "redis": version(["/usr/bin/redis-server", "--version"]),
+            "commit": commit}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--quick", action="store_true", help="under 2 minutes")
+    ap.add_argument("--only", help="comma-separated configuration names")
+    ap.add_argument("--rounds", type=int)
+    ap.add_argument("--duration", type=int, help="seconds per run (default: from the time budget)")
+    ap.add_argument("--warmup", type=float, help="seconds of warm-up per configuration")
+    ap.add_argument("--out", help="results.json path (default BUILD/bench/results.json)")
+    args = ap.parse_args()
+
+    configs = configurations()
+    if args.only:
+        want = args.only.split(",")
+        unknown = [w for w in want if w not in [c["name"] for c in configs]]
+        if unknown:
+            print("bench: unknown configuration(s): %s; known: %s"
+                  % (", ".join(unknown), ", ".join(c["name"] for c in configs)), file=sys.stderr)
+            return 2
+        configs = [c for c in configs if c["name"] in want]
+    rounds = args.rounds or (3 if args.quick else 5)
+    # The measured time is a budget shared by the configurations, so the
+    # bench stays under 2 (QUICK) or 10 minutes as stages are added.
+    budget = 60 if args.quick else 380
+    duration = args.duration or max(1, min(10, budget // (rounds * len(configs))))
+    warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
+    out_path = args.out or os.path.join(args.build, "bench", "results.json")
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+
+    workdir = tempfile.mkdtemp(prefix="spogate-bench.")
+    env = Env(args.build, workdir)
+    started = time.monotonic()
+    facts = machine()
+    print("bench: %d configurations x %d rounds x %ds (wrk -t%d -c%d --latency), scratch %s"
+          % (len(configs), rounds, duration, WRK_THREADS, WRK_CONNECTIONS, workdir), flush=True)
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_term)
+    skipped, live, failed = [], [], []
+    runs = {}
+    try:
+        env.make_keys()
+        for c in configs:
+            try:
+                t = c["start"](env, c)
+                if c["kind"] == "http":
+                    run_checks(c, t)
+                live.append((c, t))
+            except StageMissing as e:
+                skipped.append({"name": c["name"], "reason": str(e)})
+                print("bench: skip %s: %s" % (c["name"], e), flush=True)
+        # Warm-up: connections, caches, the agent's SPOE connections.
+        for c, t in live:
+            if warmup > 0:
+                if c["kind"] == "http":
+                    run_http(env, c, t, max(1, int(round(warmup))))
+                else:
+                    run_spop(env, c, t, warmup, 0)
+        for rnd in range(rounds):
+            for c, t in live:
+                if c["kind"] == "http":
+                    r = run_http(env, c, t, duration)
+                else:
+                    r = run_spop(env, c, t, duration, min(0.5, warmup))
+                r["round"] = rnd + 1
+                runs.setdefault(c["name"], []).append(r)
+                print("bench: round %d %-22s %8.0f req/s  p99 %7.0f us  server CPU %6.1f us/req"
+                      % (rnd + 1, c["name"], r["req_per_s"], r["p99_us"] or 0,
+                         r["server_cpu_us_per_req"] or 0), flush=True)
+    except BenchError as e:
+        print("bench: error: %s" % e, file=sys.stderr)
+        failed.append(str(e))
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        failed.append("interrupted")
+    finally:
+        env.procs.stop_all()
+
+    results = []
+    for c, t in live:
+        rr = runs.get(c["name"], [])
+        if not rr:
+            continue
+        results.append({
+            "name": c["name"], "kind": c["kind"], "description": c["desc"],
+            "full": bool(c.get("full")), "path": c.get("path"),
+            "req_per_s": median([r["req_per_s"] for r in rr]),
+            "p50_us": median([r["p50_us"] for r in rr]),
+            "p99_us": median([r["p99_us"] for r in rr]),
+            "server_cpu_us_per_req": median([r["server_cpu_us_per_req"] for r in rr]),
+            "agent_cpu_us_per_req": median([r["agent_cpu_us_per_req"] for r in rr]),
+            "errors": sum(r["errors"] for r in rr),
+            "rounds": rr})
+    doc = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": "make bench" + (" QUICK=1" if args.quick else ""),
+        "machine": dict(facts, loadavg_end=os.getloadavg()[0]),
+        "settings": {"rounds": rounds, "duration_s": duration, "warmup_s": warmup,
+                     "wrk": "wrk -t%d -c%d -d%ds --latency" % (WRK_THREADS, WRK_CONNECTIONS, duration),
+                     "server_threads": SERVER_THREADS, "order": [c["name"] for c, _ in live],
+                     "statistic": "median over rounds; CPU = utime+stime of the servers over each run"},
+        "configurations": results,
+        "skipped": skipped,
+        "targets": targets(results),
+        "errors": failed,
+        "elapsed_s": round(time.monotonic() - started, 1),
+    }
+    with open(out_path, "w") as f:
+        json.dump(doc, f, indent=2)
+        f.write("\n")
+    print()
+    print(table(results, skipped))
+    print()
+    for tg in doc["targets"]:
+        print("target %-40s %-8s %8s  %s%s" % (tg["id"], tg["target"], fmt(tg["value"], "%.2f"), tg["status"],
+                                               "  [%s]" % tg["basis"] if tg["basis"] else ""))
+    print("\nbench: %s (%.0fs)" % (out_path, doc["elapsed_s"]))
+    bad = [r["name"] for r in results if r["errors"]]
+    if bad:
+        print("bench: error responses in %s" % ", ".join(bad), file=sys.stderr)
+    if failed:
+        print("bench: logs and configs kept in %s" % workdir, file=sys.stderr)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 1 if failed or bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Keys and JWTs for the benchmark, made at bench time.
+
+Python's standard library signs HS256 itself; RS256 and ES256 signatures come
+from the openssl command line, one process for any number of tokens
+(`openssl dgst -sign KEY -hex FILE...` prints one signature per file).
+Nothing here is secret: the keys live in the bench's scratch directory and
+die with it.
+"""
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import subprocess
+
+
+def b64url(data):
+    """Base64url without padding, as JWS wants it."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _signing_input(header, claims):
+    h = b64url(json.dumps(header, separators=(",", ":")).encode())
+    p = b64url(json.dumps(claims, separators=(",", ":")).encode())
+    return h + "." + p
+
+
+def make_rsa_key(directory, name="rs256", bits=2048):
+    """Writes NAME.key (private) and NAME.pub.pem (public); returns both paths."""
+    key = os.path.join(directory, name + ".key")
+    pub = os.path.join(directory, name + ".pub.pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
+                    "rsa_keygen_bits:%d" % bits, "-out", key],
+                   check=True, capture_output=True)
+    subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-out", pub],
+                   check=True, capture_output=True)
+    return key, pub
+
+
+def make_ec_key(directory, name="es256"):
+    """P-256 key pair for ES256: NAME.key and NAME.pub.pem."""
+    key = os.path.join(directory, name + ".key")
+    pub = os.path.join(directory, name + ".pub.pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-out", key],
+                   check=True, capture_output=True)
+    subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-out", pub],
+                   check=True, capture_output=True)
+    return key, pub
+
+
+def mint_hs256(secret, claims, kid=None):
+    header = {"alg": "HS256", "typ": "JWT"}
+    if kid:
+        header["kid"] = kid
+    si = _signing_input(header, claims)
+    sig = hmac.new(secret.encode(), si.encode(), hashlib.sha256).digest()
+    return si + "." + b64url(sig)
+
+
+def _der_ecdsa_to_raw(der, size=32):
+    """ECDSA-Sig-Value (SEQUENCE of two INTEGERs) to JWS's raw R||S."""
+    if der[0] != 0x30:
+        raise ValueError("not a DER sequence")
+    i = 2 if der[1] < 0x80 else 2 + (der[1] & 0x7f)
+    out = b""
+    for _ in range(2):
+        if der[i] != 0x02:
+            raise ValueError("not a DER integer")
+        n = der[i + 1]
+        v = der[i + 2:i + 2 + n].lstrip(b"\x00")
+        out += v.rjust(size, b"\x00")
+        i += 2 + n
+    return out
+
+
+def mint_openssl(alg, key, claims_list, scratch, kid=None):
+    """Signs one token per claims dict with openssl (RS256 or ES256).
+
+    One openssl process signs every file, so thousands of distinct tokens
+    (the cache-miss path) cost a second, not a process each.
+    """
+    header = {"alg": alg, "typ": "JWT"}
+    if kid:
+        header["kid"] = kid
+    inputs, files = [], []
+    os.makedirs(scratch, exist_ok=True)
+    for i, claims in enumerate(claims_list):
+        si = _signing_input(header, claims)
+        path = os.path.join(scratch, "si-%06d" % i)
+        with open(path, "w") as f:
+            f.write(si)
+        inputs.append(si)
+        files.append(path)
+    sigs = {}
+    chunk = 500  # keeps the command line short
+    for start in range(0, len(files), chunk):
+        out = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key, "-hex"]
+                             + files[start:start + chunk],
+                             check=True, capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            m = re.match(r".*\((.*)\)= ([0-9a-f]+)$", line)
+            if m:
+                sigs[m.group(1)] = bytes.fromhex(m.group(2))
+    tokens = []
+    for si, path in zip(inputs, files):
+        sig = sigs[path]
+        if alg.startswith("ES"):
+            sig = _der_ecdsa_to_raw(sig)
+        tokens.append(si + "." + b64url(sig))
+        os.unlink(path)
+    return tokens
