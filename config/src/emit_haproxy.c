@@ -520,6 +520,8 @@ static void emit_backends(const struct gen_gateway *g, const struct gen_registry
 			gen_buf_printf(b, "    option httpchk\n    http-check send meth GET uri %s\n"
 				       "    http-check expect status %ld\n", h->path, h->expect_status);
 		}
+		if (h->enabled && h->timeout_ms)
+			gen_buf_printf(b, "    timeout check %s\n", dur(t, sizeof(t), h->timeout_ms));
 		gen_buf_printf(b, "    retries %ld\n", s->retries);
 		if (s->retries > 0) {
 			gen_buf_puts(b, "    retry-on conn-failure empty-response response-timeout\n"
@@ -537,8 +539,6 @@ static void emit_backends(const struct gen_gateway *g, const struct gen_registry
 		gen_buf_puts(b, "    default-server");
 		if (h->enabled) {
 			gen_buf_printf(b, " check inter %s", dur(t, sizeof(t), h->interval_ms));
-			if (h->timeout_ms)
-				gen_buf_printf(b, " timeout check %s", dur(t, sizeof(t), h->timeout_ms));
 			gen_buf_printf(b, " fall %ld rise %ld", h->fall, h->rise);
 		}
 		if (observe)

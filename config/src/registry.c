@@ -128,6 +128,7 @@ static void load_defaults(struct gen_ctx *c, const struct gy_node *m, struct svc
 {
 	int e;
 
+	memset(df, 0, sizeof(*df));
 	df->balance = "roundrobin";
 	df->health.enabled = 1;
 	df->health.path = "/health";

@@ -319,17 +319,44 @@ static void load_route(struct gen_ctx *c, const struct gy_node *m, struct gen_ro
 	gen_get_dur(c, m, "timeout", 1, &r->timeout_ms);
 }
 
+/* Kind of the glob segment at *p (just after a '/'): 0 literal, 1 '*',
+ * 2 a final double star; advances *p to the next '/' or the end. */
+static int seg_kind(const char **p)
+{
+	const char *s = *p, *e = strchr(s, '/');
+	size_t n = e ? (size_t)(e - s) : strlen(s);
+
+	*p = s + n;
+	if (n == 1 && s[0] == '*')
+		return 1;
+	if (n == 2 && s[0] == '*' && s[1] == '*')
+		return 2;
+	return 0;
+}
+
 /* Orders routes for matching: exact paths first, then the longer literal
- * prefix, then fewer wildcards; input order breaks ties. */
+ * prefix, then, at the first segment where they differ, a literal before
+ * '*' before a final double star, then fewer wildcards; input order breaks
+ * ties. */
 static int route_cmp(const void *pa, const void *pb)
 {
 	const struct gen_route *a = *(const struct gen_route *const *)pa;
 	const struct gen_route *b = *(const struct gen_route *const *)pb;
+	const char *x = a->path, *y = b->path;
 
 	if (a->exact != b->exact)
 		return a->exact ? -1 : 1;
 	if (a->lit_len != b->lit_len)
 		return a->lit_len > b->lit_len ? -1 : 1;
+	while (*x == '/' && *y == '/') {
+		int kx, ky;
+		x++;
+		y++;
+		kx = seg_kind(&x);
+		ky = seg_kind(&y);
+		if (kx != ky)
+			return kx < ky ? -1 : 1;
+	}
 	if (a->nwild != b->nwild)
 		return a->nwild < b->nwild ? -1 : 1;
 	return a->index < b->index ? -1 : a->index > b->index;
