@@ -23,7 +23,9 @@ int gen_run(const struct gen_opts *o, int check_only, struct gen_diags *d,
 		rc = -1;
 	if (gen_registry_load(&r, o, d) < 0)
 		rc = -1;
-	if (rc == 0 && gen_link(&g, &r, d) < 0)
+	/* Linking also runs when a file had errors but parsed, so that a
+	 * missing service is reported in the same run. */
+	if (g.root && r.root && gen_link(&g, &r, d) < 0)
 		rc = -1;
 	if (rc == 0 && !check_only) {
 		gen_emit_haproxy(&g, &r, o, &out->haproxy);

@@ -385,22 +385,27 @@ static void order_routes(struct gen_ctx *c, struct gen_gateway *g)
 	for (i = 0; i < n; i++)
 		g->order[i]->id = (int)i + 1;
 
-	/* Duplicates are errors; a route that an earlier one (in matching order)
-	 * fully covers can never match, which is worth a warning. */
-	for (i = 0; i < n; i++) {
-		struct gen_route *r = g->order[i];
+	/* Duplicates are errors. A route that an earlier one in the file fully
+	 * covers would be dead in a first-match gateway (Envoy, most
+	 * frameworks); here the more specific one wins, which is worth saying
+	 * because the file reads otherwise. */
+	for (i = 0; i < g->nroutes; i++) {
+		struct gen_route *r = &g->routes[i];
+		if (!r->glob_ok)
+			continue;
 		for (j = 0; j < i; j++) {
-			struct gen_route *e = g->order[j];
+			struct gen_route *e = &g->routes[j];
+			if (!e->glob_ok)
+				continue;
 			if (strcmp(e->path, r->path) == 0) {
-				const struct gen_route *first = e->index < r->index ? e : r;
-				const struct gen_route *dup = e->index < r->index ? r : e;
-				gen_err(c, dup->path_at, "duplicate route: path '%.200s' is already "
-					"routed at line %d", dup->path, first->path_at->line);
+				gen_err(c, r->path_at, "duplicate route: path '%.200s' is already "
+					"routed at line %d", r->path, e->path_at->line);
 				break;
 			}
 			if (gen_glob_covers(e->path, r->path)) {
-				gen_warn(c, r->path_at, "route '%.200s' is shadowed by route '%.200s' "
-					 "(line %d), which matches every path it does; it will never match",
+				gen_warn(c, r->path_at, "route '%.200s' is shadowed by the earlier route "
+					 "'%.200s' (line %d) in file order; spogate matches the most "
+					 "specific route first, so this one still gets its paths",
 					 r->path, e->path, e->path_at->line);
 				break;
 			}
