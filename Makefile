@@ -47,6 +47,7 @@ HARNESS_SRC := $(wildcard tests/integration/harness*.c)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 INTEG_SRC   := $(wildcard tests/integration/test_*.c)
 FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
+BENCH_SRC   := $(wildcard tests/bench/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
@@ -63,7 +64,8 @@ BENCH   := $(BUILD)/bin/spogate-bench
 UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
 INTEG_BIN := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(INTEG_SRC))
 
-BINS := $(AGENT) $(GEN) $(ECHO) $(BENCH) $(if $(REFSVC_SRC),$(REFSVC))
+BINS := $(AGENT) $(ECHO) $(if $(wildcard config/src/main.c),$(GEN)) \
+        $(if $(BENCH_SRC),$(BENCH)) $(if $(REFSVC_SRC),$(REFSVC))
 
 .PHONY: all deps run test unit integration bench fuzz clean
 .SECONDARY:
@@ -118,11 +120,11 @@ $(REFSVC): $(call obj,$(REFSVC_SRC)) $(SPOA_A) $(PROTO_A) $(COMMON_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(ECHO): $(call obj,tests/services/echo.c)
+$(ECHO): $(call obj,tests/services/echo.c) $(COMMON_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BENCH): $(call obj,$(wildcard tests/bench/*.c)) $(SPOA_A) $(PROTO_A) $(COMMON_A)
+$(BENCH): $(call obj,$(BENCH_SRC)) $(SPOA_A) $(PROTO_A) $(COMMON_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 

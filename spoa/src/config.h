@@ -1,0 +1,54 @@
+/*
+ * agent.json (docs/agent-json.md). The core keys are parsed here; each
+ * module parses and validates its own section from the kept JSON tree, so
+ * adding a module does not touch this file's struct.
+ */
+#ifndef SPOGATE_CONFIG_H
+#define SPOGATE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#define CONFIG_MAX_BYTES (1024 * 1024)
+
+struct agent_config {
+	char listen_host[256];
+	int listen_port;
+	int threads;
+	uint32_t max_frame_size;
+	int log_level;
+	char metrics_host[256];
+	int metrics_port;              /* 0 = no metrics listener */
+	int debug_delay_ms;            /* test aid: defer every decision */
+	json_t *root;                  /* owned; sections below borrow from it */
+	json_t *auth;                  /* each NULL when absent */
+	json_t *authz;
+	json_t *redis;
+	json_t *rate_limiting;
+};
+
+/* Fills cfg with defaults (no file). */
+void config_defaults(struct agent_config *cfg);
+
+/* Loads path over the defaults. Returns 0, or -1 with a message in err
+ * ("agent.json:3:5: error: ..."). cfg->root is owned by cfg. */
+int config_load(struct agent_config *cfg, const char *path, char *err, size_t errlen);
+
+void config_free(struct agent_config *cfg);
+
+/* Helpers for module parsers: read an optional member with a type check.
+ * Each returns 0 (absent keeps *out) or -1 with err set. */
+int config_get_str(json_t *obj, const char *sect, const char *key,
+                   const char **out, char *err, size_t errlen);
+int config_get_int(json_t *obj, const char *sect, const char *key, long long min,
+                   long long max, long long *out, char *err, size_t errlen);
+int config_get_bool(json_t *obj, const char *sect, const char *key, int *out,
+                    char *err, size_t errlen);
+
+/* Refuses members of obj not in the NULL-terminated list. */
+int config_check_keys(json_t *obj, const char *sect, const char *const *known,
+                      char *err, size_t errlen);
+
+#endif

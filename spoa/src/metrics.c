@@ -1,0 +1,306 @@
+/*
+ * Prometheus text exposition on metrics_listen: GET /metrics and /healthz.
+ * Runs on the main loop; worker counters are read with relaxed atomic
+ * loads, so a scrape never stops a worker.
+ */
+#include "metrics.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "log.h"
+#include "worker.h"
+
+#define REQ_MAX 4096
+
+struct mclient {
+	ev_io io;
+	ev_timer timeout;
+	size_t len;
+	char buf[REQ_MAX];
+};
+
+static int listen_fd = -1;
+static ev_io accept_w;
+static struct agent *the_agent;
+static struct metrics_source *sources;
+
+void metrics_register(struct metrics_source *src)
+{
+	src->next = sources;
+	sources = src;
+}
+
+static uint64_t ld(const uint64_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+void mbuf_printf(struct mbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (b->err)
+		return;
+	for (;;) {
+		size_t room = b->cap - b->len;
+
+		va_start(ap, fmt);
+		n = vsnprintf(b->buf + b->len, room, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			b->err = 1;
+			return;
+		}
+		if ((size_t)n < room) {
+			b->len += (size_t)n;
+			return;
+		}
+		{
+			size_t cap = b->cap ? b->cap * 2 : 8192;
+			char *nb;
+
+			while (cap - b->len <= (size_t)n)
+				cap *= 2;
+			if (cap > METRICS_MAX_BYTES || !(nb = realloc(b->buf, cap))) {
+				b->err = 1;
+				return;
+			}
+			b->buf = nb;
+			b->cap = cap;
+		}
+	}
+}
+
+/* Sums one counter, given by its offset in worker_stats, over the workers. */
+static uint64_t sum_at(const struct agent *a, size_t off)
+{
+	uint64_t s = 0;
+	int i;
+
+	for (i = 0; i < a->nworkers; i++)
+		s += ld((const uint64_t *)((const char *)&a->workers[i].st + off));
+	return s;
+}
+
+#define SUM(field) sum_at(a, offsetof(struct worker_stats, field))
+
+static void render(struct agent *a, struct mbuf *b)
+{
+	static const char *const statuses[5] = { "allow", "401", "403", "429", "503" };
+	struct metrics_source *src;
+	uint64_t cum = 0;
+	int i;
+
+	mbuf_printf(b, "# HELP spogate_connections_total SPOP connections accepted.\n"
+	               "# TYPE spogate_connections_total counter\n"
+	               "spogate_connections_total %lu\n", (unsigned long)SUM(conns_accepted));
+	mbuf_printf(b, "# HELP spogate_connections_open SPOP connections open.\n"
+	               "# TYPE spogate_connections_open gauge\n"
+	               "spogate_connections_open %lu\n", (unsigned long)SUM(conns_open));
+	mbuf_printf(b, "# TYPE spogate_hellos_total counter\nspogate_hellos_total %lu\n",
+	            (unsigned long)SUM(hellos));
+	mbuf_printf(b, "# TYPE spogate_healthchecks_total counter\nspogate_healthchecks_total %lu\n",
+	            (unsigned long)SUM(healthchecks));
+	mbuf_printf(b, "# TYPE spogate_frames_total counter\nspogate_frames_total %lu\n",
+	            (unsigned long)SUM(frames_in));
+	mbuf_printf(b, "# TYPE spogate_notify_total counter\nspogate_notify_total %lu\n",
+	            (unsigned long)SUM(notify));
+	mbuf_printf(b, "# TYPE spogate_acks_total counter\nspogate_acks_total %lu\n",
+	            (unsigned long)SUM(acks));
+	mbuf_printf(b, "# HELP spogate_pipelined_total NOTIFY frames received while another decision of the same connection was in flight.\n"
+	               "# TYPE spogate_pipelined_total counter\nspogate_pipelined_total %lu\n",
+	            (unsigned long)SUM(pipelined));
+	mbuf_printf(b, "# HELP spogate_out_of_order_total ACKs sent before an older decision of the same connection completed.\n"
+	               "# TYPE spogate_out_of_order_total counter\nspogate_out_of_order_total %lu\n",
+	            (unsigned long)SUM(out_of_order));
+	{
+		uint64_t m = 0;
+
+		for (i = 0; i < a->nworkers; i++)
+			if (ld(&a->workers[i].st.max_inflight) > m)
+				m = ld(&a->workers[i].st.max_inflight);
+		mbuf_printf(b, "# TYPE spogate_max_inflight gauge\nspogate_max_inflight %lu\n",
+		            (unsigned long)m);
+	}
+	mbuf_printf(b, "# TYPE spogate_disconnects_total counter\n");
+	for (i = 0; i <= SPOP_ST_RES + 1; i++) {
+		uint64_t s = SUM(disconnects[i]);
+
+		if (s)
+			mbuf_printf(b, "spogate_disconnects_total{status=\"%d\"} %lu\n",
+			            i <= SPOP_ST_RES ? i : 99, (unsigned long)s);
+	}
+	mbuf_printf(b, "# HELP spogate_decisions_total Decisions by verdict.\n"
+	               "# TYPE spogate_decisions_total counter\n");
+	for (i = 0; i < 5; i++)
+		mbuf_printf(b, "spogate_decisions_total{verdict=\"%s\"} %lu\n", statuses[i],
+		            (unsigned long)SUM(decisions[i]));
+	mbuf_printf(b, "# TYPE spogate_denials_total counter\n");
+	for (i = 1; i < GW_R_MAX; i++)
+		mbuf_printf(b, "spogate_denials_total{reason=\"%s\"} %lu\n",
+		            gw_reason_str((enum gw_reason)i), (unsigned long)SUM(reasons[i]));
+	mbuf_printf(b, "# HELP spogate_decision_seconds Time from NOTIFY to ACK.\n"
+	               "# TYPE spogate_decision_seconds histogram\n");
+	for (i = 0; i < WORKER_LAT_BUCKETS; i++) {
+		cum += SUM(lat_bucket[i]);
+		mbuf_printf(b, "spogate_decision_seconds_bucket{le=\"%g\"} %lu\n",
+		            worker_lat_bounds_us[i] / 1e6, (unsigned long)cum);
+	}
+	mbuf_printf(b, "spogate_decision_seconds_bucket{le=\"+Inf\"} %lu\n",
+	            (unsigned long)SUM(lat_count));
+	mbuf_printf(b, "spogate_decision_seconds_sum %.6f\n", (double)SUM(lat_sum_us) / 1e6);
+	mbuf_printf(b, "spogate_decision_seconds_count %lu\n", (unsigned long)SUM(lat_count));
+	for (src = sources; src; src = src->next)
+		src->render(a, b);
+}
+
+static void client_close(struct ev_loop *loop, struct mclient *c)
+{
+	ev_io_stop(loop, &c->io);
+	ev_timer_stop(loop, &c->timeout);
+	close(c->io.fd);
+	free(c);
+}
+
+static void respond(int fd, const char *status, const char *ctype, const char *body, size_t len)
+{
+	char hdr[256];
+	int n = snprintf(hdr, sizeof(hdr), "HTTP/1.1 %s\r\nContent-Type: %s\r\n"
+	                 "Content-Length: %zu\r\nConnection: close\r\n\r\n", status, ctype, len);
+	size_t off = 0;
+
+	/* Blocking send on a scrape socket: bodies are small and local. */
+	if (send(fd, hdr, (size_t)n, MSG_NOSIGNAL) < 0)
+		return;
+	while (off < len) {
+		ssize_t w = send(fd, body + off, len - off, MSG_NOSIGNAL);
+
+		if (w <= 0) {
+			if (w < 0 && (errno == EINTR || errno == EAGAIN))
+				continue;
+			return;
+		}
+		off += (size_t)w;
+	}
+}
+
+static void on_client(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct mclient *c = w->data;
+	ssize_t n;
+
+	(void)revents;
+	n = recv(w->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len, 0);
+	if (n <= 0) {
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		client_close(loop, c);
+		return;
+	}
+	c->len += (size_t)n;
+	c->buf[c->len] = '\0';
+	if (!strstr(c->buf, "\r\n\r\n") && !strstr(c->buf, "\n\n")) {
+		if (c->len == sizeof(c->buf) - 1)
+			client_close(loop, c);
+		return;
+	}
+	if (strncmp(c->buf, "GET /metrics ", 13) == 0 || strncmp(c->buf, "GET /metrics?", 13) == 0) {
+		struct mbuf b = { 0 };
+
+		render(the_agent, &b);
+		if (b.err)
+			respond(w->fd, "500 Internal Server Error", "text/plain", "error\n", 6);
+		else
+			respond(w->fd, "200 OK", "text/plain; version=0.0.4", b.buf, b.len);
+		free(b.buf);
+	} else if (strncmp(c->buf, "GET /healthz ", 13) == 0) {
+		respond(w->fd, "200 OK", "text/plain", "ok\n", 3);
+	} else {
+		respond(w->fd, "404 Not Found", "text/plain", "not found\n", 10);
+	}
+	client_close(loop, c);
+}
+
+static void on_client_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)revents;
+	client_close(loop, t->data);
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct mclient *c;
+	int fd;
+
+	(void)revents;
+	fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0)
+		return;
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return;
+	}
+	ev_io_init(&c->io, on_client, fd, EV_READ);
+	c->io.data = c;
+	ev_timer_init(&c->timeout, on_client_timeout, 5., 0.);
+	c->timeout.data = c;
+	ev_io_start(loop, &c->io);
+	ev_timer_start(loop, &c->timeout);
+}
+
+int metrics_start(struct agent *a)
+{
+	struct addrinfo hints, *res;
+	char port[16];
+	int one = 1;
+
+	if (a->cfg.metrics_port == 0)
+		return 0;
+	the_agent = a;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+	snprintf(port, sizeof(port), "%d", a->cfg.metrics_port);
+	if (getaddrinfo(a->cfg.metrics_host, port, &hints, &res) != 0) {
+		log_error("metrics_listen %s:%d: not a numeric address", a->cfg.metrics_host,
+		          a->cfg.metrics_port);
+		return -1;
+	}
+	listen_fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (listen_fd < 0 ||
+	    setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(listen_fd, res->ai_addr, res->ai_addrlen) < 0 || listen(listen_fd, 64) < 0) {
+		log_error("metrics_listen %s:%d: %s", a->cfg.metrics_host, a->cfg.metrics_port,
+		          strerror(errno));
+		if (listen_fd >= 0)
+			close(listen_fd);
+		listen_fd = -1;
+		freeaddrinfo(res);
+		return -1;
+	}
+	freeaddrinfo(res);
+	ev_io_init(&accept_w, on_accept, listen_fd, EV_READ);
+	ev_io_start(a->main_loop, &accept_w);
+	return 0;
+}
+
+void metrics_stop(struct agent *a)
+{
+	if (listen_fd < 0)
+		return;
+	ev_io_stop(a->main_loop, &accept_w);
+	close(listen_fd);
+	listen_fd = -1;
+}

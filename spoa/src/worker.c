@@ -1,0 +1,268 @@
+/*
+ * Worker threads. Each binds its own SO_REUSEPORT socket so the kernel
+ * spreads HAProxy's connections across loops with no shared accept queue
+ * and no lock on the hot path.
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "conn.h"
+#include "log.h"
+
+#define DRAIN_TIMEOUT 10.0   /* seconds a stopping worker waits for decisions */
+
+const double worker_lat_bounds_us[WORKER_LAT_BUCKETS] = {
+	25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000,
+	250000, 1000000,
+};
+
+static int listen_socket(const char *host, int port)
+{
+	struct addrinfo hints, *res, *ai;
+	char portstr[16];
+	int fd = -1, one = 1, rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	rc = getaddrinfo(host, portstr, &hints, &res);
+	if (rc != 0) {
+		log_error("listen %s:%d: %s (a numeric address is required)", host, port,
+		          gai_strerror(rc));
+		return -1;
+	}
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			continue;
+		if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
+		    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == 0 &&
+		    bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 1024) == 0)
+			break;
+		log_error("listen %s:%d: %s", host, port, strerror(errno));
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *wio, int revents)
+{
+	struct worker *w = wio->data;
+	int fd, one = 1;
+
+	(void)loop;
+	(void)revents;
+	for (;;) {
+		fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				log_warn("worker %d: accept: %s", w->id, strerror(errno));
+			return;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		conn_accept(w, fd);
+	}
+}
+
+static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+	(void)loop;
+	(void)revents;
+	conn_flush_dirty(p->data);
+}
+
+static void on_drain_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct worker *w = t->data;
+
+	(void)revents;
+	log_warn("worker %d: drain timeout, closing %u connections", w->id, w->nconns);
+	conn_shutdown_all(w, 1);
+	ev_break(loop, EVBREAK_ONE);
+}
+
+static void do_stop(void *arg)
+{
+	struct worker *w = arg;
+
+	if (w->stopping)
+		return;
+	w->stopping = 1;
+	ev_io_stop(w->loop, &w->accept_w);
+	close(w->listen_fd);
+	w->listen_fd = -1;
+	conn_shutdown_all(w, 0);
+	if (w->nconns == 0) {
+		ev_break(w->loop, EVBREAK_ONE);
+		return;
+	}
+	ev_timer_init(&w->drain_w, on_drain_timeout, DRAIN_TIMEOUT, 0.);
+	w->drain_w.data = w;
+	ev_timer_start(w->loop, &w->drain_w);
+}
+
+static void on_wake(struct ev_loop *loop, ev_async *a, int revents)
+{
+	struct worker *w = a->data;
+	struct worker_job *jobs, *j;
+
+	(void)loop;
+	(void)revents;
+	pthread_mutex_lock(&w->jobs_lock);
+	jobs = w->jobs;
+	w->jobs = NULL;
+	w->jobs_tail = &w->jobs;
+	pthread_mutex_unlock(&w->jobs_lock);
+	while ((j = jobs)) {
+		jobs = j->next;
+		j->fn(j->arg);
+		free(j);
+	}
+}
+
+int worker_post(struct worker *w, void (*fn)(void *arg), void *arg)
+{
+	struct worker_job *j = malloc(sizeof(*j));
+
+	if (!j)
+		return -1;
+	j->fn = fn;
+	j->arg = arg;
+	j->next = NULL;
+	pthread_mutex_lock(&w->jobs_lock);
+	*w->jobs_tail = j;
+	w->jobs_tail = &j->next;
+	pthread_mutex_unlock(&w->jobs_lock);
+	ev_async_send(w->loop, &w->wake_w);
+	return 0;
+}
+
+int worker_init(struct worker *w, struct agent *a, int id)
+{
+	memset(w, 0, sizeof(*w));
+	w->agent = a;
+	w->id = id;
+	w->rand_state = (unsigned)time(NULL) ^ (unsigned)(id * 2654435761u);
+	w->jobs_tail = &w->jobs;
+	pthread_mutex_init(&w->jobs_lock, NULL);
+	w->listen_fd = listen_socket(a->cfg.listen_host, a->cfg.listen_port);
+	if (w->listen_fd < 0)
+		return -1;
+	/* Signals belong to the main loop; workers never see them. */
+	w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+	if (!w->loop) {
+		close(w->listen_fd);
+		return -1;
+	}
+	ev_io_init(&w->accept_w, on_accept, w->listen_fd, EV_READ);
+	w->accept_w.data = w;
+	ev_io_start(w->loop, &w->accept_w);
+	ev_async_init(&w->wake_w, on_wake);
+	w->wake_w.data = w;
+	ev_async_start(w->loop, &w->wake_w);
+	ev_prepare_init(&w->flush_w, on_prepare);
+	w->flush_w.data = w;
+	ev_prepare_start(w->loop, &w->flush_w);
+	return 0;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	ev_run(w->loop, 0);
+	/* Run jobs posted while stopping (late gRPC completions) then leave. */
+	on_wake(w->loop, &w->wake_w, 0);
+	return NULL;
+}
+
+int worker_start(struct worker *w)
+{
+	sigset_t all, old;
+	int rc;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(&w->thread, NULL, worker_main, w);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		log_error("worker %d: pthread_create: %s", w->id, strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
+void worker_stop(struct worker *w)
+{
+	if (worker_post(w, do_stop, w) < 0)
+		log_error("worker %d: cannot post stop", w->id);
+}
+
+void worker_join(struct worker *w)
+{
+	pthread_join(w->thread, NULL);
+}
+
+void worker_destroy(struct worker *w)
+{
+	struct worker_job *j;
+
+	conn_shutdown_all(w, 1);
+	while ((j = w->jobs)) {
+		w->jobs = j->next;
+		free(j);
+	}
+	if (w->listen_fd >= 0)
+		close(w->listen_fd);
+	if (w->loop)
+		ev_loop_destroy(w->loop);
+	w->loop = NULL;
+	pthread_mutex_destroy(&w->jobs_lock);
+}
+
+static void add(uint64_t *p, uint64_t v)
+{
+	__atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+}
+
+void worker_count_decision(struct worker *w, const struct gw_verdict *v, double seconds)
+{
+	uint64_t us = seconds > 0 ? (uint64_t)(seconds * 1e6) : 0;
+	int slot, i;
+
+	switch (v->status) {
+	case 0:   slot = 0; break;
+	case 401: slot = 1; break;
+	case 403: slot = 2; break;
+	case 429: slot = 3; break;
+	default:  slot = 4; break;
+	}
+	add(&w->st.decisions[slot], 1);
+	if ((unsigned)v->reason < GW_R_MAX)
+		add(&w->st.reasons[v->reason], 1);
+	add(&w->st.lat_count, 1);
+	add(&w->st.lat_sum_us, us);
+	for (i = 0; i < WORKER_LAT_BUCKETS; i++)
+		if ((double)us <= worker_lat_bounds_us[i]) {
+			add(&w->st.lat_bucket[i], 1);
+			break;
+		}
+}
