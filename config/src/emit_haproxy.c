@@ -137,7 +137,11 @@ static void emit_global(const struct gen_gateway *g, const struct gen_opts *o, s
 		gen_buf_printf(b, "    stats socket %s/haproxy.sock mode 600 level admin expose-fd listeners\n",
 			       sock_dir);
 	gen_buf_puts(b, "    stats timeout 30s\n");
-	gen_buf_printf(b, "    nbthread %ld\n    maxconn %ld\n", g->nbthread, g->maxconn);
+	gen_buf_printf(b, "    nbthread %ld\n", g->nbthread);
+	/* Without maxconn HAProxy sizes itself from the file-descriptor limit,
+	 * which is what works everywhere (containers often cap it). */
+	if (g->maxconn)
+		gen_buf_printf(b, "    maxconn %ld\n", g->maxconn);
 	if (strcmp(g->log_target, "stdout") == 0 || strcmp(g->log_target, "stderr") == 0)
 		gen_buf_printf(b, "    log %s format raw %s\n", g->log_target, g->log_facility);
 	else

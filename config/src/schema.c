@@ -799,7 +799,6 @@ int gen_gateway_load(struct gen_gateway *g, const struct gen_opts *o, struct gen
 	g->port = 8080;
 	g->bind = "0.0.0.0";
 	g->nbthread = 2;
-	g->maxconn = 10000;
 	if (gy_load_file(o->gateway_file, d, &g->root) < 0)
 		return -1;
 
