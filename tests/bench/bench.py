@@ -36,7 +36,6 @@ import tokens as jwtmint  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 CONF = os.path.join(HERE, "conf")
-FOUNDATION = os.path.join(ROOT, "tests", "integration", "conf")
 
 # The same client settings for every HTTP configuration.
 WRK_THREADS = 1
@@ -203,14 +202,15 @@ def strip_haproxy_logs(path, threads):
 
 
 def http_get(url, headers):
+    """(status, body, {lower-case header: value}) of one GET."""
     req = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=5) as r:
-            return r.status, r.read().decode(errors="replace")
+            return r.status, r.read().decode(errors="replace"), {k.lower(): v for k, v in r.getheaders()}
     except urllib.error.HTTPError as e:
-        return e.code, e.read().decode(errors="replace")
+        return e.code, e.read().decode(errors="replace"), {k.lower(): v for k, v in e.headers.items()}
     except OSError as e:
-        return 0, str(e)
+        return 0, str(e), {}
 
 
 def to_us(text):
@@ -276,6 +276,21 @@ class Env:
             self.redis_port = port
         return self.redis_port
 
+    def refsvc(self):
+        """The reference Authz Service: bench-user has the role that grants
+        the route's permission; bench-noperm has none."""
+        if "refsvc" not in self.shared:
+            port = free_port()
+            policy = os.path.join(self.workdir, "policy.json")
+            with open(policy, "w") as f:
+                json.dump({"users": {"bench-user": ["reader"]}, "roles": {"reader": [PERMISSION]},
+                           "cache_ttl_seconds": 30}, f)
+            self.shared["refsvc"] = self.procs.spawn(
+                "refsvc", [self.binary("spogate-refsvc"), "serve", "--listen", "127.0.0.1:%d" % port,
+                           "--policy", policy], port)
+            self.refsvc_port = port
+        return self.refsvc_port
+
     def shared_pids(self):
         return [p.pid for p in self.shared.values()]
 
@@ -295,20 +310,23 @@ class Env:
                                                     os.path.join(kd, "si"), kid="rs1")
         self.tokens["es256"] = jwtmint.mint_openssl("ES256", self.keys["es256"][0], [claims],
                                                     os.path.join(kd, "si"), kid="es1")
+        noperm = dict(claims, sub="bench-noperm", roles=["nobody"], permissions=[], scope="")
+        self.tokens["rs256-noperm"] = jwtmint.mint_openssl("RS256", self.keys["rs256"][0], [noperm],
+                                                           os.path.join(kd, "si"), kid="rs1")
         self.tokens["opaque"] = ["bench-opaque-token"]
-        # A token whose signature does not match: only a real verifier refuses it.
-        t = self.tokens["rs256"][0]
-        self.tokens["rs256-bad"] = [t[:-8] + ("AAAAAAAA" if not t.endswith("AAAAAAAA") else "BBBBBBBB")]
+        # Tokens whose signature does not match: only a real verifier refuses them.
+        for kind in ("rs256", "es256"):
+            t = self.tokens[kind][0]
+            self.tokens[kind + "-bad"] = [t[:-8] + ("AAAAAAAA" if not t.endswith("AAAAAAAA") else "BBBBBBBB")]
         self.tokens["hs256-bad"] = [jwtmint.mint_hs256("not-the-secret", claims)]
 
     def distinct_rs256(self, n):
         """n distinct valid RS256 tokens (the cache-miss path), minted once."""
         if "rs256-distinct" not in self.tokens:
             now = int(time.time())
-            claims = [dict(self.claims, jti="bench-%d" % i, iat=now) for i in range(n)]
-            self.tokens["rs256-distinct"] = jwtmint.mint_openssl(
-                "RS256", self.keys["rs256"][0], claims,
-                os.path.join(self.workdir, "keys", "si"), kid="rs1")
+            signer = jwtmint.RsaSigner(self.keys["rs256"][0])
+            self.tokens["rs256-distinct"] = [signer.mint(dict(self.claims, jti="bench-%d" % i, iat=now),
+                                                         kid="rs1") for i in range(n)]
             path = os.path.join(self.workdir, "rs256-distinct.tokens")
             with open(path, "w") as f:
                 f.write("\n".join(self.tokens["rs256-distinct"]) + "\n")
@@ -344,7 +362,7 @@ class HttpTarget:
         self.header = header        # the Authorization value every wrk request carries, or None
         self.pids = pids            # its own server processes (HAProxy, nginx, agent)
         self.agent_pids = agent_pids
-        self.checks = checks        # [(Authorization or None, expected status, what it shows)]
+        self.checks = checks        # [Check]
 
 
 class SpopTarget:
@@ -354,20 +372,23 @@ class SpopTarget:
         self.args = args            # spogate-bench arguments besides target/duration
 
 
+class Check:
+    """One request made before measuring. A failed check means the bench is
+    broken; a failed probe means the build does not implement the stage."""
+
+    def __init__(self, token, status, what, header=None, probe=False):
+        self.token = token          # a key of Env.tokens, or None for no Authorization
+        self.status = status
+        self.what = what
+        self.header = header        # a response header that must be present
+        self.probe = probe
+
+
 def cfg_dir(env, name):
     d = os.path.join(env.workdir, name)
     os.makedirs(d, exist_ok=True)
     env.cfg_port = free_port()
     return d
-
-
-def start_plain(env, c):
-    d = cfg_dir(env, c["name"])
-    cfg = fill(os.path.join(CONF, "plain.cfg.in"), os.path.join(d, "haproxy.cfg"),
-               THREADS=SERVER_THREADS, HTTP_PORT=env.cfg_port, ECHO_PORT=env.echo())
-    p = env.start_haproxy(c["name"], cfg)
-    return HttpTarget("http://127.0.0.1:%d/private/bench" % env.cfg_port, None, [p.pid], [],
-                      [(None, 200, "proxies to the echo backend")])
 
 
 def start_native(env, c):
@@ -379,13 +400,13 @@ def start_native(env, c):
                ALG=alg, KEY=key, IP_LIMIT=NEVER_FIRING_LIMIT)
     p = env.start_haproxy(c["name"], cfg)
     kind = alg.lower()
-    good = "Bearer " + env.tokens[kind][0]
     other = "rs256" if kind == "hs256" else "hs256"
-    return HttpTarget("http://127.0.0.1:%d/private/bench" % env.cfg_port, good, [p.pid], [],
-                      [(good, 200, "a valid token passes"),
-                       (None, 401, "no token is refused"),
-                       ("Bearer " + env.tokens[kind + "-bad"][0], 401, "a bad signature is refused"),
-                       ("Bearer " + env.tokens[other][0], 401, "another alg is refused (alg pinned)")])
+    return HttpTarget("http://127.0.0.1:%d/private/bench" % env.cfg_port,
+                      "Bearer " + env.tokens[kind][0], [p.pid], [],
+                      [Check(kind, 200, "a valid token passes"),
+                       Check(None, 401, "no token is refused"),
+                       Check(kind + "-bad", 401, "a bad signature is refused"),
+                       Check(other, 401, "another alg is refused (alg pinned)")])
 
 
 def start_nginx(env, c):
@@ -393,81 +414,209 @@ def start_nginx(env, c):
     conf = fill(os.path.join(CONF, "nginx-authreq.conf.in"), os.path.join(d, "nginx.conf"),
                 THREADS=SERVER_THREADS, DIR=d, HTTP_PORT=env.cfg_port, AUTH_PORT=free_port(),
                 ECHO_PORT=env.echo())
-    check = subprocess.run(["/usr/sbin/nginx", "-t", "-q", "-p", d, "-e", os.path.join(d, "nginx-error.log"),
-                            "-c", conf], capture_output=True, text=True)
+    errlog = os.path.join(d, "nginx-error.log")
+    check = subprocess.run(["/usr/sbin/nginx", "-t", "-q", "-p", d, "-e", errlog, "-c", conf],
+                           capture_output=True, text=True)
     if check.returncode != 0:
         raise BenchError("nginx -t refused %s: %s" % (conf, (check.stdout + check.stderr).strip()))
     p = env.procs.spawn(c["name"] + "-nginx",
-                        ["/usr/sbin/nginx", "-p", d, "-e", os.path.join(d, "nginx-error.log"), "-c", conf],
-                        env.cfg_port)
-    good = "Bearer " + env.tokens["rs256"][0]
-    return HttpTarget("http://127.0.0.1:%d/private/bench" % env.cfg_port, good, [p.pid], [],
-                      [(good, 200, "auth_request then the echo backend")])
+                        ["/usr/sbin/nginx", "-p", d, "-e", errlog, "-c", conf], env.cfg_port)
+    return HttpTarget("http://127.0.0.1:%d/private/bench" % env.cfg_port,
+                      "Bearer " + env.tokens["rs256"][0], [p.pid], [],
+                      [Check("rs256", 200, "auth_request then the echo backend")])
 
 
-# The agent's stages. One entry per stage that exists; a spogate-<name>
-# configuration and (for the agent rows) the decision path come from here.
-#   agent:  the agent.json sections of the stage (merged over the defaults)
-#   token:  which token the requests carry
-#   probe:  requests only a real implementation of the stage refuses; if
-#           the agent lets them through, the stage is not built yet and the
-#           configuration is skipped (reported, never silently)
-#   full:   the issue's full pipeline (RS256 cached + authz + both limits)
+# --------------------------------------------------------------------------
+# spogate: the agent's stages, one entry each. A spogate-<name> configuration
+# is generated by spogate-gen from the bench's gateway YAML with the entry's
+# sections merged in.
+#   gateway(env):  gateway YAML sections of the stage ("route" goes into the route)
+#   services:      shared services it needs ("redis", "refsvc")
+#   token:         the token every request carries (a key of Env.tokens)
+#   probe:         requests only a real implementation of the stage answers
+#                  this way; if the agent does not, the build does not have
+#                  the stage yet and the configuration is skipped (reported)
+#   spop:          spogate-bench arguments matching the route (perm, limits)
+#   full:          the issue's full pipeline (RS256 cached + authz + both limits)
+
+
+def jwt_auth(alg):
+    def sections(env):
+        kind = alg.lower()
+        return {"auth": {"mode": "jwt", "issuer": ISSUER, "audiences": [AUDIENCE],
+                         "pem_keys": [{"kid": kind[:2] + "1", "alg": alg, "file": env.keys[kind][1]}],
+                         "algorithms": [alg], "cache_ttl": "60s"}}
+    return sections
+
+
+def authz_claims(env):
+    return {"authz": {"mode": "claims"}, "route": {"permission": PERMISSION}}
+
+
+def authz_service(env):
+    return {"authz": {"mode": "service", "service": "authz-service", "cache_ttl": "30s"},
+            "route": {"permission": PERMISSION}}
+
+
+def limits(env):
+    policy = "%d/minute" % NEVER_FIRING_LIMIT
+    return {"rate_limiting": {"per_user": policy, "per_ip": policy},
+            "redis": {"address": "127.0.0.1:%d" % env.redis()}}
+
+
+def merge(*parts):
+    def sections(env):
+        out = {}
+        for p in parts:
+            for k, v in p(env).items():
+                out.setdefault(k, {}).update(v)
+        return out
+    return sections
+
+
+RL_SPOP = ["--rl-user", "%d/60" % NEVER_FIRING_LIMIT, "--rl-ip", "%d/60" % NEVER_FIRING_LIMIT]
+PERMISSION = "bench.read"
 SPOGATE_STAGES = [
     {"name": "token", "desc": "token presence only (auth.mode none)",
-     "agent": {"auth": {"mode": "none"}}, "token": "opaque",
-     "probe": [(None, 401, "no token is refused")], "full": False},
+     "gateway": lambda env: {"auth": {"mode": "none"}}, "token": "opaque",
+     "probe": [Check(None, 401, "no token is refused")]},
+    {"name": "rs256", "desc": "RS256 JWT verified by the agent, cached",
+     "gateway": jwt_auth("RS256"), "token": "rs256",
+     "probe": [Check("rs256-bad", 401, "a bad RS256 signature is refused")]},
+    {"name": "es256", "desc": "ES256 JWT verified by the agent, cached",
+     "gateway": jwt_auth("ES256"), "token": "es256",
+     "probe": [Check("es256-bad", 401, "a bad ES256 signature is refused")]},
+    {"name": "rs256-claims", "desc": "RS256 JWT + authz by the token's claims",
+     "gateway": merge(jwt_auth("RS256"), authz_claims), "token": "rs256",
+     "probe": [Check("rs256-noperm", 403, "a token without the permission is refused")],
+     "spop": ["--perm", PERMISSION]},
+    {"name": "rs256-authz", "desc": "RS256 JWT + authz by the reference service, cached",
+     "gateway": merge(jwt_auth("RS256"), authz_service), "services": ["refsvc"], "token": "rs256",
+     "probe": [Check("rs256-noperm", 403, "the Authz Service refuses a user without the role")],
+     "spop": ["--perm", PERMISSION]},
+    {"name": "rs256-limits", "desc": "RS256 JWT + per-user and per-IP limits in Redis",
+     "gateway": merge(jwt_auth("RS256"), limits), "services": ["redis"], "token": "rs256",
+     "probe": [Check("rs256", 200, "the agent reports the applied limit", header="RateLimit-Limit")],
+     "spop": RL_SPOP},
+    {"name": "full", "desc": "RS256 JWT cached + authz service + per-user and per-IP limits",
+     "gateway": merge(jwt_auth("RS256"), authz_service, limits), "services": ["refsvc", "redis"],
+     "token": "rs256", "full": True,
+     "probe": [Check("rs256-bad", 401, "a bad RS256 signature is refused"),
+               Check("rs256-noperm", 403, "the Authz Service refuses a user without the role"),
+               Check("rs256", 200, "the agent reports the applied limit", header="RateLimit-Limit")],
+     "spop": ["--perm", PERMISSION] + RL_SPOP},
 ]
 
 
-def agent_json(env, stage, port, path):
-    cfg = {"listen": "127.0.0.1:%d" % port, "threads": SERVER_THREADS, "log_level": "warn"}
-    for k, v in stage["agent"].items():
-        cfg[k] = v
-    with open(path, "w") as f:
-        json.dump(cfg, f, indent=2)
-    return path
+def generate(env, name, stage):
+    """Runs spogate-gen on the bench's gateway YAML (plus the stage's
+    sections) and returns (dir, agent port). JSON is YAML, so the inputs are
+    written with json.dumps."""
+    d = cfg_dir(env, name)
+    agent_port = free_port()
+    route = {"path": "/private/**", "service": "echo", "auth_required": stage is not None}
+    gw = {"port": env.cfg_port, "bind": "127.0.0.1", "nbthread": SERVER_THREADS, "maxconn": 4096,
+          "routes": [route],
+          "agent": {"address": "127.0.0.1:%d" % agent_port, "threads": SERVER_THREADS,
+                    "log_level": "warn"},
+          "admin": {"stats": "127.0.0.1:%d" % free_port()}}
+    if stage is None:
+        gw["auth"] = {"mode": "none"}
+    else:
+        for k, v in stage["gateway"](env).items():
+            if k == "route":
+                route.update(v)
+            else:
+                gw[k] = v
+    services = {"echo": {"servers": ["127.0.0.1:%d" % env.echo()], "health": False}}
+    if stage is not None and "refsvc" in stage.get("services", []):
+        services["authz-service"] = {"grpc": "127.0.0.1:%d" % env.refsvc()}
+    if stage is not None and "redis" in stage.get("services", []):
+        env.redis()
+    gw_path, reg_path = os.path.join(d, "gateway.yaml"), os.path.join(d, "registry.yaml")
+    with open(gw_path, "w") as f:
+        json.dump({"gateway": gw}, f, indent=2)
+    with open(reg_path, "w") as f:
+        json.dump({"services": services}, f, indent=2)
+    out = subprocess.run([env.binary("spogate-gen"), "-q", "-g", gw_path, "-r", reg_path,
+                          "-o", d, "--run-dir", d], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise StageMissing("spogate-gen refuses the stage: %s" % (out.stdout + out.stderr).strip())
+    return d, agent_port
+
+
+def start_plain(env, c):
+    d, _ = generate(env, c["name"], None)
+    p = env.start_haproxy(c["name"], os.path.join(d, "haproxy.cfg"))
+    return HttpTarget("http://127.0.0.1:%d/private/bench" % env.cfg_port, None, [p.pid], [],
+                      [Check(None, 200, "proxies to the echo backend")])
 
 
 def start_spogate(env, c):
     stage = c["stage"]
-    d = cfg_dir(env, c["name"])
-    agent_port = free_port()
-    aj = agent_json(env, stage, agent_port, os.path.join(d, "agent.json"))
-    agent = env.start_agent(c["name"], aj, agent_port)
-    # Until spogate-gen lands, the hand-written foundation config carries the
-    # SPOE contract; it has the same /private/ route as the other configs.
-    fill(os.path.join(FOUNDATION, "foundation-spoe.conf.in"), os.path.join(d, "spoe.conf"),
-         PROCESSING="500ms")
-    cfg = fill(os.path.join(FOUNDATION, "foundation.cfg.in"), os.path.join(d, "haproxy.cfg"),
-               DIR=d, HTTP_PORT=env.cfg_port, ECHO_PORT=env.echo(), AGENT_PORT=agent_port)
-    p = env.start_haproxy(c["name"], cfg)
-    good = "Bearer " + env.tokens[stage["token"]][0]
-    return HttpTarget("http://127.0.0.1:%d/private/bench" % env.cfg_port, good,
-                      [p.pid, agent.pid], [agent.pid],
-                      [(good, 200, "a valid token passes")]
-                      + [(h, s, w) + ("probe",) for h, s, w in stage["probe"]])
+    d, agent_port = generate(env, c["name"], stage)
+    agent = env.start_agent(c["name"], os.path.join(d, "agent.json"), agent_port)
+    p = env.start_haproxy(c["name"], os.path.join(d, "haproxy.cfg"))
+    return HttpTarget("http://127.0.0.1:%d/private/bench" % env.cfg_port,
+                      "Bearer " + env.tokens[stage["token"]][0], [p.pid, agent.pid], [agent.pid],
+                      [Check(stage["token"], 200, "a valid token passes")]
+                      + [Check(k.token, k.status, k.what, k.header, probe=True) for k in stage["probe"]])
 
 
 def start_agent_only(env, c):
+    """The agent alone, with the stage's generated agent.json; the miss path
+    sends distinct tokens with the token cache off, so every decision verifies."""
     stage = c["stage"]
-    d = cfg_dir(env, c["name"])
-    port = free_port()
-    aj = agent_json(env, stage, port, os.path.join(d, "agent.json"))
+    d, port = generate(env, c["name"], stage)
+    aj = os.path.join(d, "agent.json")
+    if c["path"] == "miss":
+        with open(aj) as f:
+            cfg = json.load(f)
+        cfg["auth"]["cache_ttl_ms"] = 0
+        with open(aj, "w") as f:
+            json.dump(cfg, f, indent=2)
     agent = env.start_agent(c["name"], aj, port)
-    args = ["--connections", str(c["connections"]), "--depth", str(c["depth"]), "--mix", "token:100"]
-    if c.get("path") == "miss":
-        args += ["--tokens-file", env.distinct_rs256(c["distinct"])]
+    t = SpopTarget(port, agent.pid, ["--connections", str(c["connections"]), "--depth", str(c["depth"]),
+                                     "--mix", "token:100"] + stage.get("spop", []))
+    for k in stage["probe"]:
+        probe_agent(env, c, t, k)
+    if c["path"] == "miss":
+        t.args += ["--tokens-file", env.distinct_rs256(DISTINCT_TOKENS)]
     else:
-        args += ["--token", env.tokens[stage["token"]][0]]
-    return SpopTarget(port, agent.pid, args)
+        t.args += ["--token", env.tokens[stage["token"]][0]]
+    return t
+
+
+def probe_agent(env, c, t, k):
+    """The agent-only rows need their stage built too: one decision through
+    spogate-bench with the probe's token must get the probe's status."""
+    if k.header or k.status == 200:
+        return
+    cmd = [env.binary("spogate-bench"), "--target", "127.0.0.1:%d" % t.port, "--connections", "1",
+           "--duration", "0.2", "--warmup", "0", "--json"]
+    if k.token is None:
+        cmd += ["--mix", "missing:100"]
+    else:
+        cmd += ["--mix", "token:100", "--token", env.tokens[k.token][0]]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    try:
+        j = json.loads(out.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise BenchError("%s: spogate-bench probe failed: %s" % (c["name"], out.stderr.strip()))
+    key = {401: "s401", 403: "s403", 429: "s429"}.get(k.status)
+    if not key or j.get(key, 0) != j["decisions"] or not j["decisions"]:
+        raise StageMissing("the stage is not enforced by this build: %s: %s" % (c["name"], k.what))
+
+
+# More distinct tokens than decisions in flight (4 x 64), signed in Python.
+DISTINCT_TOKENS = 512
 
 
 def configurations():
     """Every configuration, in the order of a round."""
     out = [
         {"name": "plain", "kind": "http", "start": start_plain,
-         "desc": "HAProxy proxying to the echo backend, no auth, no limits"},
+         "desc": "HAProxy proxying to the echo backend, no auth, no limits (generated config)"},
         {"name": "native-hs256", "kind": "http", "start": start_native, "alg": "HS256",
          "desc": "HAProxy jwt_verify HS256, alg pinned, exp check, per-IP stick-table limit"},
         {"name": "native-rs256", "kind": "http", "start": start_native, "alg": "RS256",
@@ -477,14 +626,20 @@ def configurations():
     ]
     for s in SPOGATE_STAGES:
         out.append({"name": "spogate-" + s["name"], "kind": "http", "start": start_spogate,
-                    "stage": s, "full": s["full"], "desc": "HAProxy + agent: " + s["desc"]})
-    # The agent alone. The decision path follows the richest token stage built.
-    for depth, conns in ((1, 32), (64, 4)):
-        out.append({"name": "agent-d%d-%s" % (depth, "token"), "kind": "spop",
-                    "start": start_agent_only, "stage": SPOGATE_STAGES[0], "path": "token",
-                    "depth": depth, "connections": conns,
-                    "desc": "spogate-bench to the agent alone, %d connections x depth %d, %s"
-                            % (conns, depth, SPOGATE_STAGES[0]["desc"])})
+                    "stage": s, "full": s.get("full", False), "desc": "HAProxy + agent: " + s["desc"]})
+    # The agent alone: token presence, and the RS256 cache-hit and cache-miss
+    # paths (skipped with the rs256 stage until the build has it).
+    by_name = {s["name"]: s for s in SPOGATE_STAGES}
+    for path, stage in (("token", by_name["token"]), ("hit", by_name["rs256"]),
+                        ("miss", by_name["rs256"])):
+        for depth, conns in ((1, 32), (64, 4)):
+            what = {"token": "token presence", "hit": "RS256 cache hit (one token)",
+                    "miss": "RS256 cache miss (%d distinct tokens, cache off)" % DISTINCT_TOKENS}[path]
+            out.append({"name": "agent-d%d-%s" % (depth, path), "kind": "spop",
+                        "start": start_agent_only, "stage": stage, "path": path,
+                        "depth": depth, "connections": conns,
+                        "desc": "spogate-bench to the agent alone, %d connections x depth %d, %s"
+                                % (conns, depth, what)})
     return out
 
 
@@ -492,16 +647,17 @@ def configurations():
 # Checks and measured runs
 
 
-def run_checks(c, t):
-    """Positive checks must pass (else the bench is broken); a failed probe
-    means the stage is not implemented by this build."""
-    for check in t.checks:
-        header, want, what = check[:3]
-        status, body = http_get(t.url, {"Authorization": header} if header else {})
-        if status == want:
+def run_checks(env, c, t):
+    for k in t.checks:
+        token = env.tokens[k.token][0] if k.token else None
+        status, body, headers = http_get(t.url, {"Authorization": "Bearer " + token} if token else {})
+        if status == k.status and (k.header is None or k.header.lower() in headers):
             continue
-        msg = "%s: %s: got %d, want %d (%s)" % (c["name"], what, status, want, body[:120].strip())
-        if len(check) > 3 and check[3] == "probe":
+        msg = "%s: %s: got %d%s, want %d%s (%s)" % (
+            c["name"], k.what, status, "" if k.header is None or k.header.lower() in headers
+            else " without " + k.header, k.status, "" if k.header is None else " with " + k.header,
+            " ".join(body[:60].split()))
+        if k.probe:
             raise StageMissing("the stage is not enforced by this build: " + msg)
         raise BenchError(msg)
 
@@ -642,7 +798,8 @@ def table(results, skipped):
                        for i, (x, w) in enumerate(zip(row, widths))) for row in [head] + rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     for s in skipped:
-        lines.append("skipped %s: %s" % (s["name"], s["reason"]))
+        reason = s["reason"] if len(s["reason"]) < 110 else s["reason"][:107] + "..."
+        lines.append("skipped %s: %s" % (s["name"], reason))
     return "\n".join(lines)
 
 
@@ -717,11 +874,11 @@ def main():
             try:
                 t = c["start"](env, c)
                 if c["kind"] == "http":
-                    run_checks(c, t)
+                    run_checks(env, c, t)
                 live.append((c, t))
             except StageMissing as e:
                 skipped.append({"name": c["name"], "reason": str(e)})
-                print("bench: skip %s: %s" % (c["name"], e), flush=True)
+                print("bench: skip %s" % c["name"], flush=True)
         # Warm-up: connections, caches, the agent's SPOE connections.
         for c, t in live:
             if warmup > 0:
@@ -746,6 +903,10 @@ def main():
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         failed.append("interrupted")
+    except Exception as e:  # the processes must still be stopped
+        import traceback
+        traceback.print_exc()
+        failed.append("%s: %s" % (type(e).__name__, e))
     finally:
         env.procs.stop_all()
 
