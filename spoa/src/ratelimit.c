@@ -804,7 +804,7 @@ static void render(struct agent *a, struct mbuf *b)
 	        SUMRL(bad_policy));
 	counter(b, "spogate_ratelimit_redis_connects_total", "Redis connections established.",
 	        SUMRL(connects));
-	counter(b, "spogate_ratelimit_redis_disconnects_total", "Redis connections lost or dropped.",
+	counter(b, "spogate_ratelimit_redis_disconnects_total", "Redis connections lost, dropped or refused.",
 	        SUMRL(disconnects));
 	mbuf_printf(b, "# HELP spogate_ratelimit_denied_total Requests denied with 429.\n"
 	               "# TYPE spogate_ratelimit_denied_total counter\n"
