@@ -199,7 +199,6 @@ static void on_connect(const redisAsyncContext *ac, int status)
 	if (rw->ac != ac)
 		return;
 	rw->state = REDIS_UP;
-	rw->backoff = 0;
 	add(&rw->st.connects, 1);
 	rl_breaker_reconnected(&rw->br);
 	if (rw->logged_down)
@@ -450,6 +449,8 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
 		return;
 	}
 	rl_breaker_success(&rw->br);
+	/* Only an answer proves Redis well: a frozen one still accepts TCP. */
+	rw->backoff = 0;
 	rl_outcome_pick(allowed, c->pol, res, c->n, &o);
 	if (!allowed) {
 		/* Remember each denying key until Redis would admit it again,
