@@ -47,7 +47,9 @@
  * ARGV[2i-1], ARGV[2i] = limit and period (seconds) of KEYS[i]. The
  * emission interval is period/limit and the burst tolerance period minus
  * one interval: a full quota is usable at once, then it refills smoothly,
- * with no window boundary to burst across.
+ * with no window boundary to burst across. The interval is at least 1 µs
+ * (a TAT near 1.7e15 µs has no finer resolution in a double), so one key
+ * admits at most a million requests per second whatever its policy.
  *
  * Returns {allowed, remaining_1, reset_ms_1, retry_ms_1, ...}.
  */
@@ -59,7 +61,7 @@ static const char gcra_lua[] =
 	"local ok = 1\n"
 	"for i = 1, n do\n"
 	"  per[i] = tonumber(ARGV[2 * i]) * 1000000\n"
-	"  inc[i] = per[i] / tonumber(ARGV[2 * i - 1])\n"
+	"  inc[i] = math.max(per[i] / tonumber(ARGV[2 * i - 1]), 1)\n"
 	"  local v = tonumber(redis.call('GET', KEYS[i]))\n"
 	"  if v == nil or v < now then v = now end\n"
 	"  tat[i] = v\n"
@@ -71,7 +73,7 @@ static const char gcra_lua[] =
 	"  local retry = 0\n"
 	"  if ok == 1 then\n"
 	"    v = v + inc[i]\n"
-	"    redis.call('SET', KEYS[i], string.format('%d', v), 'PX', math.ceil((v - now) / 1000))\n"
+	"    redis.call('SET', KEYS[i], string.format('%d', v), 'PX', math.max(math.ceil((v - now) / 1000), 1))\n"
 	"  elseif v + inc[i] - now > per[i] then\n"
 	"    retry = v + inc[i] - per[i] - now\n"
 	"  end\n"

@@ -553,6 +553,7 @@ static void test_both_policies_cost_one_script_call(void **state)
 	              N, secs, N / secs, calls, gets, usec);
 	assert_int_equal(calls, N);
 	assert_int_equal(gets, 2 * N);
+	assert_true(h_metric(S.metrics_port, "spogate_ratelimit_redis_errors_total") == 0);
 	free(st);
 }
 
@@ -680,6 +681,27 @@ static void test_script_cache_flush_is_transparent(void **state)
 	assert_true(h_metric(S.metrics_port, "spogate_ratelimit_redis_errors_total") == 0);
 }
 
+/* A policy at the parser's limits still runs the script without error. */
+static void test_extreme_policies_are_evaluated(void **state)
+{
+	struct opts o = { .rl_user = "1/31622400", .rl_ip = "1000000000/1" };
+	struct h_resp r;
+
+	(void)state;
+	start("rl_extreme", &o);
+	assert_int_equal(get_as(&r, "/public/x", NULL, NULL), 200);
+	assert_int_equal(hdr_long(&r, "RateLimit-Limit"), 1000000000);
+	h_resp_free(&r);
+	assert_int_equal(get_as(&r, "/private/x", "quinn", NULL), 200);
+	assert_int_equal(hdr_long(&r, "RateLimit-Limit"), 1);
+	assert_int_equal(hdr_long(&r, "RateLimit-Reset"), 31622400);
+	h_resp_free(&r);
+	assert_int_equal(get_as(&r, "/private/x", "quinn", NULL), 429);
+	assert_int_equal(hdr_long(&r, "Retry-After"), 31622400);
+	h_resp_free(&r);
+	assert_true(h_metric(S.metrics_port, "spogate_ratelimit_redis_errors_total") == 0);
+}
+
 static void test_redis_acl_user_password_and_db(void **state)
 {
 	struct opts o = { .rl_user = "5/60", .rl_ip = "1000/60",
@@ -728,6 +750,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_frozen_redis_costs_at_most_the_timeout, teardown),
 		cmocka_unit_test_teardown(test_redis_down_with_deny_is_503, teardown),
 		cmocka_unit_test_teardown(test_script_cache_flush_is_transparent, teardown),
+		cmocka_unit_test_teardown(test_extreme_policies_are_evaluated, teardown),
 		cmocka_unit_test_teardown(test_redis_acl_user_password_and_db, teardown),
 	};
 
