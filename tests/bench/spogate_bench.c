@@ -437,30 +437,30 @@ static int load_tokens(const char *path)
 
 static int parse_mix(const char *s)
 {
-	char buf[256], *save = NULL, *tok;
 	int total = 0;
 
-	snprintf(buf, sizeof(buf), "%s", s);
 	opt.mix[0] = opt.mix[1] = opt.mix[2] = 0;
-	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		char *colon = strchr(tok, ':');
+	while (*s) {
+		const char *colon = strchr(s, ':'), *comma;
+		char *end;
 		long v;
 
 		if (!colon)
 			return -1;
-		*colon = '\0';
-		v = strtol(colon + 1, NULL, 10);
-		if (v < 0 || v > 100)
+		v = strtol(colon + 1, &end, 10);
+		if (end == colon + 1 || v < 0 || v > 100 || (*end && *end != ','))
 			return -1;
-		if (strcmp(tok, "public") == 0)
+		comma = end;
+		if (colon - s == 6 && strncmp(s, "public", 6) == 0)
 			opt.mix[0] = (int)v;
-		else if (strcmp(tok, "missing") == 0)
+		else if (colon - s == 7 && strncmp(s, "missing", 7) == 0)
 			opt.mix[1] = (int)v;
-		else if (strcmp(tok, "token") == 0)
+		else if (colon - s == 5 && strncmp(s, "token", 5) == 0)
 			opt.mix[2] = (int)v;
 		else
 			return -1;
 		total += (int)v;
+		s = *comma ? comma + 1 : comma;
 	}
 	return total == 100 ? 0 : -1;
 }
