@@ -717,6 +717,11 @@ int rl_worker_init(struct worker *w)
 		free(rw);
 		return 0;
 	}
+	if (rl_config_resolve(&rw->cfg, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		free(rw);
+		return -1;
+	}
 	if (rl_cache_init(&rw->cache, (unsigned)rw->cfg.cache_entries) < 0) {
 		log_error("worker %d: out of memory", w->id);
 		free(rw);

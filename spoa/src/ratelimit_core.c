@@ -28,10 +28,10 @@ static int copy_str(char *dst, size_t cap, const char *src, const char *what,
 	return 0;
 }
 
-/* Turns host into a numeric address. Blocking getaddrinfo is fine here:
- * this runs once at start-up on the main thread, never on a worker loop. */
-static int resolve(const char *host, char *out, size_t outlen, char *err, size_t errlen)
+int rl_config_resolve(struct rl_config *c, char *err, size_t errlen)
 {
+	char out[sizeof(c->redis_host)];
+	const char *host = c->redis_host;
 	struct addrinfo hints, *res;
 	int rc;
 
@@ -44,13 +44,14 @@ static int resolve(const char *host, char *out, size_t outlen, char *err, size_t
 		         gai_strerror(rc));
 		return -1;
 	}
-	rc = getnameinfo(res->ai_addr, res->ai_addrlen, out, (socklen_t)outlen, NULL, 0,
+	rc = getnameinfo(res->ai_addr, res->ai_addrlen, out, (socklen_t)sizeof(out), NULL, 0,
 	                 NI_NUMERICHOST);
 	freeaddrinfo(res);
 	if (rc != 0) {
 		snprintf(err, errlen, "\"redis.address\": \"%s\": %s", host, gai_strerror(rc));
 		return -1;
 	}
+	memcpy(c->redis_host, out, sizeof(out));
 	return 0;
 }
 
@@ -74,7 +75,8 @@ static int parse_redis(json_t *r, struct rl_config *c, char *err, size_t errlen)
 			snprintf(err, errlen, "\"redis.address\": \"%s\" is not host:port", s);
 			return -1;
 		}
-		if (resolve(host, c->redis_host, sizeof(c->redis_host), err, errlen) < 0)
+		if (copy_str(c->redis_host, sizeof(c->redis_host), host, "redis.address",
+		             err, errlen) < 0)
 			return -1;
 	}
 	n = 50;

@@ -37,7 +37,7 @@ struct rl_config {
 	int breaker_failures;          /* consecutive failures that open it */
 	double breaker_open_s;         /* open time before a probe */
 	int debug_user_from_token;     /* test aid: bearer token as user id */
-	char redis_host[256];          /* numeric, resolved at start-up */
+	char redis_host[256];          /* numeric after rl_config_resolve() */
 	int redis_port;
 	double redis_timeout_s;
 	char redis_username[256];
@@ -46,11 +46,16 @@ struct rl_config {
 };
 
 /* Fills c with the defaults and reads the "redis" and "rate_limiting"
- * objects (either may be NULL). A host name in redis.address is resolved
- * here, once, so that no worker ever blocks on DNS. Returns 0, or -1 with a
- * message in err. */
+ * objects (either may be NULL). No DNS here, so --check works where Redis
+ * does not resolve (CI). Returns 0, or -1 with a message in err. */
 int rl_config_parse(json_t *redis, json_t *rate_limiting, struct rl_config *c,
                     char *err, size_t errlen);
+
+/* Replaces a host name in c->redis_host by its numeric address. Blocking:
+ * call once at start-up on the main thread, never on a worker loop (hiredis
+ * would otherwise resolve on every reconnect, inside the loop). Returns 0,
+ * or -1 with a message in err. */
+int rl_config_resolve(struct rl_config *c, char *err, size_t errlen);
 
 enum rl_kind {
 	RL_USER = 0,

@@ -414,7 +414,9 @@ static void test_config_reads_every_key(void **state)
 	assert_int_equal(c.cache_entries, 0);
 	assert_int_equal(c.breaker_failures, 2);
 	assert_true(c.breaker_open_s == 0.1);
-	/* the name was resolved to a number once, here */
+	/* no DNS while parsing; resolved once, at start-up */
+	assert_string_equal(c.redis_host, "localhost");
+	assert_int_equal(rl_config_resolve(&c, err, sizeof(err)), 0);
 	assert_true(strcmp(c.redis_host, "127.0.0.1") == 0 || strcmp(c.redis_host, "::1") == 0);
 	assert_int_equal(c.redis_port, 6380);
 	assert_true(c.redis_timeout_s == 0.02);
@@ -438,6 +440,19 @@ static void expect_refused(const char *redis, const char *rl, const char *needle
 	json_decref(l);
 }
 
+static void test_unresolvable_redis_host_is_an_error_at_start(void **state)
+{
+	struct rl_config c;
+	char err[256] = "";
+	json_t *r = js("{\"address\":\"no-such-host.invalid:6379\"}");
+
+	(void)state;
+	assert_int_equal(rl_config_parse(r, NULL, &c, err, sizeof(err)), 0);
+	assert_int_equal(rl_config_resolve(&c, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "cannot resolve"));
+	json_decref(r);
+}
+
 static void test_config_refuses_bad_values(void **state)
 {
 	(void)state;
@@ -447,7 +462,6 @@ static void test_config_refuses_bad_values(void **state)
 	expect_refused(NULL, "{\"ipv6_prefix\":129}", "ipv6_prefix");
 	expect_refused(NULL, "{\"shadow\":\"yes\"}", "shadow");
 	expect_refused("{\"address\":\"6379\"}", NULL, "redis.address");
-	expect_refused("{\"address\":\"no-such-host.invalid:6379\"}", NULL, "resolve");
 	expect_refused("{\"timeout_ms\":0}", NULL, "timeout_ms");
 	expect_refused("{\"db\":-1}", NULL, "db");
 	expect_refused("{\"username\":\"gw\"}", NULL, "password");
@@ -479,6 +493,7 @@ int main(void)
 		cmocka_unit_test(test_config_defaults),
 		cmocka_unit_test(test_config_reads_every_key),
 		cmocka_unit_test(test_config_refuses_bad_values),
+		cmocka_unit_test(test_unresolvable_redis_host_is_an_error_at_start),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
