@@ -581,6 +581,7 @@ static void test_redis_killed_under_load_with_allow_never_waits(void **state)
 	hammer_run(&h, "/private/x", "liam", 6, 2500, outage_during);
 	print_message("# %d requests around the outage, max latency %.1f ms (timeout %d ms)\n",
 	              h.n, h.max_ms, TIMEOUT_MS);
+	free(h.admitted);
 	assert_int_equal(h.other, 0);
 	assert_int_equal(h.nadmitted, h.n);
 	assert_true(h.max_ms < TIMEOUT_MS + 200);
@@ -618,6 +619,7 @@ static void test_frozen_redis_costs_at_most_the_timeout(void **state)
 	hammer_run(&h, "/private/x", "mia", 6, 1500, NULL);
 	h_signal(redis, SIGCONT);
 	print_message("# %d requests against a frozen Redis, max latency %.1f ms\n", h.n, h.max_ms);
+	free(h.admitted);
 	assert_int_equal(h.other, 0);
 	assert_int_equal(h.nadmitted, h.n);
 	assert_true(h.max_ms < TIMEOUT_MS + 200);
