@@ -79,6 +79,7 @@ start() {
 	shift
 	"$@" >>"$RUN/logs/$name.log" 2>&1 &
 	pids+=($!)
+	echo "$! $name" >>"$RUN/pids"
 }
 
 for name in GATEWAY STATS AGENT METRICS REDIS REFSVC REFSVC_ADMIN BLOG1 BLOG2 AUTH_BACKEND; do
@@ -88,7 +89,7 @@ for name in GATEWAY STATS AGENT METRICS REDIS REFSVC REFSVC_ADMIN BLOG1 BLOG2 AU
 done
 
 mkdir -p "$RUN/logs" "$RUN/keys"
-rm -f "$RUN"/logs/*.log
+rm -f "$RUN"/logs/*.log "$RUN/pids"
 [ -f "$RUN/keys/jwks1.json" ] || "$BIN/spogate-refsvc" keygen --dir "$RUN/keys" >/dev/null
 
 # The example files with the chosen ports, next to the keys they name.
