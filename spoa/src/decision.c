@@ -10,6 +10,7 @@
 #include "authn.h"
 #include "conn.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "worker.h"
 
 static enum stage_rc stage_debug_delay(struct decision *d);
@@ -21,6 +22,7 @@ typedef enum stage_rc (*stage_fn)(struct decision *d);
 static const stage_fn stages[] = {
 	stage_debug_delay,
 	authn_stage,
+	rl_stage,
 };
 #define NSTAGES (sizeof(stages) / sizeof(stages[0]))
 

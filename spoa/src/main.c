@@ -20,6 +20,7 @@
 #include "agent.h"
 #include "log.h"
 #include "metrics.h"
+#include "ratelimit.h"
 #include "worker.h"
 
 static void usage(FILE *out)
@@ -133,6 +134,11 @@ int main(int argc, char **argv)
 		a.cfg.log_level = l;
 	}
 	log_threshold = a.cfg.log_level;
+	if (rl_config_check(&a.cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: error: %s\n", a.config_path ? a.config_path : "defaults", err);
+		config_free(&a.cfg);
+		return 1;
+	}
 	if (check) {
 		printf("%s: configuration is valid\n", a.config_path ? a.config_path : "defaults");
 		config_free(&a.cfg);
