@@ -440,6 +440,7 @@ def start_nginx(env, c):
 #   spop:          spogate-bench arguments matching the route (perm, limits)
 
 PERMISSION = "bench.read"
+STAGE_TOKEN = "stage-token"   # in a probe: the token of the stage's first part
 
 
 def jwt_auth(alg):
@@ -473,7 +474,8 @@ PARTS = {
                "gateway": lambda env: {"rate_limiting": {"per_user": "%d/minute" % NEVER_FIRING_LIMIT,
                                                          "per_ip": "%d/minute" % NEVER_FIRING_LIMIT},
                                        "redis": {"address": "127.0.0.1:%d" % env.redis()}},
-               "probe": [Check("rs256", 200, "the agent reports the applied limit", header="RateLimit-Limit")],
+               "probe": [Check(STAGE_TOKEN, 200, "the agent reports the applied limit",
+                               header="RateLimit-Limit")],
                "spop": ["--rl-user", "%d/60" % NEVER_FIRING_LIMIT, "--rl-ip", "%d/60" % NEVER_FIRING_LIMIT]},
 }
 # The full pipeline: RS256 cached + authz + both Redis limits.
@@ -493,12 +495,14 @@ def stage(name, *parts):
     return {"name": name, "parts": parts, "desc": " + ".join(p["desc"] for p in ps),
             "gateway": gateway, "token": ps[0]["token"], "full": set(FULL) <= set(parts),
             "services": sorted({s for p in ps for s in p.get("services", [])}),
-            "probe": [k for p in ps for k in p["probe"]],
+            "probe": [Check(ps[0]["token"] if k.token == STAGE_TOKEN else k.token, k.status, k.what,
+                            k.header) for p in ps for k in p["probe"]],
             "spop": [a for p in ps for a in p.get("spop", [])]}
 
 
 SPOGATE_STAGES = [
     stage("token", "token"),
+    stage("limits", "token", "limits"),
     stage("rs256", "rs256"),
     stage("es256", "es256"),
     stage("rs256-claims", "rs256", "claims"),
