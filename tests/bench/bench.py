@@ -810,6 +810,36 @@ def table(results, skipped):
     return "\n".join(lines)
 
 
+def markdown(doc):
+    """The README's Performance section, from one run's results."""
+    m, st = doc["machine"], doc["settings"]
+    plain = find(doc["configurations"], "plain")
+    out = ["Measured with `%s` on %s (%d cores, %s), %s; commit %s. "
+           "%d rounds of %d s per configuration, alternated; medians. Client: `%s` on the same "
+           "machine; every server runs %d thread (HAProxy nbthread, nginx worker_processes, agent "
+           "threads); no access logs. Load average %.1f at the start, %.1f at the end."
+           % (doc["command"], m["cpu_model"] or "?", m["nproc"], m["kernel"], doc["date"][:10],
+              m["commit"], st["rounds"], st["duration_s"], st["wrk"], st["server_threads"],
+              m["loadavg_start"], m["loadavg_end"]),
+           "",
+           "| configuration | req/s | vs plain | p50 µs | p99 µs | server CPU µs/req | agent CPU µs/req |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in doc["configurations"]:
+        vs = (r["req_per_s"] / plain["req_per_s"]
+              if plain and r["kind"] == "http" and plain["req_per_s"] else None)
+        out.append("| `%s` | %s | %s | %s | %s | %s | %s |" % (
+            r["name"], fmt(r["req_per_s"], "%.0f"), fmt(vs, "%.2f"), fmt(r["p50_us"], "%.0f"),
+            fmt(r["p99_us"], "%.0f"), fmt(r["server_cpu_us_per_req"]), fmt(r["agent_cpu_us_per_req"])))
+    out += ["", "| target | goal | figure | status | basis |", "|---|---|---:|---|---|"]
+    for t in doc["targets"]:
+        out.append("| %s | %s | %s | %s | %s |" % (t["description"], t["target"], fmt(t["value"], "%.2f"),
+                                                  t["status"], t["basis"] or "-"))
+    if doc["skipped"]:
+        out += ["", "Not measured (not in this build): %s."
+                % ", ".join("`%s`" % s["name"] for s in doc["skipped"])]
+    return "\n".join(out) + "\n"
+
+
 def machine():
     model = ""
     try:
@@ -940,7 +970,9 @@ def main():
             "rounds": rr})
     doc = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": "make bench" + (" QUICK=1" if args.quick else ""),
+        "command": ("make bench" + (" QUICK=1" if args.quick else "")
+                    if not (args.only or args.rounds or args.duration or args.warmup is not None)
+                    else "tests/bench/bench.py " + " ".join(sys.argv[1:])),
         "machine": dict(facts, loadavg_end=os.getloadavg()[0]),
         "settings": {"rounds": rounds, "duration_s": duration, "warmup_s": warmup,
                      "wrk": "wrk -t%d -c%d -d%ds --latency" % (WRK_THREADS, WRK_CONNECTIONS, duration),
@@ -955,13 +987,15 @@ def main():
     with open(out_path, "w") as f:
         json.dump(doc, f, indent=2)
         f.write("\n")
+    with open(os.path.splitext(out_path)[0] + ".md", "w") as f:
+        f.write(markdown(doc))
     print()
     print(table(results, skipped))
     print()
     for tg in doc["targets"]:
         print("target %-40s %-8s %8s  %s%s" % (tg["id"], tg["target"], fmt(tg["value"], "%.2f"), tg["status"],
                                                "  [%s]" % tg["basis"] if tg["basis"] else ""))
-    print("\nbench: %s (%.0fs)" % (out_path, doc["elapsed_s"]))
+    print("\nbench: %s and %s.md (%.0fs)" % (out_path, os.path.splitext(out_path)[0], doc["elapsed_s"]))
     bad = [r["name"] for r in results if r["errors"]]
     if bad:
         print("bench: error responses in %s" % ", ".join(bad), file=sys.stderr)
