@@ -888,7 +888,6 @@ def main():
     # The measured time is a budget shared by the configurations, so the
     # bench stays under 2 (QUICK) or 10 minutes as stages are added.
     budget = 60 if args.quick else 380
-    duration = args.duration or max(1, min(10, budget // (rounds * len(configs))))
     warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
     out_path = args.out or os.path.join(args.build, "bench", "results.json")
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
@@ -897,13 +896,14 @@ def main():
     env = Env(args.build, workdir)
     started = time.monotonic()
     facts = machine()
-    print("bench: %d configurations x %d rounds x %ds (wrk -t%d -c%d --latency), scratch %s"
-          % (len(configs), rounds, duration, WRK_THREADS, WRK_CONNECTIONS, workdir), flush=True)
+    print("bench: %d configurations x %d rounds (wrk -t%d -c%d --latency), scratch %s"
+          % (len(configs), rounds, WRK_THREADS, WRK_CONNECTIONS, workdir), flush=True)
 
     def on_term(signum, frame):
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, on_term)
     skipped, live, failed = [], [], []
+    duration = args.duration or 1
     runs = {}
     try:
         env.make_keys()
@@ -921,6 +921,10 @@ def main():
                 # are still measured, and the bench exits non-zero.
                 print("bench: error: %s" % e, file=sys.stderr, flush=True)
                 failed.append(str(e))
+        # The budget is shared by the configurations this build has.
+        duration = args.duration or max(1, min(10, budget // (rounds * max(1, len(live)))))
+        print("bench: measuring %d configurations, %d rounds x %d s each" % (len(live), rounds, duration),
+              flush=True)
         # Warm-up: connections, caches, the agent's SPOE connections.
         for c, t in live:
             if warmup > 0:
