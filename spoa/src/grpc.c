@@ -62,6 +62,7 @@ struct rpc_channel {
 static grpc_completion_queue *cq;
 static pthread_t cq_thread;
 static int started;
+static int draining;
 
 static double mono_now(void)
 {
@@ -212,13 +213,22 @@ int rpc_start(void)
 	return 0;
 }
 
+void rpc_drain(void)
+{
+	if (!started || draining)
+		return;
+	draining = 1;
+	grpc_completion_queue_shutdown(cq);
+	pthread_join(cq_thread, NULL);
+}
+
 void rpc_stop(void)
 {
 	if (!started)
 		return;
-	grpc_completion_queue_shutdown(cq);
-	pthread_join(cq_thread, NULL);
+	rpc_drain();
 	grpc_completion_queue_destroy(cq);
+	draining = 0;
 	cq = NULL;
 	grpc_shutdown();
 	started = 0;

@@ -40,6 +40,9 @@ typedef void (*rpc_done_fn)(void *arg, int status, const uint8_t *resp, size_t l
 /* Starts gRPC and the completion-queue thread. Returns 0 or -1 (logged).
  * Idempotent; rpc_stop() undoes it once every channel is freed. */
 int rpc_start(void);
+/* Waits for every call in flight to complete (callbacks run) and stops the
+ * completion-queue thread; no call may start afterwards. */
+void rpc_drain(void);
 void rpc_stop(void);
 
 /* A channel to a gRPC target ("ipv4:127.0.0.1:9081", "dns:///host:port").
