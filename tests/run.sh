@@ -14,6 +14,7 @@ fail=0
 run_one() {
 	local name=$1; shift
 	local log=$logs/$name.log
+	mkdir -p "$(dirname "$log")"
 	local start=$SECONDS
 	CMOCKA_MESSAGE_OUTPUT=TAP BUILD=$BUILD timeout -k 10 ${TEST_TIMEOUT:-600} "$@" >"$log" 2>&1
 	local rc=$?

@@ -1,0 +1,478 @@
+/*
+ * The agent's SPOP handling over a real socket, frame by frame: the cases
+ * HAProxy never sends but a broken or hostile peer might. Each bad input
+ * must end in an AGENT-DISCONNECT with the status of SPOE.txt section 3.5.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "gwmsg.h"
+#include "harness.h"
+#include "spop.h"
+
+static struct h_stack S;
+static struct h_proc *agent;
+
+static int setup(void **state)
+{
+	(void)state;
+	h_stack_init(&S, "spop-protocol");
+	agent = h_start_agent(&S, h_write(&S, "agent.json",
+	                      "{\"max_frame_size\": 16380, \"debug\": {\"delay_ms\": 20}}"),
+	                      (const char *const[]){ "--threads", "2", NULL });
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	assert_true(h_alive(agent));     /* nothing above crashed it */
+	/* drains and exits 0; under ASan a leak would make this fail */
+	assert_int_equal(h_stop(agent, 15000), 0);
+	h_stack_stop(&S);
+	return 0;
+}
+
+static int dial(void)
+{
+	struct sockaddr_in sa;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sa.sin_port = htons((uint16_t)S.agent_port);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+static void send_all(int fd, const void *p, size_t n)
+{
+	assert_int_equal(send(fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+/* Reads exactly n bytes; returns 0, or -1 on EOF/timeout. */
+static int read_n(int fd, uint8_t *p, size_t n, int timeout_ms)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		ssize_t r;
+
+		if (poll(&pfd, 1, timeout_ms) <= 0)
+			return -1;
+		r = read(fd, p + got, n - got);
+		if (r <= 0)
+			return -1;
+		got += (size_t)r;
+	}
+	return 0;
+}
+
+/* Reads one frame into buf; returns its length (without prefix) or -1. */
+static long read_frame(int fd, uint8_t *buf, size_t cap, struct spop_frame *f)
+{
+	uint8_t len[4];
+	uint32_t n;
+
+	if (read_n(fd, len, 4, 3000) < 0)
+		return -1;
+	n = spop_frame_len(len);
+	assert_true(n <= cap);
+	if (read_n(fd, buf, n, 3000) < 0)
+		return -1;
+	assert_int_equal(spop_frame_decode(buf, n, f), 0);
+	return n;
+}
+
+static int closed_by_peer(int fd)
+{
+	uint8_t b;
+	struct pollfd pfd = { fd, POLLIN, 0 };
+
+	if (poll(&pfd, 1, 3000) <= 0)
+		return 0;
+	return read(fd, &b, 1) == 0;
+}
+
+static long hello(uint8_t *buf, size_t cap, const char *vsn, long max_frame,
+                  const char *caps, int healthcheck, uint32_t flags)
+{
+	struct spop_wr w;
+	struct spop_data d;
+
+	spop_wr_init(&w, buf, cap);
+	spop_wr_frame_begin(&w, SPOP_FRM_HAPROXY_HELLO, flags, 0, 0);
+	if (vsn) {
+		d = spop_cstr(vsn);
+		spop_wr_kv(&w, "supported-versions", &d);
+	}
+	if (max_frame >= 0) {
+		d = spop_uint32((uint32_t)max_frame);
+		spop_wr_kv(&w, "max-frame-size", &d);
+	}
+	if (caps) {
+		d = spop_cstr(caps);
+		spop_wr_kv(&w, "capabilities", &d);
+	}
+	if (healthcheck) {
+		d = spop_bool(1);
+		spop_wr_kv(&w, "healthcheck", &d);
+	}
+	return spop_wr_frame_end(&w);
+}
+
+static long notify(uint8_t *buf, size_t cap, uint32_t flags, uint64_t sid, uint64_t fid,
+                   int auth, const char *token)
+{
+	struct spop_wr w;
+	struct spop_data d;
+
+	spop_wr_init(&w, buf, cap);
+	spop_wr_frame_begin(&w, SPOP_FRM_NOTIFY, flags, sid, fid);
+	spop_wr_str(&w, "gw-check", 8);
+	spop_wr_u8(&w, 3);
+	d = spop_cstr("r");
+	spop_wr_kv(&w, "route", &d);
+	d = spop_bool(auth);
+	spop_wr_kv(&w, "auth", &d);
+	d = token ? spop_cstr(token) : spop_null();
+	spop_wr_kv(&w, "token", &d);
+	return spop_wr_frame_end(&w);
+}
+
+/* Expects an AGENT-DISCONNECT with status, then the close. */
+static void expect_disconnect(int fd, uint32_t status)
+{
+	uint8_t buf[1024];
+	struct spop_frame f;
+	struct spop_disconnect d;
+
+	assert_true(read_frame(fd, buf, sizeof(buf), &f) > 0);
+	assert_int_equal(f.type, SPOP_FRM_AGENT_DISCONNECT);
+	assert_int_equal(spop_disconnect_decode(f.payload, f.payload_len, &d), 0);
+	assert_int_equal(d.status, status);
+	assert_true(d.message.len > 0);
+	assert_true(closed_by_peer(fd));
+}
+
+/* Handshakes with HAProxy's max-frame-size; returns the agent's value. */
+static uint32_t handshake(int fd, long max_frame)
+{
+	uint8_t buf[1024];
+	struct spop_frame f;
+	struct spop_rd rd;
+	struct spop_str name;
+	struct spop_data val;
+	uint32_t mfs = 0;
+	int has_version = 0, caps_ok = 0;
+	long n = hello(buf, sizeof(buf), "2.0", max_frame, "pipelining,async", 0, SPOP_FLAG_FIN);
+
+	send_all(fd, buf, (size_t)n);
+	assert_true(read_frame(fd, buf, sizeof(buf), &f) > 0);
+	assert_int_equal(f.type, SPOP_FRM_AGENT_HELLO);
+	spop_rd_init(&rd, f.payload, f.payload_len);
+	while (spop_kv_next(&rd, &name, &val) == 1) {
+		if (name.len == 7 && memcmp(name.ptr, "version", 7) == 0)
+			has_version = val.u.str.len == 3 && memcmp(val.u.str.ptr, "2.0", 3) == 0;
+		else if (name.len == 14 && memcmp(name.ptr, "max-frame-size", 14) == 0)
+			mfs = val.u.uint32;
+		else if (name.len == 12 && memcmp(name.ptr, "capabilities", 12) == 0)
+			caps_ok = spop_list_has(val.u.str, "pipelining") &&
+			          spop_list_has(val.u.str, "async") &&
+			          !spop_list_has(val.u.str, "fragmentation");
+	}
+	assert_true(has_version);
+	assert_true(caps_ok);
+	return mfs;
+}
+
+static void test_unsupported_version_is_status_8(void **state)
+{
+	uint8_t buf[512];
+	int fd = dial();
+	long n = hello(buf, sizeof(buf), "1.0", 16380, "pipelining", 0, SPOP_FLAG_FIN);
+
+	(void)state;
+	send_all(fd, buf, (size_t)n);
+	expect_disconnect(fd, SPOP_ST_BAD_VSN);
+	close(fd);
+}
+
+static void test_tiny_max_frame_size_is_status_9(void **state)
+{
+	uint8_t buf[512];
+	int fd = dial();
+	long n = hello(buf, sizeof(buf), "2.0", 100, "pipelining", 0, SPOP_FLAG_FIN);
+
+	(void)state;
+	send_all(fd, buf, (size_t)n);
+	expect_disconnect(fd, SPOP_ST_BAD_FRAME_SIZE);
+	close(fd);
+}
+
+static void test_missing_hello_items_have_their_status(void **state)
+{
+	uint8_t buf[512];
+	int fd;
+	long n;
+
+	(void)state;
+	fd = dial();
+	n = hello(buf, sizeof(buf), NULL, 16380, "pipelining", 0, SPOP_FLAG_FIN);
+	send_all(fd, buf, (size_t)n);
+	expect_disconnect(fd, SPOP_ST_NO_VSN);
+	close(fd);
+
+	fd = dial();
+	n = hello(buf, sizeof(buf), "2.0", -1, "pipelining", 0, SPOP_FLAG_FIN);
+	send_all(fd, buf, (size_t)n);
+	expect_disconnect(fd, SPOP_ST_NO_FRAME_SIZE);
+	close(fd);
+
+	fd = dial();
+	n = hello(buf, sizeof(buf), "2.0", 16380, NULL, 0, SPOP_FLAG_FIN);
+	send_all(fd, buf, (size_t)n);
+	expect_disconnect(fd, SPOP_ST_NO_CAP);
+	close(fd);
+}
+
+static void test_max_frame_size_is_the_minimum(void **state)
+{
+	int fd;
+
+	(void)state;
+	fd = dial();
+	assert_int_equal(handshake(fd, 65535), 16380);
+	close(fd);
+	fd = dial();
+	assert_int_equal(handshake(fd, 1000), 1000);
+	close(fd);
+}
+
+static void test_fragmented_notify_is_status_10(void **state)
+{
+	uint8_t buf[512];
+	int fd = dial();
+	long n;
+
+	(void)state;
+	handshake(fd, 16380);
+	n = notify(buf, sizeof(buf), 0 /* no FIN */, 1, 1, 1, NULL);
+	send_all(fd, buf, (size_t)n);
+	expect_disconnect(fd, SPOP_ST_FRAG_NOT_SUPP);
+	close(fd);
+}
+
+static void test_unset_frame_is_status_10(void **state)
+{
+	uint8_t buf[64];
+	struct spop_wr w;
+	int fd = dial();
+	long n;
+
+	(void)state;
+	handshake(fd, 16380);
+	spop_wr_init(&w, buf, sizeof(buf));
+	spop_wr_frame_begin(&w, SPOP_FRM_UNSET, SPOP_FLAG_FIN, 1, 1);
+	spop_wr_u8(&w, 0);
+	n = spop_wr_frame_end(&w);
+	send_all(fd, buf, (size_t)n);
+	expect_disconnect(fd, SPOP_ST_FRAG_NOT_SUPP);
+	close(fd);
+}
+
+static void test_frame_above_negotiated_size_is_status_3(void **state)
+{
+	uint8_t len[4] = { 0, 0, 0x07, 0xd0 };   /* 2000 > 1000 */
+	int fd = dial();
+
+	(void)state;
+	assert_int_equal(handshake(fd, 1000), 1000);
+	send_all(fd, len, 4);
+	expect_disconnect(fd, SPOP_ST_TOO_BIG);
+	close(fd);
+
+	/* before the handshake our own maximum applies */
+	fd = dial();
+	len[0] = 0x01;   /* 16.8 MB */
+	send_all(fd, len, 4);
+	expect_disconnect(fd, SPOP_ST_TOO_BIG);
+	close(fd);
+}
+
+static void test_garbage_is_status_4(void **state)
+{
+	uint8_t junk[] = { 0, 0, 0, 3, 0x42, 0x00, 0x00 };
+	uint8_t buf[512];
+	int fd;
+	long n;
+
+	(void)state;
+	fd = dial();
+	send_all(fd, junk, sizeof(junk));
+	expect_disconnect(fd, SPOP_ST_INVALID);
+	close(fd);
+
+	/* a NOTIFY whose KV list lies about its string length */
+	fd = dial();
+	handshake(fd, 16380);
+	n = notify(buf, sizeof(buf), SPOP_FLAG_FIN, 1, 1, 1, "Bearer x");
+	buf[n - 9] = 0x7f;   /* the token's length byte, now far too long */
+	send_all(fd, buf, (size_t)n);
+	expect_disconnect(fd, SPOP_ST_INVALID);
+	close(fd);
+
+	/* a second HELLO after the handshake */
+	fd = dial();
+	handshake(fd, 16380);
+	n = hello(buf, sizeof(buf), "2.0", 16380, "pipelining", 0, SPOP_FLAG_FIN);
+	send_all(fd, buf, (size_t)n);
+	expect_disconnect(fd, SPOP_ST_INVALID);
+	close(fd);
+}
+
+static void test_healthcheck_hello_is_answered_and_closed(void **state)
+{
+	uint8_t buf[512];
+	struct spop_frame f;
+	int fd = dial();
+	long n = hello(buf, sizeof(buf), "2.0", 16380, "", 1, SPOP_FLAG_FIN);
+
+	(void)state;
+	send_all(fd, buf, (size_t)n);
+	assert_true(read_frame(fd, buf, sizeof(buf), &f) > 0);
+	assert_int_equal(f.type, SPOP_FRM_AGENT_HELLO);
+	assert_true(closed_by_peer(fd));
+	close(fd);
+}
+
+static void test_haproxy_disconnect_is_answered(void **state)
+{
+	uint8_t buf[512];
+	struct spop_wr w;
+	struct spop_data d;
+	int fd = dial();
+	long n;
+
+	(void)state;
+	handshake(fd, 16380);
+	spop_wr_init(&w, buf, sizeof(buf));
+	spop_wr_frame_begin(&w, SPOP_FRM_HAPROXY_DISCONNECT, SPOP_FLAG_FIN, 0, 0);
+	d = spop_uint32(0);
+	spop_wr_kv(&w, "status-code", &d);
+	d = spop_cstr("bye");
+	spop_wr_kv(&w, "message", &d);
+	n = spop_wr_frame_end(&w);
+	send_all(fd, buf, (size_t)n);
+	expect_disconnect(fd, SPOP_ST_NORMAL);
+	close(fd);
+}
+
+/* 200 NOTIFYs in one write; every one answered once with its own ids and
+ * the right verdict, in whatever order they complete. */
+static void test_pipelined_notifies_all_acked(void **state)
+{
+	enum { N = 200 };
+	static uint8_t out[N * 64];
+	uint8_t buf[1024];
+	int seen[N] = { 0 }, fd = dial(), i, in_order = 1;
+	size_t off = 0;
+
+	(void)state;
+	handshake(fd, 16380);
+	for (i = 0; i < N; i++) {
+		long n = notify(out + off, sizeof(out) - off, SPOP_FLAG_FIN, 1000 + (uint64_t)i,
+		                1, 1, i % 2 ? "Bearer t" : NULL);
+
+		assert_true(n > 0);
+		off += (size_t)n;
+	}
+	send_all(fd, out, off);
+	for (i = 0; i < N; i++) {
+		struct spop_frame f;
+		struct spop_rd rd;
+		struct spop_str name;
+		struct spop_data val;
+		uint8_t act, scope;
+		int idx, status = -1;
+
+		assert_true(read_frame(fd, buf, sizeof(buf), &f) > 0);
+		assert_int_equal(f.type, SPOP_FRM_ACK);
+		idx = (int)f.stream_id - 1000;
+		assert_true(idx >= 0 && idx < N);
+		assert_int_equal(seen[idx], 0);
+		seen[idx] = 1;
+		if (idx != i)
+			in_order = 0;
+		spop_rd_init(&rd, f.payload, f.payload_len);
+		while (spop_action_next(&rd, &act, &scope, &name, &val) == 1)
+			if (name.len == 6 && memcmp(name.ptr, "status", 6) == 0)
+				status = val.u.sint32;
+		assert_int_equal(status, idx % 2 ? 0 : 401);
+	}
+	/* the agent holds decisions 1..20 ms at random: completion order
+	 * differs from arrival order */
+	assert_false(in_order);
+	close(fd);
+}
+
+/* Closing with decisions in flight must neither crash nor wedge the agent. */
+static void test_close_mid_decision_is_harmless(void **state)
+{
+	uint8_t out[64 * 64];
+	size_t off = 0;
+	int round, i;
+
+	(void)state;
+	for (round = 0; round < 20; round++) {
+		int fd = dial();
+
+		handshake(fd, 16380);
+		for (i = 0, off = 0; i < 50; i++)
+			off += (size_t)notify(out + off, sizeof(out) - off, SPOP_FLAG_FIN,
+			                      (uint64_t)i + 1, 1, 1, NULL);
+		send_all(fd, out, off);
+		close(fd);
+	}
+	usleep(100000);
+	assert_true(h_alive(agent));
+	{
+		int fd = dial();
+
+		assert_int_equal(handshake(fd, 16380), 16380);
+		close(fd);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_unsupported_version_is_status_8),
+		cmocka_unit_test(test_tiny_max_frame_size_is_status_9),
+		cmocka_unit_test(test_missing_hello_items_have_their_status),
+		cmocka_unit_test(test_max_frame_size_is_the_minimum),
+		cmocka_unit_test(test_fragmented_notify_is_status_10),
+		cmocka_unit_test(test_unset_frame_is_status_10),
+		cmocka_unit_test(test_frame_above_negotiated_size_is_status_3),
+		cmocka_unit_test(test_garbage_is_status_4),
+		cmocka_unit_test(test_healthcheck_hello_is_answered_and_closed),
+		cmocka_unit_test(test_haproxy_disconnect_is_answered),
+		cmocka_unit_test(test_pipelined_notifies_all_acked),
+		cmocka_unit_test(test_close_mid_decision_is_harmless),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
