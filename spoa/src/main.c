@@ -19,6 +19,7 @@
 #include "addr.h"
 #include "agent.h"
 #include "authn.h"
+#include "authz.h"
 #include "grpc.h"
 #include "log.h"
 #include "metrics.h"
@@ -138,7 +139,8 @@ int main(int argc, char **argv)
 		a.cfg.log_level = l;
 	}
 	log_threshold = a.cfg.log_level;
-	if (authn_configure(&a.cfg, err, sizeof(err)) < 0) {
+	if (authn_configure(&a.cfg, err, sizeof(err)) < 0 ||
+	    authz_configure(&a.cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s: error: %s\n", a.config_path ? a.config_path : "defaults", err);
 		config_free(&a.cfg);
 		return 1;
@@ -163,7 +165,7 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (authn_start(&a) < 0) {
+	if (authn_start(&a) < 0 || authz_start(&a) < 0) {
 		rc = 1;
 		goto out;
 	}
@@ -203,6 +205,7 @@ int main(int argc, char **argv)
 	 * loops that no longer run; then the stages' state can go. */
 	rpc_drain();
 	authn_stop(&a);
+	authz_stop(&a);
 	for (i = 0; i < a.nworkers; i++)
 		if (a.workers[i].loop)
 			worker_destroy(&a.workers[i]);
