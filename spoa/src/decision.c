@@ -11,6 +11,7 @@
 #include "authz.h"
 #include "conn.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "worker.h"
 
 static enum stage_rc stage_debug_delay(struct decision *d);
@@ -23,6 +24,7 @@ static const stage_fn stages[] = {
 	stage_debug_delay,
 	authn_stage,
 	authz_stage,
+	rl_stage,
 };
 #define NSTAGES (sizeof(stages) / sizeof(stages[0]))
 

@@ -23,6 +23,7 @@
 #include "grpc.h"
 #include "log.h"
 #include "metrics.h"
+#include "ratelimit.h"
 #include "worker.h"
 
 static void usage(FILE *out)
@@ -140,7 +141,8 @@ int main(int argc, char **argv)
 	}
 	log_threshold = a.cfg.log_level;
 	if (authn_configure(&a.cfg, err, sizeof(err)) < 0 ||
-	    authz_configure(&a.cfg, err, sizeof(err)) < 0) {
+	    authz_configure(&a.cfg, err, sizeof(err)) < 0 ||
+	    rl_config_check(&a.cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s: error: %s\n", a.config_path ? a.config_path : "defaults", err);
 		config_free(&a.cfg);
 		return 1;

@@ -20,6 +20,7 @@
 #include "agent.h"
 #include "conn.h"
 #include "log.h"
+#include "ratelimit.h"
 
 #define DRAIN_TIMEOUT 10.0   /* seconds a stopping worker waits for decisions */
 
@@ -181,7 +182,7 @@ int worker_init(struct worker *w, struct agent *a, int id)
 	ev_prepare_init(&w->flush_w, on_prepare);
 	w->flush_w.data = w;
 	ev_prepare_start(w->loop, &w->flush_w);
-	return 0;
+	return rl_worker_init(w);
 }
 
 static void *worker_main(void *arg)
@@ -226,6 +227,7 @@ void worker_destroy(struct worker *w)
 	struct worker_job *j;
 
 	conn_shutdown_all(w, 1);
+	rl_worker_destroy(w);
 	while ((j = w->jobs)) {
 		w->jobs = j->next;
 		free(j);

@@ -1,0 +1,35 @@
+/* spogate-gen's library entry points: load both inputs, validate, and
+ * render haproxy.cfg, spoe.conf and agent.json into memory. main.c only
+ * parses the command line and writes files. */
+#ifndef GEN_GEN_H
+#define GEN_GEN_H
+
+#include "buf.h"
+#include "diag.h"
+#include "model.h"
+
+struct gen_output {
+	struct gen_buf haproxy, spoe, agent;
+};
+
+/* Loads, validates and (unless check_only) renders. Returns 0 when no
+ * error was reported (warnings are allowed), -1 otherwise; every problem is
+ * in d. out is filled only on success and freed with gen_output_free(). */
+int gen_run(const struct gen_opts *o, int check_only, struct gen_diags *d,
+	    struct gen_output *out);
+void gen_output_free(struct gen_output *out);
+
+/* Writes the three files into dir (which must exist) atomically, each via
+ * a temporary file and rename(). Returns 0, or -1 with a message in err. */
+int gen_write_files(const char *dir, const struct gen_output *out, char *err, size_t errlen);
+
+/* Renderers; each appends to b. */
+void gen_emit_haproxy(const struct gen_gateway *g, const struct gen_registry *r,
+		      const struct gen_opts *o, struct gen_buf *b);
+void gen_emit_spoe(const struct gen_gateway *g, const struct gen_registry *r, struct gen_buf *b);
+int gen_emit_agent(const struct gen_gateway *g, const struct gen_registry *r, struct gen_buf *b);
+
+/* "500ms" style rendering of a duration for haproxy.cfg. */
+void gen_fmt_dur(char *out, size_t n, int64_t ms);
+
+#endif

@@ -1,0 +1,762 @@
+/*
+ * Rate limiting end to end: a real redis-server, a real HAProxy 2.6 with the
+ * SPOE contract (conf/rl.cfg.in) and the real agent. Every test starts its
+ * own stack on free loopback ports and stops it by PID.
+ *
+ * Per-user identity: the agent's authentication stage does not verify
+ * tokens yet, so the agent runs with rate_limiting.debug_user_from_token
+ * and the bearer token is the user id. auth_for() is the one place to
+ * change once the JWT stage lands (mint a token with sub = user).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <curl/curl.h>
+
+#include "harness.h"
+
+#define TIMEOUT_MS 50             /* redis.timeout_ms of every test */
+
+static struct h_stack S;
+static struct h_proc *redis;
+
+/* The Authorization header that makes a request come from user. */
+static const char *auth_for(const char *user, char *buf, size_t len)
+{
+	snprintf(buf, len, "Authorization: Bearer %s", user);
+	return buf;
+}
+
+struct opts {
+	const char *rl_user;          /* global per-user policy */
+	const char *rl_ip;            /* global per-IP policy */
+	const char *rl_override;      /* /override/'s per-user policy */
+	const char *rl_extra;         /* more rate_limiting members, JSON */
+	const char *redis_extra;      /* more redis members, JSON */
+	int threads;
+};
+
+static void start_pair(struct h_stack *s, const struct opts *o)
+{
+	const char *json, *cfg;
+
+	h_set_var(s, "PROCESSING", "2s");
+	h_set_var(s, "RL_USER", "%s", o->rl_user ? o->rl_user : "");
+	h_set_var(s, "RL_IP", "%s", o->rl_ip ? o->rl_ip : "");
+	h_set_var(s, "RL_USER_OVERRIDE", "%s", o->rl_override ? o->rl_override : "");
+	h_start_echo(s, "echo", s->echo_port);
+	json = h_write(s, "agent.json",
+	               "{\"threads\": %d, \"log_level\": \"info\",\n"
+	               " \"redis\": {\"address\": \"127.0.0.1:%d\", \"timeout_ms\": %d%s%s},\n"
+	               " \"rate_limiting\": {\"enabled\": true, \"debug_user_from_token\": true%s%s}}\n",
+	               o->threads ? o->threads : 2, s->redis_port, TIMEOUT_MS,
+	               o->redis_extra ? ", " : "", o->redis_extra ? o->redis_extra : "",
+	               o->rl_extra ? ", " : "", o->rl_extra ? o->rl_extra : "");
+	h_start_agent(s, json, NULL);
+	h_render(s, "tests/integration/conf/rl-spoe.conf.in", "spoe.conf");
+	cfg = h_render(s, "tests/integration/conf/rl.cfg.in", "haproxy.cfg");
+	h_start_haproxy(s, cfg);
+}
+
+static void start(const char *name, const struct opts *o)
+{
+	h_stack_init(&S, name);
+	redis = h_start_redis(&S);
+	start_pair(&S, o);
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	h_stack_stop(&S);
+	return 0;
+}
+
+static void url_of(const struct h_stack *s, const char *path, char *buf, size_t len)
+{
+	snprintf(buf, len, "http://127.0.0.1:%d%s", s->http_port, path);
+}
+
+/* GET path as user (NULL: no token) from client ip (NULL: 127.0.0.1). */
+static long get_as(struct h_resp *r, const char *path, const char *user, const char *ip)
+{
+	char a[256], x[128];
+	const char *hdr[3] = { NULL, NULL, NULL };
+	int n = 0;
+
+	if (user)
+		hdr[n++] = auth_for(user, a, sizeof(a));
+	if (ip) {
+		snprintf(x, sizeof(x), "X-Test-Client-IP: %s", ip);
+		hdr[n++] = x;
+	}
+	assert_int_equal(h_get(r, &S, path, hdr), 0);
+	return r->status;
+}
+
+static long status_as(const char *path, const char *user, const char *ip)
+{
+	struct h_resp r;
+	long st = get_as(&r, path, user, ip);
+
+	h_resp_free(&r);
+	return st;
+}
+
+static long hdr_long(const struct h_resp *r, const char *name)
+{
+	const char *v = h_header(r, name);
+	char *end;
+	long n;
+
+	if (!v)
+		return -1;
+	n = strtol(v, &end, 10);
+	return end == v ? -1 : n;
+}
+
+/* INFO commandstats: calls of one command ("evalsha"), 0 when never run. */
+static long redis_calls(int port, const char *cmd)
+{
+	char *out = NULL, needle[64], *p;
+	long n = 0;
+
+	h_run(&out, "redis-cli -p %d info commandstats", port);
+	snprintf(needle, sizeof(needle), "cmdstat_%s:calls=", cmd);
+	if (out && (p = strstr(out, needle)))
+		n = strtol(p + strlen(needle), NULL, 10);
+	free(out);
+	return n;
+}
+
+static double redis_usec_per_call(int port, const char *cmd)
+{
+	char *out = NULL, needle[64], *p;
+	double v = -1;
+
+	h_run(&out, "redis-cli -p %d info commandstats", port);
+	snprintf(needle, sizeof(needle), "cmdstat_%s:", cmd);
+	if (out && (p = strstr(out, needle)) && (p = strstr(p, "usec_per_call=")))
+		v = strtod(p + 14, NULL);
+	free(out);
+	return v;
+}
+
+static void count(const long *st, int n, int *ok, int *limited, int *other)
+{
+	int i;
+
+	*ok = *limited = *other = 0;
+	for (i = 0; i < n; i++) {
+		if (st[i] == 200)
+			(*ok)++;
+		else if (st[i] == 429)
+			(*limited)++;
+		else
+			(*other)++;
+	}
+}
+
+static void test_exactly_20_of_60_concurrent_requests_from_one_user(void **state)
+{
+	struct opts o = { .rl_user = "20/10", .rl_ip = "100000/10" };
+	char url[128], a[64];
+	long st[60];
+	char *bodies[60];
+	int ok, limited, other, i;
+
+	(void)state;
+	start("rl_exact", &o);
+	url_of(&S, "/private/x", url, sizeof(url));
+	assert_int_equal(h_http_many(url, (const char *const[]){ auth_for("alice", a, sizeof(a)), NULL },
+	                             60, 60, st, bodies), 0);
+	count(st, 60, &ok, &limited, &other);
+	assert_int_equal(other, 0);
+	assert_int_equal(ok, 20);
+	assert_int_equal(limited, 40);
+	for (i = 0; i < 60; i++) {
+		if (st[i] == 429)
+			assert_string_equal(bodies[i],
+			                    "{\"error\":\"rate_limited\",\"reason\":\"rate_limited_user\"}");
+		free(bodies[i]);
+	}
+	/* another user is not affected */
+	assert_int_equal(status_as("/private/x", "bob", NULL), 200);
+}
+
+struct many_args {
+	const char *url;
+	const char *hdr;
+	int n;
+	long st[64];
+};
+
+static void *many_thread(void *arg)
+{
+	struct many_args *m = arg;
+
+	h_http_many(m->url, (const char *const[]){ m->hdr, NULL }, m->n, m->n, m->st, NULL);
+	return NULL;
+}
+
+static void test_two_gateways_sharing_redis_admit_exactly_20(void **state)
+{
+	struct opts o = { .rl_user = "20/10", .rl_ip = "100000/10" };
+	static struct h_stack s2;
+	struct many_args m1, m2;
+	pthread_t t1, t2;
+	char u1[128], u2[128], a[64];
+	int ok1, ok2, lim1, lim2, other1, other2;
+	struct h_resp r;
+
+	(void)state;
+	start("rl_two_a", &o);
+	h_stack_init(&s2, "rl_two_b");
+	s2.redis_port = S.redis_port;
+	h_set_var(&s2, "REDIS_PORT", "%d", S.redis_port);
+	start_pair(&s2, &o);
+	/* both gateways answer before the race starts */
+	assert_int_equal(h_get(&r, &s2, "/public/warm", NULL), 0);
+	assert_int_equal(r.status, 200);
+	h_resp_free(&r);
+	url_of(&S, "/private/x", u1, sizeof(u1));
+	url_of(&s2, "/private/x", u2, sizeof(u2));
+	m1.url = u1;
+	m2.url = u2;
+	m1.hdr = m2.hdr = auth_for("carol", a, sizeof(a));
+	m1.n = m2.n = 30;
+	assert_int_equal(pthread_create(&t1, NULL, many_thread, &m1), 0);
+	assert_int_equal(pthread_create(&t2, NULL, many_thread, &m2), 0);
+	pthread_join(t1, NULL);
+	pthread_join(t2, NULL);
+	count(m1.st, 30, &ok1, &lim1, &other1);
+	count(m2.st, 30, &ok2, &lim2, &other2);
+	h_stack_stop(&s2);
+	print_message("# gateway A admitted %d, gateway B admitted %d\n", ok1, ok2);
+	assert_int_equal(other1 + other2, 0);
+	assert_int_equal(ok1 + ok2, 20);
+	assert_int_equal(lim1 + lim2, 40);
+}
+
+struct hammer {
+	const char *path;
+	const char *user;
+	double t_end;
+	double t0;
+	int n;
+	int cap;
+	double *admitted;            /* ms since t0 of each 200 */
+	int nadmitted;
+	int other;
+	double max_ms;
+	int with_rl_header;
+};
+
+static void *hammer_thread(void *arg)
+{
+	struct hammer *h = arg;
+	struct h_resp r;
+	char a[128];
+	const char *hdr[2] = { NULL, NULL };
+
+	if (h->user)
+		hdr[0] = auth_for(h->user, a, sizeof(a));
+	while (h_now_ms() < h->t_end) {
+		double t = h_now_ms();
+
+		if (h_get(&r, &S, h->path, hdr) < 0) {
+			h->other++;
+			h_resp_free(&r);
+			continue;
+		}
+		t = h_now_ms() - t;
+		if (t > h->max_ms)
+			h->max_ms = t;
+		h->n++;
+		if (r.status == 200) {
+			if (h->nadmitted < h->cap)
+				h->admitted[h->nadmitted++] = h_now_ms() - h->t0;
+		} else if (r.status != 429) {
+			h->other++;
+		}
+		if (strstr(r.headers, "ratelimit-limit:") || strstr(r.headers, "RateLimit-Limit:"))
+			h->with_rl_header++;
+		h_resp_free(&r);
+	}
+	return NULL;
+}
+
+/* Runs nthreads hammer threads for ms, then merges what they saw into *out
+ * (admitted times sorted). */
+static void hammer_run(struct hammer *out, const char *path, const char *user,
+                       int nthreads, double ms, void (*during)(void))
+{
+	struct hammer h[8];
+	pthread_t t[8];
+	double t0 = h_now_ms();
+	int i, j, k;
+
+	memset(out, 0, sizeof(*out));
+	out->cap = 100000;
+	out->admitted = calloc((size_t)out->cap, sizeof(double));
+	for (i = 0; i < nthreads; i++) {
+		memset(&h[i], 0, sizeof(h[i]));
+		h[i].path = path;
+		h[i].user = user;
+		h[i].t0 = t0;
+		h[i].t_end = t0 + ms;
+		h[i].cap = out->cap;
+		h[i].admitted = calloc((size_t)h[i].cap, sizeof(double));
+		assert_int_equal(pthread_create(&t[i], NULL, hammer_thread, &h[i]), 0);
+	}
+	if (during)
+		during();
+	for (i = 0; i < nthreads; i++) {
+		pthread_join(t[i], NULL);
+		out->n += h[i].n;
+		out->other += h[i].other;
+		out->with_rl_header += h[i].with_rl_header;
+		if (h[i].max_ms > out->max_ms)
+			out->max_ms = h[i].max_ms;
+		for (j = 0; j < h[i].nadmitted && out->nadmitted < out->cap; j++) {
+			/* insertion into the sorted merge */
+			double v = h[i].admitted[j];
+
+			for (k = out->nadmitted; k > 0 && out->admitted[k - 1] > v; k--)
+				out->admitted[k] = out->admitted[k - 1];
+			out->admitted[k] = v;
+			out->nadmitted++;
+		}
+		free(h[i].admitted);
+	}
+}
+
+/* Most admissions in any window of w ms. */
+static int max_in_window(const struct hammer *h, double w)
+{
+	int i, j = 0, best = 0;
+
+	for (i = 0; i < h->nadmitted; i++) {
+		while (h->admitted[i] - h->admitted[j] > w)
+			j++;
+		if (i - j + 1 > best)
+			best = i - j + 1;
+	}
+	return best;
+}
+
+/* A fixed-window limiter admits 2L around a window boundary (L at the end
+ * of one window, L at the start of the next). GCRA with a burst of L
+ * refills smoothly: L at once, then one every period/L, wherever the
+ * boundaries fall. Hammer across two whole periods and check both. */
+static void test_no_boundary_burst_over_two_adjacent_periods(void **state)
+{
+	enum { L = 10 };
+	const double P = 2000, T = P / L;
+	struct opts o = { .rl_user = "10/2", .rl_ip = "1000000/10" };
+	struct hammer h;
+	double run = 2 * P + 200;
+	int w_short, w_period;
+
+	(void)state;
+	start("rl_boundary", &o);
+	hammer_run(&h, "/private/x", "dave", 4, run, NULL);
+	w_short = max_in_window(&h, 100);
+	w_period = max_in_window(&h, P - 50);
+	print_message("# %d requests, %d admitted; max %d in 100 ms, %d in one period\n",
+	              h.n, h.nadmitted, w_short, w_period);
+	assert_int_equal(h.other, 0);
+	/* never 2L in a short span */
+	assert_true(w_short <= L + 1);
+	/* in any one period: the limit plus the burst tolerance (L - 1) */
+	assert_true(w_period <= 2 * L - 1);
+	/* over the run: L at once plus one per emission interval, no more
+	 * (and no less: the quota does come back) */
+	assert_true(h.nadmitted <= L + (int)(run / T) + 1);
+	assert_true(h.nadmitted >= L + (int)(run / T) - 3);
+	free(h.admitted);
+}
+
+static void test_per_ip_and_per_user_are_independent(void **state)
+{
+	struct opts o = { .rl_user = "3/60", .rl_ip = "5/60" };
+	struct h_resp r;
+
+	(void)state;
+	start("rl_independent", &o);
+	/* erin uses up her own quota; the 4th is hers to blame */
+	assert_int_equal(status_as("/private/x", "erin", "10.0.0.1"), 200);
+	assert_int_equal(status_as("/private/x", "erin", "10.0.0.1"), 200);
+	assert_int_equal(status_as("/private/x", "erin", "10.0.0.1"), 200);
+	assert_int_equal(get_as(&r, "/private/x", "erin", "10.0.0.1"), 429);
+	assert_non_null(strstr(r.body, "rate_limited_user"));
+	h_resp_free(&r);
+	/* frank on the same IP: that denial spent no IP quota (3 of 5 used) */
+	assert_int_equal(status_as("/private/x", "frank", "10.0.0.1"), 200);
+	assert_int_equal(status_as("/private/x", "frank", "10.0.0.1"), 200);
+	assert_int_equal(get_as(&r, "/private/x", "frank", "10.0.0.1"), 429);
+	assert_non_null(strstr(r.body, "rate_limited_ip"));
+	assert_int_equal(hdr_long(&r, "RateLimit-Limit"), 5);
+	h_resp_free(&r);
+	/* frank elsewhere is only bound by his own limit */
+	assert_int_equal(status_as("/private/x", "frank", "10.0.0.2"), 200);
+	assert_int_equal(get_as(&r, "/private/x", "frank", "10.0.0.2"), 429);
+	assert_non_null(strstr(r.body, "rate_limited_user"));
+	assert_int_equal(hdr_long(&r, "RateLimit-Limit"), 3);
+	h_resp_free(&r);
+	/* IPv6 clients are limited per /64 */
+	assert_int_equal(status_as("/public/x", NULL, "2001:db8:1:2::1"), 200);
+	assert_int_equal(status_as("/public/x", NULL, "2001:db8:1:2::2"), 200);
+	assert_int_equal(status_as("/public/x", NULL, "2001:db8:1:2:ffff::3"), 200);
+	assert_int_equal(status_as("/public/x", NULL, "2001:db8:1:2::4"), 200);
+	assert_int_equal(status_as("/public/x", NULL, "2001:db8:1:2::5"), 200);
+	assert_int_equal(get_as(&r, "/public/x", NULL, "2001:db8:1:2::6"), 429);
+	assert_non_null(strstr(r.body, "rate_limited_ip"));
+	h_resp_free(&r);
+	assert_int_equal(status_as("/public/x", NULL, "2001:db8:1:3::1"), 200);
+}
+
+static void test_route_override_wins_and_headers_follow_it(void **state)
+{
+	struct opts o = { .rl_user = "100/60", .rl_ip = "1000/60", .rl_override = "2/60" };
+	struct h_resp r;
+
+	(void)state;
+	start("rl_override", &o);
+	assert_int_equal(get_as(&r, "/override/x", "gina", NULL), 200);
+	assert_int_equal(hdr_long(&r, "RateLimit-Limit"), 2);
+	assert_int_equal(hdr_long(&r, "RateLimit-Remaining"), 1);
+	assert_int_equal(hdr_long(&r, "X-RateLimit-Limit"), 2);
+	assert_int_equal(hdr_long(&r, "X-RateLimit-Remaining"), 1);
+	assert_true(hdr_long(&r, "RateLimit-Reset") >= 1 && hdr_long(&r, "RateLimit-Reset") <= 60);
+	assert_string_equal(h_header(&r, "RateLimit-Policy"), "2;w=60, 1000;w=60");
+	assert_null(h_header(&r, "Retry-After"));
+	h_resp_free(&r);
+	assert_int_equal(status_as("/override/x", "gina", NULL), 200);
+	assert_int_equal(get_as(&r, "/override/x", "gina", NULL), 429);
+	assert_string_equal(r.body, "{\"error\":\"rate_limited\",\"reason\":\"rate_limited_user\"}");
+	assert_int_equal(hdr_long(&r, "RateLimit-Limit"), 2);
+	assert_int_equal(hdr_long(&r, "RateLimit-Remaining"), 0);
+	assert_int_equal(hdr_long(&r, "X-RateLimit-Remaining"), 0);
+	/* one request per 30 s comes back */
+	assert_true(hdr_long(&r, "Retry-After") >= 29 && hdr_long(&r, "Retry-After") <= 30);
+	assert_true(hdr_long(&r, "RateLimit-Reset") >= 59 && hdr_long(&r, "RateLimit-Reset") <= 60);
+	h_resp_free(&r);
+	/* the global policy still governs the other routes */
+	assert_int_equal(get_as(&r, "/private/x", "gina", NULL), 200);
+	assert_int_equal(hdr_long(&r, "RateLimit-Limit"), 100);
+	assert_int_equal(hdr_long(&r, "RateLimit-Remaining"), 99);
+	h_resp_free(&r);
+}
+
+static void test_unauthenticated_traffic_is_limited_per_ip_only(void **state)
+{
+	struct opts o = { .rl_user = "1/60", .rl_ip = "4/60" };
+	struct h_resp r;
+	int i;
+
+	(void)state;
+	start("rl_unauth", &o);
+	/* a public route: a token is no identity, the per-user policy is not
+	 * applied, the per-IP one is */
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(get_as(&r, "/public/x", "henry", "192.0.2.10"), 200);
+		assert_int_equal(hdr_long(&r, "RateLimit-Limit"), 4);
+		h_resp_free(&r);
+	}
+	assert_int_equal(get_as(&r, "/public/x", NULL, "192.0.2.10"), 429);
+	assert_non_null(strstr(r.body, "rate_limited_ip"));
+	h_resp_free(&r);
+	/* no key of a user was ever written */
+	{
+		char *out = NULL;
+
+		h_run(&out, "redis-cli -p %d --scan --pattern 'spogate:rl:u:*'", S.redis_port);
+		assert_string_equal(out, "");
+		free(out);
+	}
+}
+
+static void test_shadow_mode_passes_everything_and_reports(void **state)
+{
+	struct opts o = { .rl_user = "2/60", .rl_ip = "1000/60",
+	                  .rl_extra = "\"shadow\": true" };
+	struct h_resp r;
+	int i;
+
+	(void)state;
+	start("rl_shadow", &o);
+	for (i = 0; i < 6; i++) {
+		assert_int_equal(get_as(&r, "/private/x", "ivan", NULL), 200);
+		assert_int_equal(hdr_long(&r, "RateLimit-Limit"), 2);
+		assert_int_equal(hdr_long(&r, "RateLimit-Remaining"), i < 2 ? 1 - i : 0);
+		h_resp_free(&r);
+	}
+	assert_true(h_metric(S.metrics_port, "spogate_ratelimit_shadow_denied_total") >= 4);
+	assert_true(h_metric(S.metrics_port, "spogate_ratelimit_denied_total{policy=\"user\"}") == 0);
+}
+
+static void test_over_limit_cache_spares_redis(void **state)
+{
+	struct opts o = { .rl_user = "2/60", .rl_ip = "100000/60", .threads = 2 };
+	int i, limited = 0;
+	long calls;
+
+	(void)state;
+	start("rl_cache", &o);
+	h_run(NULL, "redis-cli -p %d config resetstat >/dev/null", S.redis_port);
+	for (i = 0; i < 102; i++)
+		limited += status_as("/private/x", "judy", NULL) == 429;
+	calls = redis_calls(S.redis_port, "evalsha");
+	print_message("# 102 requests, %d denied, %ld script calls\n", limited, calls);
+	assert_int_equal(limited, 100);
+	/* 2 admitted + at most one denial per worker learnt from Redis */
+	assert_true(calls >= 3 && calls <= 2 + 2);
+	assert_true(h_metric(S.metrics_port, "spogate_ratelimit_cache_hits_total") >= 98);
+}
+
+/* Measures the cost this design is about: one script call per decision,
+ * whatever the number of policies, and its Redis CPU. */
+static void test_both_policies_cost_one_script_call(void **state)
+{
+	enum { N = 2000 };
+	struct opts o = { .rl_user = "1000000/60", .rl_ip = "1000000/60" };
+	char url[128], a[64];
+	long *st = calloc(N, sizeof(*st));
+	int ok, limited, other;
+	long calls, gets;
+	double usec, t0, secs;
+
+	(void)state;
+	start("rl_cost", &o);
+	url_of(&S, "/private/x", url, sizeof(url));
+	h_run(NULL, "redis-cli -p %d config resetstat >/dev/null", S.redis_port);
+	t0 = h_now_ms();
+	assert_int_equal(h_http_many(url, (const char *const[]){ auth_for("kate", a, sizeof(a)), NULL },
+	                             N, 32, st, NULL), 0);
+	secs = (h_now_ms() - t0) / 1000.0;
+	count(st, N, &ok, &limited, &other);
+	assert_int_equal(ok, N);
+	calls = redis_calls(S.redis_port, "evalsha");
+	gets = redis_calls(S.redis_port, "get");
+	usec = redis_usec_per_call(S.redis_port, "evalsha");
+	print_message("# %d decisions with both policies in %.2f s (%.0f/s through HAProxy): "
+	              "%ld EVALSHA, %ld GET inside; %.2f us of Redis CPU per decision\n",
+	              N, secs, N / secs, calls, gets, usec);
+	assert_int_equal(calls, N);
+	assert_int_equal(gets, 2 * N);
+	assert_true(h_metric(S.metrics_port, "spogate_ratelimit_redis_errors_total") == 0);
+	free(st);
+}
+
+static void kill_redis(void)
+{
+	h_signal(redis, SIGKILL);
+	h_stop(redis, 1000);
+}
+
+static void outage_during(void)
+{
+	usleep(700000);
+	kill_redis();
+}
+
+static void test_redis_killed_under_load_with_allow_never_waits(void **state)
+{
+	struct opts o = { .rl_user = "1000000/60", .rl_ip = "1000000/60" };
+	struct hammer h;
+	struct h_resp r;
+	double t0, resumed = -1;
+
+	(void)state;
+	start("rl_outage_allow", &o);
+	hammer_run(&h, "/private/x", "liam", 6, 2500, outage_during);
+	print_message("# %d requests around the outage, max latency %.1f ms (timeout %d ms)\n",
+	              h.n, h.max_ms, TIMEOUT_MS);
+	free(h.admitted);
+	assert_int_equal(h.other, 0);
+	assert_int_equal(h.nadmitted, h.n);
+	assert_true(h.max_ms < TIMEOUT_MS + 200);
+	assert_true(h_metric(S.metrics_port, "spogate_ratelimit_redis_unavailable_total{action=\"allow\"}") > 0);
+	/* Redis comes back empty (no keys, no script): limiting resumes by
+	 * itself, within a second */
+	redis = h_start_redis(&S);
+	t0 = h_now_ms();
+	while (h_now_ms() - t0 < 3000) {
+		assert_int_equal(get_as(&r, "/private/x", "liam", NULL), 200);
+		if (h_header(&r, "RateLimit-Limit")) {
+			resumed = h_now_ms() - t0;
+			h_resp_free(&r);
+			break;
+		}
+		h_resp_free(&r);
+		usleep(10000);
+	}
+	print_message("# limiting resumed %.0f ms after the restart\n", resumed);
+	assert_true(resumed >= 0 && resumed < 1000);
+}
+
+static void test_frozen_redis_costs_at_most_the_timeout(void **state)
+{
+	struct opts o = { .rl_user = "1000000/60", .rl_ip = "1000000/60" };
+	struct hammer h;
+	double t0, resumed = -1;
+	struct h_resp r;
+
+	(void)state;
+	start("rl_frozen", &o);
+	assert_int_equal(status_as("/private/x", "mia", NULL), 200);
+	/* SIGSTOP: the connection stays up, replies never come */
+	h_signal(redis, SIGSTOP);
+	hammer_run(&h, "/private/x", "mia", 6, 1500, NULL);
+	h_signal(redis, SIGCONT);
+	print_message("# %d requests against a frozen Redis, max latency %.1f ms\n", h.n, h.max_ms);
+	free(h.admitted);
+	assert_int_equal(h.other, 0);
+	assert_int_equal(h.nadmitted, h.n);
+	assert_true(h.max_ms < TIMEOUT_MS + 200);
+	/* the breaker kept most decisions from waiting at all */
+	assert_true(h_metric(S.metrics_port, "spogate_ratelimit_fail_fast_total") > h.n / 2);
+	t0 = h_now_ms();
+	while (h_now_ms() - t0 < 3000) {
+		assert_int_equal(get_as(&r, "/private/x", "mia", NULL), 200);
+		if (h_header(&r, "RateLimit-Limit")) {
+			resumed = h_now_ms() - t0;
+			h_resp_free(&r);
+			break;
+		}
+		h_resp_free(&r);
+		usleep(10000);
+	}
+	assert_true(resumed >= 0 && resumed < 1000);
+}
+
+static void test_redis_down_with_deny_is_503(void **state)
+{
+	struct opts o = { .rl_user = "100/60", .rl_ip = "1000/60",
+	                  .rl_extra = "\"on_redis_error\": \"deny\"" };
+	struct h_resp r;
+	double t0;
+	int i;
+
+	(void)state;
+	start("rl_outage_deny", &o);
+	assert_int_equal(status_as("/private/x", "noah", NULL), 200);
+	kill_redis();
+	for (i = 0; i < 10; i++) {
+		t0 = h_now_ms();
+		assert_int_equal(get_as(&r, "/private/x", "noah", NULL), 503);
+		assert_string_equal(r.body,
+		                    "{\"error\":\"service_unavailable\",\"reason\":\"ratelimit_unavailable\"}");
+		assert_true(h_now_ms() - t0 < TIMEOUT_MS + 200);
+		h_resp_free(&r);
+	}
+	/* anonymous traffic too: its per-IP policy needs Redis as well */
+	assert_int_equal(status_as("/public/x", NULL, NULL), 503);
+	redis = h_start_redis(&S);
+	usleep(700000);
+	assert_int_equal(status_as("/private/x", "noah", NULL), 200);
+}
+
+static void test_script_cache_flush_is_transparent(void **state)
+{
+	struct opts o = { .rl_user = "3/60", .rl_ip = "1000/60" };
+	int i;
+
+	(void)state;
+	start("rl_noscript", &o);
+	assert_int_equal(status_as("/private/x", "olga", NULL), 200);
+	h_run(NULL, "redis-cli -p %d script flush >/dev/null", S.redis_port);
+	assert_int_equal(status_as("/private/x", "olga", NULL), 200);
+	assert_int_equal(status_as("/private/x", "olga", NULL), 200);
+	for (i = 0; i < 3; i++)
+		assert_int_equal(status_as("/private/x", "olga", NULL), 429);
+	assert_true(h_metric(S.metrics_port, "spogate_ratelimit_redis_noscript_total") >= 1);
+	assert_true(h_metric(S.metrics_port, "spogate_ratelimit_redis_errors_total") == 0);
+}
+
+/* A policy at the parser's limits still runs the script without error. */
+static void test_extreme_policies_are_evaluated(void **state)
+{
+	struct opts o = { .rl_user = "1/31622400", .rl_ip = "1000000000/1" };
+	struct h_resp r;
+
+	(void)state;
+	start("rl_extreme", &o);
+	assert_int_equal(get_as(&r, "/public/x", NULL, NULL), 200);
+	assert_int_equal(hdr_long(&r, "RateLimit-Limit"), 1000000000);
+	h_resp_free(&r);
+	assert_int_equal(get_as(&r, "/private/x", "quinn", NULL), 200);
+	assert_int_equal(hdr_long(&r, "RateLimit-Limit"), 1);
+	assert_int_equal(hdr_long(&r, "RateLimit-Reset"), 31622400);
+	h_resp_free(&r);
+	assert_int_equal(get_as(&r, "/private/x", "quinn", NULL), 429);
+	assert_int_equal(hdr_long(&r, "Retry-After"), 31622400);
+	h_resp_free(&r);
+	assert_true(h_metric(S.metrics_port, "spogate_ratelimit_redis_errors_total") == 0);
+}
+
+static void test_redis_acl_user_password_and_db(void **state)
+{
+	struct opts o = { .rl_user = "5/60", .rl_ip = "1000/60",
+	                  .redis_extra = "\"username\": \"gw\", \"password\": \"s3cret\", \"db\": 3" };
+	char port[16];
+	char *argv[] = { (char *)"/usr/bin/redis-server", (char *)"--port", port,
+	                 (char *)"--bind", (char *)"127.0.0.1", (char *)"--save", (char *)"",
+	                 (char *)"--appendonly", (char *)"no", (char *)"--daemonize", (char *)"no",
+	                 /* each word its own argument: redis quotes ones with spaces */
+	                 (char *)"--user", (char *)"default", (char *)"off",
+	                 (char *)"--user", (char *)"gw", (char *)"on", (char *)">s3cret",
+	                 (char *)"~spogate:*", (char *)"+@all",
+	                 NULL };
+	char *out = NULL;
+	struct h_resp r;
+
+	(void)state;
+	h_stack_init(&S, "rl_auth");
+	snprintf(port, sizeof(port), "%d", S.redis_port);
+	redis = h_spawn(&S, "redis", argv);
+	assert_int_equal(h_wait_port(S.redis_port, 5000), 0);
+	start_pair(&S, &o);
+	assert_int_equal(get_as(&r, "/private/x", "pete", NULL), 200);
+	assert_int_equal(hdr_long(&r, "RateLimit-Limit"), 5);
+	h_resp_free(&r);
+	h_run(&out, "redis-cli -p %d --user gw --pass s3cret -n 3 --no-auth-warning exists "
+	      "spogate:rl:u:pete:5/60", S.redis_port);
+	assert_non_null(out);
+	assert_int_equal(strtol(out, NULL, 10), 1);
+	free(out);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_exactly_20_of_60_concurrent_requests_from_one_user, teardown),
+		cmocka_unit_test_teardown(test_two_gateways_sharing_redis_admit_exactly_20, teardown),
+		cmocka_unit_test_teardown(test_no_boundary_burst_over_two_adjacent_periods, teardown),
+		cmocka_unit_test_teardown(test_per_ip_and_per_user_are_independent, teardown),
+		cmocka_unit_test_teardown(test_route_override_wins_and_headers_follow_it, teardown),
+		cmocka_unit_test_teardown(test_unauthenticated_traffic_is_limited_per_ip_only, teardown),
+		cmocka_unit_test_teardown(test_shadow_mode_passes_everything_and_reports, teardown),
+		cmocka_unit_test_teardown(test_over_limit_cache_spares_redis, teardown),
+		cmocka_unit_test_teardown(test_both_policies_cost_one_script_call, teardown),
+		cmocka_unit_test_teardown(test_redis_killed_under_load_with_allow_never_waits, teardown),
+		cmocka_unit_test_teardown(test_frozen_redis_costs_at_most_the_timeout, teardown),
+		cmocka_unit_test_teardown(test_redis_down_with_deny_is_503, teardown),
+		cmocka_unit_test_teardown(test_script_cache_flush_is_transparent, teardown),
+		cmocka_unit_test_teardown(test_extreme_policies_are_evaluated, teardown),
+		cmocka_unit_test_teardown(test_redis_acl_user_password_and_db, teardown),
+	};
+
+	/* before any thread: curl's global init is not thread-safe */
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,87 @@
+/* Rate ("100/minute") and duration ("500ms") parsing, shared by the
+ * generator and the agent. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "units.h"
+
+static void test_rates_in_every_unit_parse(void **state)
+{
+	static const struct { const char *s; long limit, period; } ok[] = {
+		{ "100/minute", 100, 60 }, { "10/second", 10, 1 }, { "5/30s", 5, 30 },
+		{ "1000/hour", 1000, 3600 }, { "7/day", 7, 86400 }, { "3/2m", 3, 120 },
+		{ "1/s", 1, 1 }, { "2/minutes", 2, 60 }, { "1000000000/d", 1000000000, 86400 },
+	};
+	size_t i;
+	long l, p;
+
+	(void)state;
+	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		l = p = -1;
+		assert_int_equal(rate_parse(ok[i].s, &l, &p), 0);
+		assert_int_equal(l, ok[i].limit);
+		assert_int_equal(p, ok[i].period);
+	}
+}
+
+static void test_bad_rates_are_refused(void **state)
+{
+	static const char *const bad[] = {
+		"", "100", "/minute", "0/minute", "-1/minute", "100/", "100/week", "100/ minute",
+		" 100/minute", "100/minute ", "100/500ms", "100/1500ms", "1e3/minute", "100//minute",
+		"99999999999999999999/minute", "1000000001/second", "10/0s", "10/400d",
+	};
+	size_t i;
+	long l, p;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(rate_parse(bad[i], &l, &p), -1);
+	assert_int_equal(rate_parse(NULL, &l, &p), -1);
+}
+
+static void test_durations_convert_to_ms(void **state)
+{
+	static const struct { const char *s; int64_t ms; } ok[] = {
+		{ "500ms", 500 }, { "30s", 30000 }, { "2m", 120000 }, { "1h", 3600000 },
+		{ "1d", 86400000 }, { "0s", 0 }, { "0ms", 0 },
+	};
+	size_t i;
+	int64_t ms;
+
+	(void)state;
+	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		assert_int_equal(dur_parse_ms(ok[i].s, &ms), 0);
+		assert_int_equal(ms, ok[i].ms);
+	}
+}
+
+static void test_bad_durations_are_refused(void **state)
+{
+	static const char *const bad[] = {
+		"", "30", "s", "30 s", "-1s", "1.5s", "30sec", "30S", "2w", "99999999999999999999ms",
+		"400d", "ms30",
+	};
+	size_t i;
+	int64_t ms;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(dur_parse_ms(bad[i], &ms), -1);
+	assert_int_equal(dur_parse_ms(NULL, &ms), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_rates_in_every_unit_parse),
+		cmocka_unit_test(test_bad_rates_are_refused),
+		cmocka_unit_test(test_durations_convert_to_ms),
+		cmocka_unit_test(test_bad_durations_are_refused),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
