@@ -234,6 +234,36 @@ static void test_claims_mode_allows_and_denies_without_rpc(void **state)
 	free(none);
 }
 
+/* ---- on_error allow: a dead service lets requests through, counted ---- */
+
+static int setup_on_error_allow(void **state)
+{
+	char authz[256];
+
+	(void)state;
+	begin_stack("authz_on_error");
+	/* Nothing listens on the refsvc port in this stack. */
+	snprintf(authz, sizeof(authz),
+	         "{\"mode\":\"service\",\"service_target\":\"ipv4:127.0.0.1:%d\","
+	         "\"on_error\":\"allow\"}", S.refsvc_port);
+	finish_stack(authz);
+	return 0;
+}
+
+static void test_on_error_allow_lets_requests_through_and_says_so(void **state)
+{
+	char *bob = tok("bob", NULL);
+	int i;
+
+	(void)state;
+	for (i = 0; i < 5; i++)
+		assert_int_equal(req(NULL, "/perm/user.write/x", bob, NULL), 200);
+	assert_true(h_metric(S.metrics_port,
+	                     "spogate_authz_events_total{event=\"allowed_on_error\"}") >= 5);
+	assert_int_equal(h_wait_log(agent, "ALLOWING", 2000), 0);
+	free(bob);
+}
+
 int main(void)
 {
 	const struct CMUnitTest service[] = {
@@ -247,9 +277,14 @@ int main(void)
 	const struct CMUnitTest claims[] = {
 		cmocka_unit_test(test_claims_mode_allows_and_denies_without_rpc),
 	};
+	const struct CMUnitTest on_error[] = {
+		cmocka_unit_test(test_on_error_allow_lets_requests_through_and_says_so),
+	};
 	int rc;
 
 	rc = cmocka_run_group_tests_name("authz_service", service, setup_service, teardown);
 	rc += cmocka_run_group_tests_name("authz_claims", claims, setup_claims, teardown);
+	rc += cmocka_run_group_tests_name("authz_on_error", on_error, setup_on_error_allow,
+	                                  teardown);
 	return rc;
 }
