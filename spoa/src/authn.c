@@ -502,8 +502,24 @@ static int parse_claims(json_t *arr, char *err, size_t errlen)
 		}
 		if (strcmp(claim, "sub") == 0)
 			continue;                        /* always user_id */
-		if (!var)
-			var = claim;
+		if (!var) {
+			/* docs/agent-json.md: the claim's name, lower-cased, with
+			 * anything outside [a-z0-9_] turned into '_'. Kept for the
+			 * life of the process (verdicts point to var names). */
+			char *v = strdup(claim), *q;
+
+			if (!v) {
+				snprintf(err, errlen, "out of memory");
+				return -1;
+			}
+			for (q = v; *q; q++) {
+				if (*q >= 'A' && *q <= 'Z')
+					*q = (char)(*q - 'A' + 'a');
+				else if (!((*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9')))
+					*q = '_';
+			}
+			var = v;
+		}
 		for (p = var; *p; p++)
 			if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
 				break;
