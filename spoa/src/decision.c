@@ -8,6 +8,7 @@
 
 #include "agent.h"
 #include "authn.h"
+#include "authz.h"
 #include "conn.h"
 #include "log.h"
 #include "ratelimit.h"
@@ -22,6 +23,7 @@ typedef enum stage_rc (*stage_fn)(struct decision *d);
 static const stage_fn stages[] = {
 	stage_debug_delay,
 	authn_stage,
+	authz_stage,
 	rl_stage,
 };
 #define NSTAGES (sizeof(stages) / sizeof(stages[0]))

@@ -18,6 +18,9 @@
 
 #include "addr.h"
 #include "agent.h"
+#include "authn.h"
+#include "authz.h"
+#include "grpc.h"
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"
@@ -48,7 +51,10 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 	(void)loop;
 	(void)w;
 	(void)revents;
-	log_info("SIGHUP: nothing to reload in this configuration");
+	/* Keys are swapped atomically; connections and decisions in flight
+	 * keep the keys they started with. */
+	log_info("SIGHUP: reloading keys");
+	authn_reload();
 }
 
 static int parse_int(const char *s, long min, long max, long *out)
@@ -134,7 +140,9 @@ int main(int argc, char **argv)
 		a.cfg.log_level = l;
 	}
 	log_threshold = a.cfg.log_level;
-	if (rl_config_check(&a.cfg, err, sizeof(err)) < 0) {
+	if (authn_configure(&a.cfg, err, sizeof(err)) < 0 ||
+	    authz_configure(&a.cfg, err, sizeof(err)) < 0 ||
+	    rl_config_check(&a.cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s: error: %s\n", a.config_path ? a.config_path : "defaults", err);
 		config_free(&a.cfg);
 		return 1;
@@ -158,6 +166,10 @@ int main(int argc, char **argv)
 			rc = 1;
 			goto out;
 		}
+	}
+	if (authn_start(&a) < 0 || authz_start(&a) < 0) {
+		rc = 1;
+		goto out;
 	}
 	if (metrics_start(&a) < 0) {
 		rc = 1;
@@ -191,9 +203,15 @@ int main(int argc, char **argv)
 	metrics_stop(&a);
 	log_info("spogate-agent stopped");
  out:
+	/* Calls still in flight complete (their deadline is short) and post to
+	 * loops that no longer run; then the stages' state can go. */
+	rpc_drain();
+	authn_stop(&a);
+	authz_stop(&a);
 	for (i = 0; i < a.nworkers; i++)
 		if (a.workers[i].loop)
 			worker_destroy(&a.workers[i]);
+	rpc_stop();
 	free(a.workers);
 	config_free(&a.cfg);
 	return rc;

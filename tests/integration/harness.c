@@ -171,6 +171,8 @@ void h_stack_init(struct h_stack *s, const char *test)
 	    >= (int)sizeof(s->logdir))
 		die("log dir path too long");
 	mkdir_p(s->logdir);
+	/* logs of an earlier run would satisfy h_wait_log() too early */
+	h_run(NULL, "rm -f '%s'/*.log", s->logdir);
 	s->http_port = h_free_port();
 	s->agent_port = h_free_port();
 	s->metrics_port = h_free_port();

@@ -1,0 +1,37 @@
+/*
+ * Authorization stage: may this caller do this? Runs after authentication,
+ * only for requests whose route (or method) names a permission (the perm
+ * argument) and that are still allowed.
+ *
+ * authz.mode (docs/agent-json.md):
+ *   none     perm is ignored
+ *   claims   the permission must be in the token's permissions or scope
+ *   service  AuthzService.CheckPermission over gRPC, cached per worker by
+ *            (user, permission), identical misses coalesced into one RPC
+ * Denied is 403 permission_denied; a service failure is 503
+ * authz_unavailable, or lets the request through with authz.on_error allow
+ * (logged as a warning, counted).
+ *
+ * Life cycle as for authn.h: authz_configure(), authz_start(), authz_stop().
+ */
+#ifndef SPOGATE_AUTHZ_H
+#define SPOGATE_AUTHZ_H
+
+#include <stddef.h>
+
+#include "decision.h"
+
+struct agent;
+struct agent_config;
+
+int authz_configure(const struct agent_config *cfg, char *err, size_t errlen);
+int authz_start(struct agent *a);
+void authz_stop(struct agent *a);
+
+enum stage_rc authz_stage(struct decision *d);
+
+/* "*" grants everything, "blog.*" everything under "blog.", any other
+ * grant only itself. Returns 1 when grant covers perm. */
+int authz_grant_matches(const char *grant, const char *perm, size_t permlen);
+
+#endif

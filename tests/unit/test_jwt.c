@@ -1,0 +1,561 @@
+/*
+ * Unit tests of the JWT verifier. Tokens come from libjwt (an independent
+ * signer) or are assembled by hand for the hostile cases.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jwt.h>   /* libjwt, for minting */
+#include <openssl/hmac.h>
+#include <openssl/pem.h>
+
+#include "jwt_verify.h"
+
+#define NOW 1800000000LL
+
+static EVP_PKEY *rsa_key, *ec_key, *ec384_key;
+static char *rsa_priv, *rsa_pub, *ec_priv, *ec384_priv;
+static const unsigned char secret[] = "0123456789abcdef0123456789abcdef-hs";
+static struct jwt_keyset *ks;
+static const char *const auds[] = { "api", "other" };
+static struct jwt_policy pol;
+
+static char *pem(EVP_PKEY *k, int priv)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	char *p, *out;
+	long n;
+
+	if (priv)
+		PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL);
+	else
+		PEM_write_bio_PUBKEY(b, k);
+	n = BIO_get_mem_data(b, &p);
+	out = malloc((size_t)n + 1);
+	memcpy(out, p, (size_t)n);
+	out[n] = '\0';
+	BIO_free(b);
+	return out;
+}
+
+/* A token signed by libjwt. claims is a JSON object text. */
+static char *mint(jwt_alg_t alg, const char *key, size_t keylen, const char *kid,
+                  const char *claims)
+{
+	jwt_t *j;
+	char *t, *out;
+
+	assert_int_equal(jwt_new(&j), 0);
+	assert_int_equal(jwt_set_alg(j, alg, (const unsigned char *)key, (int)keylen), 0);
+	if (kid)
+		assert_int_equal(jwt_add_header(j, "kid", kid), 0);
+	assert_int_equal(jwt_add_grants_json(j, claims), 0);
+	t = jwt_encode_str(j);
+	assert_non_null(t);
+	out = strdup(t);
+	free(t);
+	jwt_free(j);
+	return out;
+}
+
+static char *b64(const char *s, size_t n)
+{
+	char *o = malloc(n * 4 / 3 + 4);
+
+	jwt_b64url_encode(o, (const unsigned char *)s, n);
+	return o;
+}
+
+/* header.payload.HMAC-SHA256(key) assembled by hand. */
+static char *hs_raw(const char *hdr, const char *payload, const unsigned char *key,
+                    size_t keylen)
+{
+	char *h = b64(hdr, strlen(hdr)), *p = b64(payload, strlen(payload)), *s, *out;
+	unsigned char mac[64];
+	unsigned maclen;
+	size_t n = strlen(h) + strlen(p) + 200;
+
+	out = malloc(n);
+	snprintf(out, n, "%s.%s", h, p);
+	HMAC(EVP_sha256(), key, (int)keylen, (unsigned char *)out, strlen(out), mac, &maclen);
+	s = b64((const char *)mac, maclen);
+	snprintf(out, n, "%s.%s.%s", h, p, s);
+	free(h);
+	free(p);
+	free(s);
+	return out;
+}
+
+static enum jwt_status verify(const char *tok)
+{
+	json_t *c = NULL;
+	enum jwt_status st = jwt_verify_token(ks, &pol, tok, strlen(tok), NOW, &c);
+
+	if (st == JWT_OK)
+		assert_non_null(c);
+	else
+		assert_null(c);
+	json_decref(c);
+	return st;
+}
+
+static char *claims(const char *extra)
+{
+	static char buf[1024];
+
+	snprintf(buf, sizeof(buf),
+	         "{\"sub\":\"alice\",\"iss\":\"https://issuer\",\"aud\":\"api\","
+	         "\"exp\":%lld,\"iat\":%lld%s%s}",
+	         NOW + 600, NOW - 10, extra ? "," : "", extra ? extra : "");
+	return buf;
+}
+
+static int setup(void **state)
+{
+	char path[] = "/tmp/test_jwt_XXXXXX";
+	char err[256];
+	json_t *jwks, *keys;
+	int fd;
+
+	(void)state;
+	rsa_key = EVP_RSA_gen(2048);
+	ec_key = EVP_EC_gen("P-256");
+	ec384_key = EVP_EC_gen("P-384");
+	assert_non_null(rsa_key);
+	assert_non_null(ec_key);
+	rsa_priv = pem(rsa_key, 1);
+	rsa_pub = pem(rsa_key, 0);
+	ec_priv = pem(ec_key, 1);
+	ec384_priv = pem(ec384_key, 1);
+
+	ks = jwt_keyset_new();
+	/* RSA through a PEM file, EC and oct through a JWKS document. */
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, rsa_pub, strlen(rsa_pub)), (ssize_t)strlen(rsa_pub));
+	close(fd);
+	assert_int_equal(jwt_keyset_add_pem_file(ks, "rsa1", NULL, path, err, sizeof(err)), 0);
+	unlink(path);
+	jwks = json_object();
+	keys = json_array();
+	json_object_set_new(jwks, "keys", keys);
+	json_array_append_new(keys, jwt_jwk_public(ec_key, "ec1", "ES256"));
+	json_array_append_new(keys, jwt_jwk_public(ec384_key, "ec384", NULL));
+	json_array_append_new(keys, jwt_jwk_secret(secret, sizeof(secret) - 1, "hs1", "HS256"));
+	assert_int_equal(jwt_keyset_add_jwks(ks, jwks, err, sizeof(err)), 3);
+	json_decref(jwks);
+	assert_int_equal(jwt_keyset_size(ks), 4);
+
+	pol.algs = JWT_ALL_ALGS;
+	pol.issuer = "https://issuer";
+	pol.audiences = auds;
+	pol.naud = 2;
+	pol.leeway = 30;
+	pol.max_len = JWT_DEF_MAX_TOKEN;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	jwt_keyset_unref(ks);
+	EVP_PKEY_free(rsa_key);
+	EVP_PKEY_free(ec_key);
+	EVP_PKEY_free(ec384_key);
+	free(rsa_priv);
+	free(rsa_pub);
+	free(ec_priv);
+	free(ec384_priv);
+	return 0;
+}
+
+static void test_valid_hs256_rs256_es256_es384_are_accepted(void **state)
+{
+	char *t;
+
+	(void)state;
+	t = mint(JWT_ALG_HS256, (const char *)secret, sizeof(secret) - 1, "hs1", claims(NULL));
+	assert_int_equal(verify(t), JWT_OK);
+	free(t);
+	t = mint(JWT_ALG_RS256, rsa_priv, strlen(rsa_priv), "rsa1", claims(NULL));
+	assert_int_equal(verify(t), JWT_OK);
+	free(t);
+	t = mint(JWT_ALG_RS512, rsa_priv, strlen(rsa_priv), "rsa1", claims(NULL));
+	assert_int_equal(verify(t), JWT_OK);
+	free(t);
+	t = mint(JWT_ALG_ES256, ec_priv, strlen(ec_priv), "ec1", claims(NULL));
+	assert_int_equal(verify(t), JWT_OK);
+	free(t);
+	t = mint(JWT_ALG_ES384, ec384_priv, strlen(ec384_priv), "ec384", claims(NULL));
+	assert_int_equal(verify(t), JWT_OK);
+	free(t);
+	/* Without kid every key of the right type is tried. */
+	t = mint(JWT_ALG_ES256, ec_priv, strlen(ec_priv), NULL, claims(NULL));
+	assert_int_equal(verify(t), JWT_OK);
+	free(t);
+}
+
+static void test_claims_are_returned(void **state)
+{
+	char *t = mint(JWT_ALG_RS256, rsa_priv, strlen(rsa_priv), "rsa1",
+	               claims("\"roles\":[\"admin\",\"dev\"]"));
+	json_t *c = NULL;
+
+	(void)state;
+	assert_int_equal(jwt_verify_token(ks, &pol, t, strlen(t), NOW, &c), JWT_OK);
+	assert_string_equal(json_string_value(json_object_get(c, "sub")), "alice");
+	assert_int_equal(json_array_size(json_object_get(c, "roles")), 2);
+	json_decref(c);
+	free(t);
+}
+
+static void test_expired_token_is_refused_after_leeway(void **state)
+{
+	char c[256], *t;
+
+	(void)state;
+	snprintf(c, sizeof(c), "{\"sub\":\"a\",\"iss\":\"https://issuer\",\"aud\":\"api\","
+	         "\"exp\":%lld}", NOW - 31);
+	t = mint(JWT_ALG_HS256, (const char *)secret, sizeof(secret) - 1, "hs1", c);
+	assert_int_equal(verify(t), JWT_E_EXPIRED);
+	free(t);
+	snprintf(c, sizeof(c), "{\"sub\":\"a\",\"iss\":\"https://issuer\",\"aud\":\"api\","
+	         "\"exp\":%lld}", NOW - 29);
+	t = mint(JWT_ALG_HS256, (const char *)secret, sizeof(secret) - 1, "hs1", c);
+	assert_int_equal(verify(t), JWT_OK);
+	free(t);
+}
+
+static void test_nbf_or_iat_in_the_future_is_not_yet_valid(void **state)
+{
+	char c[64], *t;
+
+	(void)state;
+	snprintf(c, sizeof(c), "\"nbf\":%lld", NOW + 60);
+	t = mint(JWT_ALG_HS256, (const char *)secret, sizeof(secret) - 1, "hs1", claims(c));
+	assert_int_equal(verify(t), JWT_E_NOT_YET_VALID);
+	free(t);
+	snprintf(c, sizeof(c), "\"nbf\":%lld", NOW + 20);   /* within leeway */
+	t = mint(JWT_ALG_HS256, (const char *)secret, sizeof(secret) - 1, "hs1", claims(c));
+	assert_int_equal(verify(t), JWT_OK);
+	free(t);
+	t = hs_raw("{\"alg\":\"HS256\",\"kid\":\"hs1\"}",
+	           "{\"sub\":\"a\",\"iss\":\"https://issuer\",\"aud\":\"api\",\"iat\":1900000000}",
+	           secret, sizeof(secret) - 1);
+	assert_int_equal(verify(t), JWT_E_NOT_YET_VALID);
+	free(t);
+}
+
+static void test_issuer_and_audience_are_checked(void **state)
+{
+	static const char *const cases[][2] = {
+		{ "{\"sub\":\"a\",\"iss\":\"https://evil\",\"aud\":\"api\"}", "iss" },
+		{ "{\"sub\":\"a\",\"aud\":\"api\"}", "iss" },
+		{ "{\"sub\":\"a\",\"iss\":\"https://issuer\",\"aud\":\"web\"}", "aud" },
+		{ "{\"sub\":\"a\",\"iss\":\"https://issuer\"}", "aud" },
+		{ "{\"sub\":\"a\",\"iss\":\"https://issuer\",\"aud\":[\"x\",7]}", "aud" },
+		{ "{\"sub\":\"a\",\"iss\":\"https://issuer\",\"aud\":[\"x\",\"other\"]}", "ok" },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *t = mint(JWT_ALG_HS256, (const char *)secret, sizeof(secret) - 1, "hs1",
+		               cases[i][0]);
+		enum jwt_status want = strcmp(cases[i][1], "iss") == 0 ? JWT_E_ISSUER :
+		                       strcmp(cases[i][1], "aud") == 0 ? JWT_E_AUDIENCE : JWT_OK;
+
+		assert_int_equal(verify(t), want);
+		free(t);
+	}
+}
+
+static void test_unknown_kid_is_refused(void **state)
+{
+	char *t = mint(JWT_ALG_RS256, rsa_priv, strlen(rsa_priv), "nope", claims(NULL));
+
+	(void)state;
+	assert_int_equal(verify(t), JWT_E_KID);
+	free(t);
+}
+
+static void test_alg_none_is_always_refused(void **state)
+{
+	char *t = mint(JWT_ALG_NONE, NULL, 0, "hs1", claims(NULL));
+	char *h, *p, buf[2048];
+
+	(void)state;
+	assert_int_not_equal(verify(t), JWT_OK);
+	free(t);
+	/* Even with a signature segment and every algorithm allowed. */
+	h = b64("{\"alg\":\"none\"}", 14);
+	p = b64(claims(NULL), strlen(claims(NULL)));
+	snprintf(buf, sizeof(buf), "%s.%s.AAAA", h, p);
+	assert_int_equal(verify(buf), JWT_E_ALG);
+	free(h);
+	h = b64("{\"alg\":\"None\"}", 14);
+	snprintf(buf, sizeof(buf), "%s.%s.AAAA", h, p);
+	assert_int_equal(verify(buf), JWT_E_ALG);
+	free(h);
+	free(p);
+}
+
+static void test_rs256_key_never_verifies_an_hs256_token(void **state)
+{
+	/* The classic confusion: HMAC keyed with the RSA public key's PEM. */
+	char *t = mint(JWT_ALG_HS256, rsa_pub, strlen(rsa_pub), "rsa1", claims(NULL));
+	struct jwt_keyset *only_rsa = jwt_keyset_new();
+	char path[] = "/tmp/test_jwt_XXXXXX", err[128];
+	int fd = mkstemp(path);
+
+	(void)state;
+	assert_int_equal(verify(t), JWT_E_ALG);
+	free(t);
+	t = mint(JWT_ALG_HS256, rsa_pub, strlen(rsa_pub), NULL, claims(NULL));
+	assert_int_not_equal(verify(t), JWT_OK);
+	assert_int_equal(write(fd, rsa_pub, strlen(rsa_pub)), (ssize_t)strlen(rsa_pub));
+	close(fd);
+	assert_int_equal(jwt_keyset_add_pem_file(only_rsa, NULL, NULL, path, err, sizeof(err)), 0);
+	unlink(path);
+	assert_int_equal(jwt_verify_token(only_rsa, &pol, t, strlen(t), NOW, NULL), JWT_E_ALG);
+	jwt_keyset_unref(only_rsa);
+	free(t);
+}
+
+static void test_algorithm_outside_the_allow_list_is_refused(void **state)
+{
+	struct jwt_policy p = pol;
+	char *t = mint(JWT_ALG_HS256, (const char *)secret, sizeof(secret) - 1, "hs1", claims(NULL));
+
+	(void)state;
+	p.algs = JWT_ALG_BIT(JWT_RS256) | JWT_ALG_BIT(JWT_ES256);
+	assert_int_equal(jwt_verify_token(ks, &p, t, strlen(t), NOW, NULL), JWT_E_ALG);
+	free(t);
+	/* ES256 token against the P-384 key: wrong curve. */
+	t = mint(JWT_ALG_ES256, ec_priv, strlen(ec_priv), "ec384", claims(NULL));
+	assert_int_equal(verify(t), JWT_E_ALG);
+	free(t);
+}
+
+static void test_malformed_tokens_are_refused(void **state)
+{
+	char *good = mint(JWT_ALG_HS256, (const char *)secret, sizeof(secret) - 1, "hs1",
+	                  claims(NULL));
+	char buf[4096], *d;
+	size_t n = strlen(good);
+
+	(void)state;
+	d = strrchr(good, '.');
+	/* two segments */
+	snprintf(buf, sizeof(buf), "%.*s", (int)(d - good), good);
+	assert_int_equal(verify(buf), JWT_E_MALFORMED);
+	/* four segments */
+	snprintf(buf, sizeof(buf), "%s.AAAA", good);
+	assert_int_equal(verify(buf), JWT_E_MALFORMED);
+	/* empty signature */
+	snprintf(buf, sizeof(buf), "%.*s.", (int)(d - good), good);
+	assert_int_equal(verify(buf), JWT_E_MALFORMED);
+	/* bad base64 in the header, the payload, the signature */
+	snprintf(buf, sizeof(buf), "%s", good);
+	buf[3] = '*';
+	assert_int_equal(verify(buf), JWT_E_MALFORMED);
+	snprintf(buf, sizeof(buf), "%s", good);
+	buf[strchr(good, '.') - good + 3] = '+';
+	assert_int_not_equal(verify(buf), JWT_OK);
+	snprintf(buf, sizeof(buf), "%s", good);
+	buf[n - 2] = '=';
+	assert_int_equal(verify(buf), JWT_E_MALFORMED);
+	/* plain garbage */
+	assert_int_equal(verify("not a token"), JWT_E_MALFORMED);
+	assert_int_equal(verify(".."), JWT_E_MALFORMED);
+	assert_int_equal(verify(""), JWT_E_MALFORMED);
+	free(good);
+}
+
+static void test_tampered_payload_fails_the_signature(void **state)
+{
+	char *t = mint(JWT_ALG_RS256, rsa_priv, strlen(rsa_priv), "rsa1", claims(NULL));
+	char *admin = mint(JWT_ALG_RS256, rsa_priv, strlen(rsa_priv), "rsa1",
+	                   claims("\"admin\":true"));
+	char buf[4096], *d1 = strchr(t, '.'), *d2 = strrchr(t, '.');
+	char *a1 = strchr(admin, '.'), *a2 = strrchr(admin, '.');
+
+	(void)state;
+	/* header of t, payload of admin, signature of t */
+	snprintf(buf, sizeof(buf), "%.*s%.*s%s", (int)(d1 - t), t, (int)(a2 - a1), a1, d2);
+	assert_int_equal(verify(buf), JWT_E_SIGNATURE);
+	free(t);
+	free(admin);
+	t = mint(JWT_ALG_ES256, ec_priv, strlen(ec_priv), "ec1", claims(NULL));
+	/* truncated ECDSA signature */
+	t[strlen(t) - 2] = '\0';   /* 63 bytes: still base64url */
+	assert_int_equal(verify(t), JWT_E_SIGNATURE);
+	free(t);
+}
+
+static void test_oversized_token_is_refused_before_parsing(void **state)
+{
+	size_t n = 64 * 1024;
+	char *t = malloc(n + 1);
+
+	(void)state;
+	memset(t, 'A', n);
+	t[10] = '.';
+	t[20] = '.';
+	t[n] = '\0';
+	assert_int_equal(verify(t), JWT_E_TOO_LONG);
+	free(t);
+}
+
+static void test_non_json_payload_and_header_are_malformed(void **state)
+{
+	char *t;
+
+	(void)state;
+	t = hs_raw("{\"alg\":\"HS256\",\"kid\":\"hs1\"}", "not json", secret, sizeof(secret) - 1);
+	assert_int_equal(verify(t), JWT_E_MALFORMED);
+	free(t);
+	t = hs_raw("{\"alg\":\"HS256\",\"kid\":\"hs1\"}", "[1,2]", secret, sizeof(secret) - 1);
+	assert_int_equal(verify(t), JWT_E_MALFORMED);
+	free(t);
+	t = hs_raw("[\"HS256\"]", "{}", secret, sizeof(secret) - 1);
+	assert_int_equal(verify(t), JWT_E_MALFORMED);
+	free(t);
+	t = hs_raw("{\"alg\":\"HS256\",\"kid\":\"hs1\",\"crit\":[\"b64\"]}", "{}", secret,
+	           sizeof(secret) - 1);
+	assert_int_equal(verify(t), JWT_E_MALFORMED);
+	free(t);
+	t = hs_raw("{\"alg\":\"HS256\",\"kid\":\"hs1\"}",
+	           "{\"sub\":\"a\",\"iss\":\"https://issuer\",\"aud\":\"api\",\"exp\":\"soon\"}",
+	           secret, sizeof(secret) - 1);
+	assert_int_equal(verify(t), JWT_E_MALFORMED);
+	free(t);
+	/* duplicate member names are ambiguous: refuse */
+	t = hs_raw("{\"alg\":\"HS256\",\"kid\":\"hs1\"}",
+	           "{\"sub\":\"a\",\"sub\":\"b\",\"iss\":\"https://issuer\",\"aud\":\"api\"}",
+	           secret, sizeof(secret) - 1);
+	assert_int_equal(verify(t), JWT_E_MALFORMED);
+	free(t);
+}
+
+static void test_b64url_round_trip_and_strictness(void **state)
+{
+	unsigned char in[64], out[64];
+	char enc[128];
+	size_t i, n;
+
+	(void)state;
+	for (i = 0; i < sizeof(in); i++)
+		in[i] = (unsigned char)(i * 37);
+	for (n = 0; n < sizeof(in); n++) {
+		size_t e = jwt_b64url_encode(enc, in, n);
+
+		assert_int_equal(jwt_b64url_decode(out, enc, e), (long)n);
+		assert_memory_equal(in, out, n);
+	}
+	assert_int_equal(jwt_b64url_decode(out, "QQ==", 4), -1);
+	assert_int_equal(jwt_b64url_decode(out, "QR", 2), -1);     /* non-zero trailing bits */
+	assert_int_equal(jwt_b64url_decode(out, "Q", 1), -1);
+	assert_int_equal(jwt_b64url_decode(out, "a/b+", 4), -1);
+	assert_int_equal(jwt_b64url_decode(out, "QQ", 2), 1);
+}
+
+static void test_weak_or_broken_keys_are_refused_at_load(void **state)
+{
+	struct jwt_keyset *k = jwt_keyset_new();
+	EVP_PKEY *small = EVP_RSA_gen(1024);
+	json_t *jwks = json_object(), *keys = json_array();
+	char err[256];
+
+	(void)state;
+	json_object_set_new(jwks, "keys", keys);
+	json_array_append_new(keys, jwt_jwk_public(small, "small", NULL));
+	assert_int_equal(jwt_keyset_add_jwks(k, jwks, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "2048"));
+	json_array_clear(keys);
+	json_array_append_new(keys, jwt_jwk_secret((const unsigned char *)"short", 5, "s", NULL));
+	assert_int_equal(jwt_keyset_add_jwks(k, jwks, err, sizeof(err)), -1);
+	json_array_clear(keys);
+	json_array_append_new(keys, json_pack("{s:s,s:s,s:s}", "kty", "RSA", "n", "!!", "e", "AQAB"));
+	assert_int_equal(jwt_keyset_add_jwks(k, jwks, err, sizeof(err)), -1);
+	json_array_clear(keys);
+	json_array_append_new(keys, jwt_jwk_public(ec_key, "ec", "RS256"));
+	assert_int_equal(jwt_keyset_add_jwks(k, jwks, err, sizeof(err)), -1);
+	json_array_clear(keys);
+	json_array_append_new(keys, json_pack("{s:s,s:s,s:s,s:s}", "kty", "EC", "crv", "P-256",
+	                                      "x", "AAAA", "y", "AAAA"));
+	assert_int_equal(jwt_keyset_add_jwks(k, jwks, err, sizeof(err)), -1);
+	json_array_clear(keys);
+	/* encryption keys are skipped, not an error */
+	json_array_append_new(keys, json_pack("{s:s,s:s,s:s}", "kty", "oct", "use", "enc",
+	                                      "k", "AAAA"));
+	assert_int_equal(jwt_keyset_add_jwks(k, jwks, err, sizeof(err)), 0);
+	assert_int_equal(jwt_keyset_size(k), 0);
+	json_decref(jwks);
+	EVP_PKEY_free(small);
+	jwt_keyset_unref(k);
+}
+
+static void test_bench_verifications_per_second(void **state)
+{
+	static const struct { jwt_alg_t alg; const char *kid; int ours; } algs[] = {
+		{ JWT_ALG_HS256, "hs1", JWT_HS256 },
+		{ JWT_ALG_RS256, "rsa1", JWT_RS256 },
+		{ JWT_ALG_ES256, "ec1", JWT_ES256 },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < 3; i++) {
+		const char *key = algs[i].alg == JWT_ALG_HS256 ? (const char *)secret :
+		                  algs[i].alg == JWT_ALG_RS256 ? rsa_priv : ec_priv;
+		size_t klen = algs[i].alg == JWT_ALG_HS256 ? sizeof(secret) - 1 : strlen(key);
+		char *t = mint(algs[i].alg, key, klen, algs[i].kid, claims(NULL));
+		struct timespec a, b;
+		double s;
+		int n = 0;
+
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		do {
+			assert_int_equal(jwt_verify_token(ks, &pol, t, strlen(t), NOW, NULL), JWT_OK);
+			n++;
+			clock_gettime(CLOCK_MONOTONIC, &b);
+			s = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+		} while (s < 0.3);
+		printf("# bench: %s %.0f verifications/s (%.1f us each)\n",
+		       jwt_alg_name((enum jwt_sig_alg)algs[i].ours), n / s, s / n * 1e6);
+		free(t);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_valid_hs256_rs256_es256_es384_are_accepted),
+		cmocka_unit_test(test_claims_are_returned),
+		cmocka_unit_test(test_expired_token_is_refused_after_leeway),
+		cmocka_unit_test(test_nbf_or_iat_in_the_future_is_not_yet_valid),
+		cmocka_unit_test(test_issuer_and_audience_are_checked),
+		cmocka_unit_test(test_unknown_kid_is_refused),
+		cmocka_unit_test(test_alg_none_is_always_refused),
+		cmocka_unit_test(test_rs256_key_never_verifies_an_hs256_token),
+		cmocka_unit_test(test_algorithm_outside_the_allow_list_is_refused),
+		cmocka_unit_test(test_malformed_tokens_are_refused),
+		cmocka_unit_test(test_tampered_payload_fails_the_signature),
+		cmocka_unit_test(test_oversized_token_is_refused_before_parsing),
+		cmocka_unit_test(test_non_json_payload_and_header_are_malformed),
+		cmocka_unit_test(test_b64url_round_trip_and_strictness),
+		cmocka_unit_test(test_weak_or_broken_keys_are_refused_at_load),
+		cmocka_unit_test(test_bench_verifications_per_second),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
