@@ -532,10 +532,8 @@ static int send_call(struct rl_call *c, int with_source)
 	return 0;
 }
 
-/* The authenticated user: the user_id var the authentication stage set.
- * With rate_limiting.debug_user_from_token (tests only), the bearer token
- * of a route that requires authentication stands in for it. */
-static int find_user(const struct decision *d, int from_token, const char **id, size_t *len)
+/* The authenticated user: the user_id var the authentication stage set. */
+static int find_user(const struct decision *d, const char **id, size_t *len)
 {
 	unsigned i;
 
@@ -545,11 +543,6 @@ static int find_user(const struct decision *d, int from_token, const char **id, 
 			*len = d->v.vars[i].len;
 			return 1;
 		}
-	if (from_token && d->req.auth && d->token.len > 0) {
-		*id = d->token.ptr;
-		*len = d->token.len;
-		return 1;
-	}
 	return 0;
 }
 
@@ -638,7 +631,7 @@ enum stage_rc rl_stage(struct decision *d)
 	c->d = NULL;
 	c->n = 0;
 	c->resent = 0;
-	if (d->req.rl_user.len && find_user(d, rw->cfg.debug_user_from_token, &uid, &ulen))
+	if (d->req.rl_user.len && find_user(d, &uid, &ulen))
 		add_key(rw, c, RL_USER, d->req.rl_user, uid, ulen);
 	if (d->req.rl_ip.len && d->req.ip_family) {
 		n = rl_ip_subject(d->req.ip_family, d->req.ip, rw->cfg.ipv6_prefix, subject,
