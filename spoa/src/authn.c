@@ -761,21 +761,6 @@ static void render(struct agent *a, struct mbuf *b)
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		mbuf_printf(b, "spogate_auth_events_total{event=\"%s\"} %lu\n", names[i],
 		            (unsigned long)__atomic_load_n(vals[i], __ATOMIC_RELAXED));
-	if (A.ch) {
-		struct rpc_stats st;
-
-		rpc_channel_stats(A.ch, &st);
-		mbuf_printf(b, "# TYPE spogate_grpc_calls_total counter\n"
-		               "spogate_grpc_calls_total{service=\"auth\",result=\"started\"} %lu\n"
-		               "spogate_grpc_calls_total{service=\"auth\",result=\"joined\"} %lu\n"
-		               "spogate_grpc_calls_total{service=\"auth\",result=\"ok\"} %lu\n"
-		               "spogate_grpc_calls_total{service=\"auth\",result=\"failed\"} %lu\n"
-		               "spogate_grpc_calls_total{service=\"auth\",result=\"refused\"} %lu\n"
-		               "# TYPE spogate_grpc_circuit_open gauge\n"
-		               "spogate_grpc_circuit_open{service=\"auth\"} %d\n",
-		            (unsigned long)st.calls, (unsigned long)st.joined, (unsigned long)st.ok,
-		            (unsigned long)st.failed, (unsigned long)st.refused, st.open);
-	}
 }
 
 static struct metrics_source metrics_src = { render, NULL };
@@ -814,6 +799,7 @@ int authn_start(struct agent *a)
 		         jwt_keyset_size(A.keys));
 	}
 	metrics_register(&metrics_src);
+	rpc_metrics_register();
 	return 0;
 }
 

@@ -151,19 +151,6 @@ static void render(struct agent *a, struct mbuf *b)
 	EV(unavailable);
 	EV(allowed_on_error);
 #undef EV
-	if (Z.ch) {
-		struct rpc_stats st;
-
-		rpc_channel_stats(Z.ch, &st);
-		mbuf_printf(b, "spogate_grpc_calls_total{service=\"authz\",result=\"started\"} %lu\n"
-		               "spogate_grpc_calls_total{service=\"authz\",result=\"joined\"} %lu\n"
-		               "spogate_grpc_calls_total{service=\"authz\",result=\"ok\"} %lu\n"
-		               "spogate_grpc_calls_total{service=\"authz\",result=\"failed\"} %lu\n"
-		               "spogate_grpc_calls_total{service=\"authz\",result=\"refused\"} %lu\n"
-		               "spogate_grpc_circuit_open{service=\"authz\"} %d\n",
-		            (unsigned long)st.calls, (unsigned long)st.joined, (unsigned long)st.ok,
-		            (unsigned long)st.failed, (unsigned long)st.refused, st.open);
-	}
 }
 
 static struct metrics_source metrics_src = { render, NULL };
@@ -176,6 +163,7 @@ int authz_start(struct agent *a)
 	if (Z.mode == AUTHZ_NONE)
 		return 0;
 	metrics_register(&metrics_src);
+	rpc_metrics_register();
 	if (Z.mode != AUTHZ_SERVICE)
 		return 0;
 	for (i = 0; i < a->nworkers; i++) {

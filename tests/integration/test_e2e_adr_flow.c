@@ -195,6 +195,13 @@ static void walk_the_flow(int service_mode)
 	if (service_mode) {
 		assert_true(calls("validate") > v0);
 		assert_true(calls("check") > c0);
+		/* and the agent measured them */
+		assert_true(h_metric(p_metrics,
+		                     "spogate_grpc_call_seconds_count{service=\"auth\"}") >= 1);
+		assert_true(h_metric(p_metrics,
+		                     "spogate_grpc_call_seconds_count{service=\"authz\"}") >= 1);
+		assert_true(h_metric(p_metrics,
+		                     "spogate_grpc_calls_total{service=\"auth\",result=\"ok\"}") >= 1);
 	} else {
 		json_t *j = refsvc_calls();
 
