@@ -202,6 +202,12 @@ static void walk_the_flow(int service_mode)
 		                     "spogate_grpc_call_seconds_count{service=\"authz\"}") >= 1);
 		assert_true(h_metric(p_metrics,
 		                     "spogate_grpc_calls_total{service=\"auth\",result=\"ok\"}") >= 1);
+		{
+			char *problem = h_metrics_problem(p_metrics);
+
+			if (problem)
+				fail_msg("agent /metrics: %s", problem);
+		}
 	} else {
 		json_t *j = refsvc_calls();
 
