@@ -935,56 +935,12 @@ static struct result *verify_local(struct authn_worker *aw, const char *tok, siz
 
 /* cache_fill() wake hook: applies the result to a waiting decision and
  * queues it; it resumes only once the cache is consistent again. */
-struct resume_list {
-	struct decision *ds[64];
-	size_t n;
-	struct resume_list *more;
-};
-
 static void on_wake(void *arg, void *value, void *ctx)
 {
 	struct decision *d = arg;
-	struct resume_list *rl = ctx;
 
 	apply(d, value);
-	while (rl->n == sizeof(rl->ds) / sizeof(rl->ds[0])) {
-		if (!rl->more && !(rl->more = calloc(1, sizeof(*rl->more)))) {
-			/* No memory: resume now rather than lose the decision. */
-			decision_resume(d);
-			return;
-		}
-		rl = rl->more;
-	}
-	rl->ds[rl->n++] = d;
-}
-
-static void resume_list_drop(struct resume_list *rl, struct decision *d)
-{
-	size_t i;
-
-	for (; rl; rl = rl->more)
-		for (i = 0; i < rl->n; i++)
-			if (rl->ds[i] == d) {
-				rl->ds[i] = rl->ds[--rl->n];
-				return;
-			}
-}
-
-static void resume_all(struct resume_list *rl)
-{
-	struct resume_list *next;
-	size_t i;
-	int first = 1;
-
-	while (rl) {
-		for (i = 0; i < rl->n; i++)
-			decision_resume(rl->ds[i]);
-		next = rl->more;
-		if (!first)
-			free(rl);
-		first = 0;
-		rl = next;
-	}
+	decision_batch_add(ctx, d);
 }
 
 /* A service answer travelling from the completion-queue thread to one
@@ -999,7 +955,7 @@ struct fill_job {
 static void fill_on_worker(void *arg)
 {
 	struct fill_job *j = arg;
-	struct resume_list rl = { .n = 0 };
+	struct decision_batch rl = { .n = 0 };
 	double now = ev_now(j->aw->w->loop);
 
 	/* The cache takes the job's reference when it keeps the result. */
@@ -1008,7 +964,7 @@ static void fill_on_worker(void *arg)
 	cache_fill(j->aw->cache, j->key, j->r, j->expires, now, on_wake, &rl);
 	result_unref(j->r);
 	free(j);
-	resume_all(&rl);
+	decision_batch_resume(&rl, NULL);
 }
 
 /* Runs on the completion-queue thread: one answer, every worker learns it
@@ -1129,7 +1085,7 @@ enum stage_rc authn_stage(struct decision *d)
 	}
 	count(&stats.misses);
 	if (A.mode == AUTHN_JWT) {
-		struct resume_list rl = { .n = 0 };
+		struct decision_batch rl = { .n = 0 };
 
 		r = verify_local(aw, d->token.ptr, d->token.len, now, &expires);
 		apply(d, r);
@@ -1137,7 +1093,7 @@ enum stage_rc authn_stage(struct decision *d)
 			cache_fill(aw->cache, key, r, expires, now, on_wake, &rl);
 		else
 			result_unref(r);
-		resume_all(&rl);
+		decision_batch_resume(&rl, NULL);
 		return STAGE_NEXT;
 	}
 	/* Service mode: this decision waits on its own pending entry with the
@@ -1147,14 +1103,13 @@ enum stage_rc authn_stage(struct decision *d)
 			return STAGE_PENDING;
 		/* Breaker open or no memory: everyone waiting gets 503 now. */
 		{
-			struct resume_list rl = { .n = 0 };
+			struct decision_batch rl = { .n = 0 };
 
 			count(&stats.rpc_unavailable);
 			cache_fill(aw->cache, key, NULL, 0, now, on_wake, &rl);
 			/* d was woken with the others: take it back out, it is
 			 * the running stage, not a pending one. */
-			resume_list_drop(&rl, d);
-			resume_all(&rl);
+			decision_batch_resume(&rl, d);
 		}
 		return STAGE_NEXT;
 	}
