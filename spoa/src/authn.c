@@ -133,43 +133,21 @@ static struct result *result_deny(int status, enum gw_reason reason)
 	return r;
 }
 
-/* A growing string arena for building a result; offsets until finished,
- * because the buffer moves while it grows. */
-struct sb {
-	char *buf;
-	size_t len, cap;
-	int err;
-};
-
-static size_t sb_add(struct sb *b, const char *s, size_t n)
+/* Appends a NUL-terminated copy of s to the identity arena and returns its
+ * offset: offsets, not pointers, until the arena is finished, because the
+ * buffer moves while it grows. */
+static size_t sb_add(struct dynbuf *b, const char *s, size_t n)
 {
 	size_t off = b->len;
 
-	if (b->err)
-		return 0;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		char *nb;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		nb = realloc(b->buf, cap);
-		if (!nb) {
-			b->err = 1;
-			return 0;
-		}
-		b->buf = nb;
-		b->cap = cap;
-	}
-	memcpy(b->buf + b->len, s, n);
-	b->buf[b->len + n] = '\0';
-	b->len += n + 1;
-	return off;
+	dynbuf_add(b, s, n);
+	dynbuf_add(b, "", 1);
+	return b->err ? 0 : off;
 }
 
 /* Identity under construction. */
 struct rbuild {
-	struct sb sb;
+	struct dynbuf sb;
 	size_t user;                   /* offset, or SIZE_MAX */
 	size_t var_off[GW_MAX_VARS];
 	size_t var_len[GW_MAX_VARS];
@@ -232,20 +210,20 @@ static struct result *rb_finish(struct rbuild *rb)
 	size_t i;
 
 	if (rb->bad) {
-		free(rb->sb.buf);
+		free(rb->sb.p);
 		return result_deny(401, GW_R_TOKEN_INVALID);
 	}
 	if (rb->sb.err || rb->user == SIZE_MAX) {
-		free(rb->sb.buf);
+		free(rb->sb.p);
 		return rb->sb.err ? NULL : result_deny(401, GW_R_TOKEN_INVALID);
 	}
 	r = calloc(1, sizeof(*r));
 	if (!r) {
-		free(rb->sb.buf);
+		free(rb->sb.p);
 		return NULL;
 	}
 	r->refs = 1;
-	r->buf = rb->sb.buf;
+	r->buf = rb->sb.p;
 	r->id.user_id = r->buf + rb->user;
 	for (i = 0; i < rb->nvars; i++) {
 		r->vars[i].name = rb->var_name[i];
@@ -264,50 +242,21 @@ static struct result *rb_finish(struct rbuild *rb)
 	return r;
 }
 
-/* A plain growing string for joined values. */
-struct strb {
-	char *buf;
-	size_t len, cap;
-	int err;
-};
-
-static void strb_cat(struct strb *b, const char *s, size_t n)
-{
-	if (b->err)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 128;
-		char *nb;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		nb = realloc(b->buf, cap);
-		if (!nb) {
-			b->err = 1;
-			return;
-		}
-		b->buf = nb;
-		b->cap = cap;
-	}
-	memcpy(b->buf + b->len, s, n);
-	b->len += n;
-	b->buf[b->len] = '\0';
-}
-
-static char *strb_take(struct strb *b)
+/* The joined string, malloc'd, or NULL when building it failed. */
+static char *strb_take(struct dynbuf *b)
 {
 	if (b->err) {
-		free(b->buf);
+		dynbuf_free(b);
 		return NULL;
 	}
-	return b->buf ? b->buf : strdup("");
+	return b->p ? b->p : strdup("");
 }
 
 /* Text form of a claim value: strings as they are, arrays joined with
  * commas, anything else as compact JSON. Returns a malloc'd string. */
 static char *claim_text(json_t *v)
 {
-	struct strb b = { 0 };
+	struct dynbuf b = { .limit = 64 * 1024 };
 	json_t *e;
 	size_t i;
 	char *s;
@@ -318,16 +267,16 @@ static char *claim_text(json_t *v)
 		return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
 	json_array_foreach(v, i, e) {
 		if (i)
-			strb_cat(&b, ",", 1);
+			dynbuf_add(&b, ",", 1);
 		if (json_is_string(e)) {
-			strb_cat(&b, json_string_value(e), json_string_length(e));
+			dynbuf_add(&b, json_string_value(e), json_string_length(e));
 			continue;
 		}
 		s = json_dumps(e, JSON_COMPACT | JSON_ENCODE_ANY);
 		if (!s)
 			b.err = 1;
 		else
-			strb_cat(&b, s, strlen(s));
+			dynbuf_add(&b, s, strlen(s));
 		free(s);
 	}
 	return strb_take(&b);
@@ -386,13 +335,13 @@ static struct result *result_from_claims(json_t *claims)
 
 static char *join(char **items, size_t n)
 {
-	struct strb b = { 0 };
+	struct dynbuf b = { .limit = 64 * 1024 };
 	size_t i;
 
 	for (i = 0; i < n; i++) {
 		if (i)
-			strb_cat(&b, ",", 1);
-		strb_cat(&b, items[i], strlen(items[i]));
+			dynbuf_add(&b, ",", 1);
+		dynbuf_add(&b, items[i], strlen(items[i]));
 	}
 	return strb_take(&b);
 }
@@ -741,7 +690,7 @@ int authn_configure(const struct agent_config *cfg, char *err, size_t errlen)
 
 /* ---- metrics ---- */
 
-static void render(struct agent *a, struct mbuf *b)
+static void render(struct agent *a, struct dynbuf *b)
 {
 	static const char *const names[] = {
 		"hits", "misses", "coalesced", "verified", "rejected", "rpc_unavailable",
@@ -756,10 +705,10 @@ static void render(struct agent *a, struct mbuf *b)
 	(void)a;
 	if (A.mode == AUTHN_NONE)
 		return;
-	mbuf_printf(b, "# HELP spogate_auth_events_total Authentication cache and verification events.\n"
+	dynbuf_printf(b, "# HELP spogate_auth_events_total Authentication cache and verification events.\n"
 	               "# TYPE spogate_auth_events_total counter\n");
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		mbuf_printf(b, "spogate_auth_events_total{event=\"%s\"} %lu\n", names[i],
+		dynbuf_printf(b, "spogate_auth_events_total{event=\"%s\"} %lu\n", names[i],
 		            (unsigned long)__atomic_load_n(vals[i], __ATOMIC_RELAXED));
 }
 

@@ -134,14 +134,14 @@ int authz_configure(const struct agent_config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
-static void render(struct agent *a, struct mbuf *b)
+static void render(struct agent *a, struct dynbuf *b)
 {
 	(void)a;
 	if (Z.mode == AUTHZ_NONE)
 		return;
-	mbuf_printf(b, "# HELP spogate_authz_events_total Authorization outcomes and cache events.\n"
+	dynbuf_printf(b, "# HELP spogate_authz_events_total Authorization outcomes and cache events.\n"
 	               "# TYPE spogate_authz_events_total counter\n");
-#define EV(name) mbuf_printf(b, "spogate_authz_events_total{event=\"" #name "\"} %lu\n", \
+#define EV(name) dynbuf_printf(b, "spogate_authz_events_total{event=\"" #name "\"} %lu\n", \
 		(unsigned long)__atomic_load_n(&stats.name, __ATOMIC_RELAXED))
 	EV(allowed);
 	EV(denied);

@@ -452,7 +452,7 @@ const char *rpc_channel_name(const struct rpc_channel *ch)
 
 /* Every channel's series, one metric family at a time as the exposition
  * format wants, whichever modules own the channels. */
-static void render(struct agent *a, struct mbuf *b)
+static void render(struct agent *a, struct dynbuf *b)
 {
 	static const char *const results[] = { "started", "joined", "ok", "failed", "refused" };
 	struct rpc_channel *chs[RPC_MAX_CHANNELS];
@@ -470,30 +470,30 @@ static void render(struct agent *a, struct mbuf *b)
 		pthread_mutex_unlock(&channels_lock);
 		return;
 	}
-	mbuf_printf(b, "# HELP spogate_grpc_calls_total gRPC calls by service and result.\n"
+	dynbuf_printf(b, "# HELP spogate_grpc_calls_total gRPC calls by service and result.\n"
 	               "# TYPE spogate_grpc_calls_total counter\n");
 	for (i = 0; i < n; i++) {
 		uint64_t v[5] = { st[i].calls, st[i].joined, st[i].ok, st[i].failed, st[i].refused };
 
 		for (j = 0; j < 5; j++)
-			mbuf_printf(b, "spogate_grpc_calls_total{service=\"%s\",result=\"%s\"} %lu\n",
+			dynbuf_printf(b, "spogate_grpc_calls_total{service=\"%s\",result=\"%s\"} %lu\n",
 			            chs[i]->name, results[j], (unsigned long)v[j]);
 	}
-	mbuf_printf(b, "# TYPE spogate_grpc_circuit_open gauge\n");
+	dynbuf_printf(b, "# TYPE spogate_grpc_circuit_open gauge\n");
 	for (i = 0; i < n; i++)
-		mbuf_printf(b, "spogate_grpc_circuit_open{service=\"%s\"} %d\n", chs[i]->name,
+		dynbuf_printf(b, "spogate_grpc_circuit_open{service=\"%s\"} %d\n", chs[i]->name,
 		            st[i].open);
-	mbuf_printf(b, "# HELP spogate_grpc_call_seconds gRPC call latency, deadline included.\n"
+	dynbuf_printf(b, "# HELP spogate_grpc_call_seconds gRPC call latency, deadline included.\n"
 	               "# TYPE spogate_grpc_call_seconds histogram\n");
 	for (i = 0; i < n; i++) {
 		uint64_t cum = 0;
 
 		for (j = 0; j < RPC_LAT_BUCKETS; j++) {
 			cum += __atomic_load_n(&chs[i]->lat_bucket[j], __ATOMIC_RELAXED);
-			mbuf_printf(b, "spogate_grpc_call_seconds_bucket{service=\"%s\",le=\"%g\"} %lu\n",
+			dynbuf_printf(b, "spogate_grpc_call_seconds_bucket{service=\"%s\",le=\"%g\"} %lu\n",
 			            chs[i]->name, lat_bounds_s[j], (unsigned long)cum);
 		}
-		mbuf_printf(b, "spogate_grpc_call_seconds_bucket{service=\"%s\",le=\"+Inf\"} %lu\n"
+		dynbuf_printf(b, "spogate_grpc_call_seconds_bucket{service=\"%s\",le=\"+Inf\"} %lu\n"
 		               "spogate_grpc_call_seconds_sum{service=\"%s\"} %.6f\n"
 		               "spogate_grpc_call_seconds_count{service=\"%s\"} %lu\n",
 		            chs[i]->name,

@@ -7,22 +7,15 @@
 
 #include <stddef.h>
 
+#include "dynbuf.h"
+
 #define METRICS_MAX_BYTES (1024 * 1024)
 
 struct agent;
 
-struct mbuf {
-	char *buf;
-	size_t len;
-	size_t cap;
-	int err;
-};
-
-void mbuf_printf(struct mbuf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
 
 struct metrics_source {
-	void (*render)(struct agent *a, struct mbuf *b);
+	void (*render)(struct agent *a, struct dynbuf *b);
 	struct metrics_source *next;
 };
 

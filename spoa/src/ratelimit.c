@@ -676,7 +676,7 @@ enum stage_rc rl_stage(struct decision *d)
 	return STAGE_PENDING;
 }
 
-static void render(struct agent *a, struct mbuf *b);
+static void render(struct agent *a, struct dynbuf *b);
 static struct metrics_source rl_metrics = { render, NULL };
 
 int rl_config_check(const struct agent_config *cfg, char *err, size_t errlen)
@@ -770,13 +770,13 @@ static uint64_t sum_rl(const struct agent *a, size_t off)
 	return s;
 }
 
-static void counter(struct mbuf *b, const char *name, const char *help, uint64_t v)
+static void counter(struct dynbuf *b, const char *name, const char *help, uint64_t v)
 {
-	mbuf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %lu\n", name, help, name, name,
+	dynbuf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %lu\n", name, help, name, name,
 	            (unsigned long)v);
 }
 
-static void render(struct agent *a, struct mbuf *b)
+static void render(struct agent *a, struct dynbuf *b)
 {
 	uint64_t cum = 0;
 	int i, up = 0, open = 0;
@@ -807,12 +807,12 @@ static void render(struct agent *a, struct mbuf *b)
 	        SUMRL(connects));
 	counter(b, "spogate_ratelimit_redis_disconnects_total", "Redis connections lost, dropped or refused.",
 	        SUMRL(disconnects));
-	mbuf_printf(b, "# HELP spogate_ratelimit_denied_total Requests denied with 429.\n"
+	dynbuf_printf(b, "# HELP spogate_ratelimit_denied_total Requests denied with 429.\n"
 	               "# TYPE spogate_ratelimit_denied_total counter\n"
 	               "spogate_ratelimit_denied_total{policy=\"user\"} %lu\n"
 	               "spogate_ratelimit_denied_total{policy=\"ip\"} %lu\n",
 	            (unsigned long)SUMRL(denied_user), (unsigned long)SUMRL(denied_ip));
-	mbuf_printf(b, "# HELP spogate_ratelimit_redis_unavailable_total Decisions made per on_redis_error.\n"
+	dynbuf_printf(b, "# HELP spogate_ratelimit_redis_unavailable_total Decisions made per on_redis_error.\n"
 	               "# TYPE spogate_ratelimit_redis_unavailable_total counter\n"
 	               "spogate_ratelimit_redis_unavailable_total{action=\"allow\"} %lu\n"
 	               "spogate_ratelimit_redis_unavailable_total{action=\"deny\"} %lu\n",
@@ -825,22 +825,22 @@ static void render(struct agent *a, struct mbuf *b)
 		up += __atomic_load_n(&rw->state, __ATOMIC_RELAXED) == REDIS_UP;
 		open += __atomic_load_n(&rw->br.state, __ATOMIC_RELAXED) != RL_BREAKER_CLOSED;
 	}
-	mbuf_printf(b, "# HELP spogate_ratelimit_redis_up Workers with a live Redis connection.\n"
+	dynbuf_printf(b, "# HELP spogate_ratelimit_redis_up Workers with a live Redis connection.\n"
 	               "# TYPE spogate_ratelimit_redis_up gauge\nspogate_ratelimit_redis_up %d\n", up);
-	mbuf_printf(b, "# HELP spogate_ratelimit_breaker_open Workers whose circuit breaker is not closed.\n"
+	dynbuf_printf(b, "# HELP spogate_ratelimit_breaker_open Workers whose circuit breaker is not closed.\n"
 	               "# TYPE spogate_ratelimit_breaker_open gauge\nspogate_ratelimit_breaker_open %d\n",
 	            open);
-	mbuf_printf(b, "# HELP spogate_ratelimit_redis_seconds Round trip of a rate-limit script call.\n"
+	dynbuf_printf(b, "# HELP spogate_ratelimit_redis_seconds Round trip of a rate-limit script call.\n"
 	               "# TYPE spogate_ratelimit_redis_seconds histogram\n");
 	for (i = 0; i < RL_LAT_BUCKETS; i++) {
 		cum += SUMRL(lat_bucket[i]);
-		mbuf_printf(b, "spogate_ratelimit_redis_seconds_bucket{le=\"%g\"} %lu\n",
+		dynbuf_printf(b, "spogate_ratelimit_redis_seconds_bucket{le=\"%g\"} %lu\n",
 		            worker_lat_bounds_us[i] / 1e6, (unsigned long)cum);
 	}
-	mbuf_printf(b, "spogate_ratelimit_redis_seconds_bucket{le=\"+Inf\"} %lu\n",
+	dynbuf_printf(b, "spogate_ratelimit_redis_seconds_bucket{le=\"+Inf\"} %lu\n",
 	            (unsigned long)SUMRL(lat_count));
-	mbuf_printf(b, "spogate_ratelimit_redis_seconds_sum %.6f\n",
+	dynbuf_printf(b, "spogate_ratelimit_redis_seconds_sum %.6f\n",
 	            (double)SUMRL(lat_sum_us) / 1e6);
-	mbuf_printf(b, "spogate_ratelimit_redis_seconds_count %lu\n",
+	dynbuf_printf(b, "spogate_ratelimit_redis_seconds_count %lu\n",
 	            (unsigned long)SUMRL(lat_count));
 }
