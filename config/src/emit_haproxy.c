@@ -132,10 +132,10 @@ static void emit_global(const struct gen_gateway *g, const struct gen_opts *o, s
 	dynbuf_puts(b, "global\n    master-worker\n");
 	if (g->admin.socket)
 		dynbuf_printf(b, "    stats socket %s mode 600 level admin expose-fd listeners\n",
-			       g->admin.socket);
+			      g->admin.socket);
 	else
 		dynbuf_printf(b, "    stats socket %s/haproxy.sock mode 600 level admin expose-fd listeners\n",
-			       sock_dir);
+			      sock_dir);
 	dynbuf_puts(b, "    stats timeout 30s\n");
 	dynbuf_printf(b, "    nbthread %ld\n", g->nbthread);
 	/* Without maxconn HAProxy sizes itself from the file-descriptor limit,
@@ -216,9 +216,9 @@ static void emit_cors(const struct gen_gateway *g, struct dynbuf *b)
 		dynbuf_puts(b, "    acl cors_origin always_false\n");
 	}
 	dynbuf_puts(b, "    acl cors_preflight method OPTIONS\n"
-		     "    acl cors_preflight_acrm req.hdr(access-control-request-method) -m found\n"
-		     "    acl cors_has_origin req.hdr(origin) -m found\n"
-		     "    http-request set-var(txn.cors_origin) req.fhdr(origin) if cors_origin\n");
+		    "    acl cors_preflight_acrm req.hdr(access-control-request-method) -m found\n"
+		    "    acl cors_has_origin req.hdr(origin) -m found\n"
+		    "    http-request set-var(txn.cors_origin) req.fhdr(origin) if cors_origin\n");
 	dynbuf_puts(b, "    http-request return status 204 hdr Access-Control-Allow-Methods \"");
 	if (g->cors.methods.n) {
 		for (i = 0; i < g->cors.methods.n; i++)
@@ -238,9 +238,9 @@ static void emit_cors(const struct gen_gateway *g, struct dynbuf *b)
 		dynbuf_puts(b, " hdr Access-Control-Allow-Headers \"%[req.fhdr(access-control-request-headers)]\"");
 	}
 	dynbuf_printf(b, " hdr Access-Control-Max-Age %ld if cors_preflight cors_preflight_acrm cors_origin\n",
-		       g->cors.max_age);
+		      g->cors.max_age);
 	dynbuf_puts(b, "    # A preflight from an origin not allowed gets no CORS header.\n"
-		     "    http-request return status 204 if cors_preflight cors_preflight_acrm cors_has_origin\n");
+		    "    http-request return status 204 if cors_preflight cors_preflight_acrm cors_has_origin\n");
 }
 
 static void emit_cors_response(const struct gen_gateway *g, struct dynbuf *b)
@@ -272,7 +272,7 @@ static void emit_hdr_ops(struct dynbuf *b, const char *rule, const struct gen_hd
 
 	for (i = 0; i < ops->nremove; i++)
 		dynbuf_printf(b, "    %s del-header %s if { var(txn.rid) -m int %d }\n", rule,
-			       ops->remove[i], id);
+			      ops->remove[i], id);
 	for (i = 0; i < ops->nset; i++) {
 		dynbuf_printf(b, "    %s set-header %s ", rule, ops->set[i].name);
 		put_lf_quoted(b, ops->set[i].value);
@@ -327,19 +327,19 @@ static void emit_frontend(const struct gen_gateway *g, const struct gen_registry
 		snprintf(bind, sizeof(bind), "%s:%ld", g->bind, g->port);
 	dynbuf_printf(b, "\nfrontend " FE "\n    bind %s\n    option forwardfor\n", bind);
 	dynbuf_puts(b, "    log-format '{\"time\":\"%tr\",\"client\":\"%ci\",\"method\":\"%HM\","
-		     "\"uri\":\"%{+E}HU\",\"route\":\"%[var(txn.route),json(utf8s)]\","
-		     "\"backend\":\"%b\",\"server\":\"%s\",\"status\":%ST,"
-		     "\"user\":\"%[var(txn.gw.user_id),json(utf8s)]\","
-		     "\"reason\":\"%[var(txn.gw.reason),json(utf8s)]\","
-		     "\"spoe_ms\":%[var(txn.gw.ptime,-1)],\"spoe_error\":%[var(txn.gw.error,0)],"
-		     "\"total_ms\":%Ta,\"bytes\":%B,\"termination\":\"%ts\"}'\n");
+		    "\"uri\":\"%{+E}HU\",\"route\":\"%[var(txn.route),json(utf8s)]\","
+		    "\"backend\":\"%b\",\"server\":\"%s\",\"status\":%ST,"
+		    "\"user\":\"%[var(txn.gw.user_id),json(utf8s)]\","
+		    "\"reason\":\"%[var(txn.gw.reason),json(utf8s)]\","
+		    "\"spoe_ms\":%[var(txn.gw.ptime,-1)],\"spoe_error\":%[var(txn.gw.error,0)],"
+		    "\"total_ms\":%Ta,\"bytes\":%B,\"termination\":\"%ts\"}'\n");
 	if (agent)
 		dynbuf_printf(b, "    filter spoe engine spogate config %s/spoe.conf\n",
-			       o->haproxy_dir ? o->haproxy_dir : ".");
+			      o->haproxy_dir ? o->haproxy_dir : ".");
 
 	dynbuf_puts(b, "\n    # Identity headers come only from the gateway: drop client-supplied ones.\n"
-		     "    http-request del-header ^[Xx]-[Uu][Ss][Ee][Rr]- -m reg\n"
-		     "    http-request del-header ^[Xx]-[Gg][Aa][Tt][Ee][Ww][Aa][Yy]- -m reg\n");
+		    "    http-request del-header ^[Xx]-[Uu][Ss][Ee][Rr]- -m reg\n"
+		    "    http-request del-header ^[Xx]-[Gg][Aa][Tt][Ee][Ww][Aa][Yy]- -m reg\n");
 	for (i = 0; i < g->auth.nclaims; i++) {
 		const char *h = g->auth.claims[i].header;
 		if (strncasecmp(h, "X-User-", 7) != 0 && strncasecmp(h, "X-Gateway-", 10) != 0)
@@ -352,14 +352,14 @@ static void emit_frontend(const struct gen_gateway *g, const struct gen_registry
 	for (i = 0; i < n; i++) {
 		const struct gen_route *r = g->order[i];
 		dynbuf_printf(b, "    # route %d: %s -> %s (line %d)\n", r->id, r->path, r->service,
-			       r->path_at->line);
+			      r->path_at->line);
 		put_route_acl(b, r);
 	}
 	for (i = 0; i < n; i++)
 		dynbuf_printf(b, "    http-request set-var(txn.rid) int(%d) if !{ var(txn.rid) -m found } route_%d\n",
-			       g->order[i]->id, g->order[i]->id);
+			      g->order[i]->id, g->order[i]->id);
 	dynbuf_puts(b, "    http-request return status 404 content-type application/json string "
-		     "'{\"error\":\"not_found\"}' unless { var(txn.rid) -m found }\n");
+		    "'{\"error\":\"not_found\"}' unless { var(txn.rid) -m found }\n");
 
 	dynbuf_puts(b, "\n    # Per-route settings: name, methods, auth, permission, rate-limit policies.\n");
 	for (i = 0; i < n; i++) {
@@ -368,10 +368,10 @@ static void emit_frontend(const struct gen_gateway *g, const struct gen_registry
 		int id = r->id;
 
 		dynbuf_printf(b, "    http-request set-var(txn.route) str(%s) if { var(txn.rid) -m int %d }\n",
-			       r->name, id);
+			      r->name, id);
 		if (r->methods) {
 			dynbuf_puts(b, "    http-request return status 405 content-type application/json "
-				     "string '{\"error\":\"method_not_allowed\"}' hdr Allow \"");
+				    "string '{\"error\":\"method_not_allowed\"}' hdr Allow \"");
 			put_methods(b, r->methods, ", ");
 			dynbuf_printf(b, "\" if { var(txn.rid) -m int %d } !{ method ", id);
 			put_methods(b, r->methods, " ");
@@ -380,22 +380,22 @@ static void emit_frontend(const struct gen_gateway *g, const struct gen_registry
 		if (!r->needs_agent)
 			continue;
 		dynbuf_printf(b, "    http-request set-var(txn.auth) int(%d) if { var(txn.rid) -m int %d }\n",
-			       r->auth_required, id);
+			      r->auth_required, id);
 		for (j = 0; j < r->nperms; j++) {
 			dynbuf_printf(b, "    http-request set-var(txn.perm) str(%s) if { var(txn.rid) -m int %d } { method ",
-				       r->perms[j].perm, id);
+				      r->perms[j].perm, id);
 			put_methods(b, r->perms[j].method, "");
 			dynbuf_puts(b, " }\n");
 		}
 		if (r->permission)
 			dynbuf_printf(b, "    http-request set-var(txn.perm) str(%s) if { var(txn.rid) -m int %d } "
-				       "!{ var(txn.perm) -m found }\n", r->permission, id);
+				      "!{ var(txn.perm) -m found }\n", r->permission, id);
 		rate_str(ru, sizeof(ru), &r->eff_user);
 		rate_str(ri, sizeof(ri), &r->eff_ip);
 		dynbuf_printf(b, "    http-request set-var(txn.rl_user) str(\"%s\") if { var(txn.rid) -m int %d }\n",
-			       ru, id);
+			      ru, id);
 		dynbuf_printf(b, "    http-request set-var(txn.rl_ip) str(\"%s\") if { var(txn.rid) -m int %d }\n",
-			       ri, id);
+			      ri, id);
 	}
 
 	if (agent) {
@@ -406,7 +406,7 @@ static void emit_frontend(const struct gen_gateway *g, const struct gen_registry
 		dynbuf_puts(b, "\n");
 		if (!g->agent.on_error_allow)
 			dynbuf_puts(b, "    http-request return status 503 content-type application/json "
-				     "string '{\"error\":\"gateway_unavailable\"}' if { var(txn.gw.error) -m found }\n");
+				    "string '{\"error\":\"gateway_unavailable\"}' if { var(txn.gw.error) -m found }\n");
 		else
 			dynbuf_puts(b, "    # agent.on_error: allow -- requests pass when the agent fails.\n");
 		dynbuf_puts(b,
@@ -446,10 +446,10 @@ static void emit_frontend(const struct gen_gateway *g, const struct gen_registry
 
 	if (agent) {
 		dynbuf_puts(b, "\n    # Identity headers from the agent's verdict (set after the transformations,\n"
-			     "    # so that no route setting can override them).\n");
+			    "    # so that no route setting can override them).\n");
 		for (i = 0; i < g->auth.nclaims; i++)
 			dynbuf_printf(b, "    http-request set-header %s \"%%[var(txn.gw.%s)]\" if { var(txn.gw.%s) -m found }\n",
-				       g->auth.claims[i].header, g->auth.claims[i].var, g->auth.claims[i].var);
+				      g->auth.claims[i].header, g->auth.claims[i].var, g->auth.claims[i].var);
 	}
 
 	dynbuf_puts(b, "\n    # Response transformations.\n");
@@ -465,7 +465,7 @@ static void emit_frontend(const struct gen_gateway *g, const struct gen_registry
 		};
 		for (i = 0; i < sizeof(hdrs) / sizeof(hdrs[0]); i++)
 			dynbuf_printf(b, "    http-after-response set-header %s \"%%[var(txn.gw.%s)]\" "
-				       "if { var(txn.gw.rl_limit) -m found }\n", hdrs[i][0], hdrs[i][1]);
+				      "if { var(txn.gw.rl_limit) -m found }\n", hdrs[i][0], hdrs[i][1]);
 		for (i = 0; i < n; i++) {
 			char pol[128];
 			size_t k = 0;
@@ -486,7 +486,7 @@ static void emit_frontend(const struct gen_gateway *g, const struct gen_registry
 			if (k == 0)
 				continue;
 			dynbuf_printf(b, "    http-after-response set-header RateLimit-Policy \"%s\" "
-				       "if { var(txn.gw.rl_limit) -m found } ", pol);
+				      "if { var(txn.gw.rl_limit) -m found } ", pol);
 			put_rid_cond(b, ids, k);
 			dynbuf_puts(b, "\n");
 		}
@@ -522,23 +522,23 @@ static void emit_backends(const struct gen_gateway *g, const struct gen_registry
 		dynbuf_printf(b, "\nbackend svc_%s\n    balance %s\n", s->name, s->balance);
 		if (h->enabled && !s->h2) {
 			dynbuf_printf(b, "    option httpchk\n    http-check send meth GET uri %s\n"
-				       "    http-check expect status %ld\n", h->path, h->expect_status);
+				      "    http-check expect status %ld\n", h->path, h->expect_status);
 		}
 		if (h->enabled && h->timeout_ms)
 			dynbuf_printf(b, "    timeout check %s\n", dur(t, sizeof(t), h->timeout_ms));
 		dynbuf_printf(b, "    retries %ld\n", s->retries);
 		if (s->retries > 0) {
 			dynbuf_puts(b, "    retry-on conn-failure empty-response response-timeout\n"
-				     "    option redispatch\n"
-				     "    # Only idempotent requests are retried after they were sent.\n"
-				     "    http-request disable-l7-retry unless METH_GET || METH_HEAD || "
-				     "METH_OPTIONS || { method PUT DELETE }\n");
+				    "    option redispatch\n"
+				    "    # Only idempotent requests are retried after they were sent.\n"
+				    "    http-request disable-l7-retry unless METH_GET || METH_HEAD || "
+				    "METH_OPTIONS || { method PUT DELETE }\n");
 		}
 		for (j = 0; j < g->nroutes; j++) {
 			const struct gen_route *rt = &g->routes[j];
 			if (rt->id && rt->timeout_ms && strcmp(rt->service, s->name) == 0)
 				dynbuf_printf(b, "    http-request set-timeout server %s if { var(txn.rid) -m int %d }\n",
-					       dur(t, sizeof(t), rt->timeout_ms), rt->id);
+					      dur(t, sizeof(t), rt->timeout_ms), rt->id);
 		}
 		dynbuf_puts(b, "    default-server");
 		if (h->enabled) {
@@ -553,11 +553,11 @@ static void emit_backends(const struct gen_gateway *g, const struct gen_registry
 		switch (s->kind) {
 		case GEN_SVC_DNS:
 			dynbuf_printf(b, "    server-template srv %ld %s:%ld resolvers dns resolve-prefer ipv4 init-addr none\n",
-				       s->instances, s->dns, s->port);
+				      s->instances, s->dns, s->port);
 			break;
 		case GEN_SVC_SRV:
 			dynbuf_printf(b, "    server-template srv %ld %s resolvers dns init-addr none\n",
-				       s->instances, s->srv);
+				      s->instances, s->srv);
 			break;
 		case GEN_SVC_STATIC:
 			for (j = 0; j < s->nservers; j++)
@@ -587,7 +587,7 @@ static void emit_resolvers(const struct gen_registry *r, struct dynbuf *b)
 	for (i = 0; i < r->nnameservers; i++)
 		dynbuf_printf(b, "    nameserver ns%zu %s\n", i + 1, r->nameservers[i]);
 	dynbuf_printf(b, "    accepted_payload_size %ld\n    resolve_retries %ld\n",
-		       r->payload_size, r->resolve_retries);
+		      r->payload_size, r->resolve_retries);
 	dynbuf_printf(b, "    timeout resolve %s\n", dur(t, sizeof(t), r->resolve_ms));
 	dynbuf_printf(b, "    timeout retry %s\n", dur(t, sizeof(t), r->retry_ms));
 	dynbuf_printf(b, "    hold valid %s\n", dur(t, sizeof(t), r->hold_valid_ms));
@@ -600,20 +600,20 @@ void gen_emit_haproxy(const struct gen_gateway *g, const struct gen_registry *r,
 	const char *gf = strrchr(g->file, '/'), *rf = strrchr(r->file, '/');
 
 	dynbuf_printf(b, "# Generated by spogate-gen from %s and %s. Do not edit: change the\n"
-		       "# YAML and run spogate-gen again.\n\n",
-		       gf ? gf + 1 : g->file, rf ? rf + 1 : r->file);
+		      "# YAML and run spogate-gen again.\n\n",
+		      gf ? gf + 1 : g->file, rf ? rf + 1 : r->file);
 	emit_global(g, o, b);
 	emit_frontend(g, r, o, b);
 	emit_backends(g, r, b);
 	emit_resolvers(r, b);
 	if (any_agent(g)) {
 		dynbuf_printf(b, "\nbackend spogate-agents\n    mode tcp\n    balance roundrobin\n"
-			       "    timeout connect 1s\n    timeout server 3m\n    option spop-check\n"
-			       "    server agent1 %s check inter 2s\n", g->agent.address);
+			      "    timeout connect 1s\n    timeout server 3m\n    option spop-check\n"
+			      "    server agent1 %s check inter 2s\n", g->agent.address);
 	}
 	if (g->admin.stats) {
 		dynbuf_printf(b, "\nfrontend admin\n    bind %s\n    no log\n"
-			       "    http-request use-service prometheus-exporter if { path /metrics }\n"
-			       "    stats enable\n    stats uri /\n    stats refresh 10s\n", g->admin.stats);
+			      "    http-request use-service prometheus-exporter if { path /metrics }\n"
+			      "    stats enable\n    stats uri /\n    stats refresh 10s\n", g->admin.stats);
 	}
 }

@@ -709,7 +709,7 @@ static void render(struct agent *a, struct dynbuf *b)
 	               "# TYPE spogate_auth_events_total counter\n");
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		dynbuf_printf(b, "spogate_auth_events_total{event=\"%s\"} %lu\n", names[i],
-		            (unsigned long)__atomic_load_n(vals[i], __ATOMIC_RELAXED));
+			      (unsigned long)__atomic_load_n(vals[i], __ATOMIC_RELAXED));
 }
 
 static struct metrics_source metrics_src = { render, NULL };

@@ -477,31 +477,25 @@ static void render(struct agent *a, struct dynbuf *b)
 
 		for (j = 0; j < 5; j++)
 			dynbuf_printf(b, "spogate_grpc_calls_total{service=\"%s\",result=\"%s\"} %lu\n",
-			            chs[i]->name, results[j], (unsigned long)v[j]);
+				      chs[i]->name, results[j], (unsigned long)v[j]);
 	}
 	dynbuf_printf(b, "# TYPE spogate_grpc_circuit_open gauge\n");
 	for (i = 0; i < n; i++)
 		dynbuf_printf(b, "spogate_grpc_circuit_open{service=\"%s\"} %d\n", chs[i]->name,
-		            st[i].open);
+			      st[i].open);
 	dynbuf_printf(b, "# HELP spogate_grpc_call_seconds gRPC call latency, deadline included.\n"
 	               "# TYPE spogate_grpc_call_seconds histogram\n");
 	for (i = 0; i < n; i++) {
-		uint64_t cum = 0;
+		uint64_t counts[RPC_LAT_BUCKETS];
+		char labels[64];
 
-		for (j = 0; j < RPC_LAT_BUCKETS; j++) {
-			cum += __atomic_load_n(&chs[i]->lat_bucket[j], __ATOMIC_RELAXED);
-			dynbuf_printf(b, "spogate_grpc_call_seconds_bucket{service=\"%s\",le=\"%g\"} %lu\n",
-			            chs[i]->name, lat_bounds_s[j], (unsigned long)cum);
-		}
-		dynbuf_printf(b, "spogate_grpc_call_seconds_bucket{service=\"%s\",le=\"+Inf\"} %lu\n"
-		               "spogate_grpc_call_seconds_sum{service=\"%s\"} %.6f\n"
-		               "spogate_grpc_call_seconds_count{service=\"%s\"} %lu\n",
-		            chs[i]->name,
-		            (unsigned long)__atomic_load_n(&chs[i]->lat_count, __ATOMIC_RELAXED),
-		            chs[i]->name,
-		            (double)__atomic_load_n(&chs[i]->lat_sum_us, __ATOMIC_RELAXED) / 1e6,
-		            chs[i]->name,
-		            (unsigned long)__atomic_load_n(&chs[i]->lat_count, __ATOMIC_RELAXED));
+		for (j = 0; j < RPC_LAT_BUCKETS; j++)
+			counts[j] = __atomic_load_n(&chs[i]->lat_bucket[j], __ATOMIC_RELAXED);
+		snprintf(labels, sizeof(labels), "service=\"%s\"", chs[i]->name);
+		metrics_histogram(b, "spogate_grpc_call_seconds", labels, lat_bounds_s, counts,
+		                  RPC_LAT_BUCKETS,
+		                  __atomic_load_n(&chs[i]->lat_count, __ATOMIC_RELAXED),
+		                  (double)__atomic_load_n(&chs[i]->lat_sum_us, __ATOMIC_RELAXED) / 1e6);
 	}
 	pthread_mutex_unlock(&channels_lock);
 }

@@ -44,6 +44,30 @@ static uint64_t ld(const uint64_t *p)
 	return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
+void metrics_histogram(struct dynbuf *b, const char *name, const char *labels,
+                       const double *bounds_s, const uint64_t *counts, int n,
+                       uint64_t count, double sum_s)
+{
+	const char *sep = *labels ? "," : "";
+	uint64_t cum = 0;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		cum += counts[i];
+		dynbuf_printf(b, "%s_bucket{%s%sle=\"%g\"} %lu\n", name, labels, sep, bounds_s[i],
+		              (unsigned long)cum);
+	}
+	dynbuf_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %lu\n", name, labels, sep,
+	              (unsigned long)count);
+	if (*labels) {
+		dynbuf_printf(b, "%s_sum{%s} %.6f\n%s_count{%s} %lu\n", name, labels, sum_s, name,
+		              labels, (unsigned long)count);
+	} else {
+		dynbuf_printf(b, "%s_sum %.6f\n%s_count %lu\n", name, sum_s, name,
+		              (unsigned long)count);
+	}
+}
+
 /* Sums one counter, given by its offset in worker_stats, over the workers. */
 static uint64_t sum_at(const struct agent *a, size_t off)
 {
@@ -61,7 +85,6 @@ static void render(struct agent *a, struct dynbuf *b)
 {
 	static const char *const statuses[5] = { "allow", "401", "403", "429", "503" };
 	struct metrics_source *src;
-	uint64_t cum = 0;
 	int i;
 
 	dynbuf_printf(b, "# HELP spogate_connections_total SPOP connections accepted.\n"
@@ -71,21 +94,21 @@ static void render(struct agent *a, struct dynbuf *b)
 	               "# TYPE spogate_connections_open gauge\n"
 	               "spogate_connections_open %lu\n", (unsigned long)SUM(conns_open));
 	dynbuf_printf(b, "# TYPE spogate_hellos_total counter\nspogate_hellos_total %lu\n",
-	            (unsigned long)SUM(hellos));
+		      (unsigned long)SUM(hellos));
 	dynbuf_printf(b, "# TYPE spogate_healthchecks_total counter\nspogate_healthchecks_total %lu\n",
-	            (unsigned long)SUM(healthchecks));
+		      (unsigned long)SUM(healthchecks));
 	dynbuf_printf(b, "# TYPE spogate_frames_total counter\nspogate_frames_total %lu\n",
-	            (unsigned long)SUM(frames_in));
+		      (unsigned long)SUM(frames_in));
 	dynbuf_printf(b, "# TYPE spogate_notify_total counter\nspogate_notify_total %lu\n",
-	            (unsigned long)SUM(notify));
+		      (unsigned long)SUM(notify));
 	dynbuf_printf(b, "# TYPE spogate_acks_total counter\nspogate_acks_total %lu\n",
-	            (unsigned long)SUM(acks));
+		      (unsigned long)SUM(acks));
 	dynbuf_printf(b, "# HELP spogate_pipelined_total NOTIFY frames received while another decision of the same connection was in flight.\n"
 	               "# TYPE spogate_pipelined_total counter\nspogate_pipelined_total %lu\n",
-	            (unsigned long)SUM(pipelined));
+		      (unsigned long)SUM(pipelined));
 	dynbuf_printf(b, "# HELP spogate_out_of_order_total ACKs sent before an older decision of the same connection completed.\n"
 	               "# TYPE spogate_out_of_order_total counter\nspogate_out_of_order_total %lu\n",
-	            (unsigned long)SUM(out_of_order));
+		      (unsigned long)SUM(out_of_order));
 	{
 		uint64_t m = 0;
 
@@ -93,7 +116,7 @@ static void render(struct agent *a, struct dynbuf *b)
 			if (ld(&a->workers[i].st.max_inflight) > m)
 				m = ld(&a->workers[i].st.max_inflight);
 		dynbuf_printf(b, "# TYPE spogate_max_inflight gauge\nspogate_max_inflight %lu\n",
-		            (unsigned long)m);
+			      (unsigned long)m);
 	}
 	dynbuf_printf(b, "# TYPE spogate_disconnects_total counter\n");
 	for (i = 0; i <= SPOP_ST_RES + 1; i++) {
@@ -101,28 +124,30 @@ static void render(struct agent *a, struct dynbuf *b)
 
 		if (s)
 			dynbuf_printf(b, "spogate_disconnects_total{status=\"%d\"} %lu\n",
-			            i <= SPOP_ST_RES ? i : 99, (unsigned long)s);
+				      i <= SPOP_ST_RES ? i : 99, (unsigned long)s);
 	}
 	dynbuf_printf(b, "# HELP spogate_decisions_total Decisions by verdict.\n"
 	               "# TYPE spogate_decisions_total counter\n");
 	for (i = 0; i < 5; i++)
 		dynbuf_printf(b, "spogate_decisions_total{verdict=\"%s\"} %lu\n", statuses[i],
-		            (unsigned long)SUM(decisions[i]));
+			      (unsigned long)SUM(decisions[i]));
 	dynbuf_printf(b, "# TYPE spogate_denials_total counter\n");
 	for (i = 1; i < GW_R_MAX; i++)
 		dynbuf_printf(b, "spogate_denials_total{reason=\"%s\"} %lu\n",
-		            gw_reason_str((enum gw_reason)i), (unsigned long)SUM(reasons[i]));
+			      gw_reason_str((enum gw_reason)i), (unsigned long)SUM(reasons[i]));
 	dynbuf_printf(b, "# HELP spogate_decision_seconds Time from NOTIFY to ACK.\n"
 	               "# TYPE spogate_decision_seconds histogram\n");
-	for (i = 0; i < WORKER_LAT_BUCKETS; i++) {
-		cum += SUM(lat_bucket[i]);
-		dynbuf_printf(b, "spogate_decision_seconds_bucket{le=\"%g\"} %lu\n",
-		            worker_lat_bounds_us[i] / 1e6, (unsigned long)cum);
+	{
+		uint64_t counts[WORKER_LAT_BUCKETS];
+		double bounds[WORKER_LAT_BUCKETS];
+
+		for (i = 0; i < WORKER_LAT_BUCKETS; i++) {
+			counts[i] = SUM(lat_bucket[i]);
+			bounds[i] = worker_lat_bounds_us[i] / 1e6;
+		}
+		metrics_histogram(b, "spogate_decision_seconds", "", bounds, counts,
+		                  WORKER_LAT_BUCKETS, SUM(lat_count), (double)SUM(lat_sum_us) / 1e6);
 	}
-	dynbuf_printf(b, "spogate_decision_seconds_bucket{le=\"+Inf\"} %lu\n",
-	            (unsigned long)SUM(lat_count));
-	dynbuf_printf(b, "spogate_decision_seconds_sum %.6f\n", (double)SUM(lat_sum_us) / 1e6);
-	dynbuf_printf(b, "spogate_decision_seconds_count %lu\n", (unsigned long)SUM(lat_count));
 	for (src = sources; src; src = src->next)
 		src->render(a, b);
 }

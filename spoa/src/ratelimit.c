@@ -773,12 +773,11 @@ static uint64_t sum_rl(const struct agent *a, size_t off)
 static void counter(struct dynbuf *b, const char *name, const char *help, uint64_t v)
 {
 	dynbuf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %lu\n", name, help, name, name,
-	            (unsigned long)v);
+		      (unsigned long)v);
 }
 
 static void render(struct agent *a, struct dynbuf *b)
 {
-	uint64_t cum = 0;
 	int i, up = 0, open = 0;
 
 	counter(b, "spogate_ratelimit_checks_total", "Decisions checked against a rate-limit policy.",
@@ -811,12 +810,12 @@ static void render(struct agent *a, struct dynbuf *b)
 	               "# TYPE spogate_ratelimit_denied_total counter\n"
 	               "spogate_ratelimit_denied_total{policy=\"user\"} %lu\n"
 	               "spogate_ratelimit_denied_total{policy=\"ip\"} %lu\n",
-	            (unsigned long)SUMRL(denied_user), (unsigned long)SUMRL(denied_ip));
+		      (unsigned long)SUMRL(denied_user), (unsigned long)SUMRL(denied_ip));
 	dynbuf_printf(b, "# HELP spogate_ratelimit_redis_unavailable_total Decisions made per on_redis_error.\n"
 	               "# TYPE spogate_ratelimit_redis_unavailable_total counter\n"
 	               "spogate_ratelimit_redis_unavailable_total{action=\"allow\"} %lu\n"
 	               "spogate_ratelimit_redis_unavailable_total{action=\"deny\"} %lu\n",
-	            (unsigned long)SUMRL(error_allowed), (unsigned long)SUMRL(error_denied));
+		      (unsigned long)SUMRL(error_allowed), (unsigned long)SUMRL(error_denied));
 	for (i = 0; i < a->nworkers; i++) {
 		const struct rl_worker *rw = a->workers[i].rl;
 
@@ -829,18 +828,18 @@ static void render(struct agent *a, struct dynbuf *b)
 	               "# TYPE spogate_ratelimit_redis_up gauge\nspogate_ratelimit_redis_up %d\n", up);
 	dynbuf_printf(b, "# HELP spogate_ratelimit_breaker_open Workers whose circuit breaker is not closed.\n"
 	               "# TYPE spogate_ratelimit_breaker_open gauge\nspogate_ratelimit_breaker_open %d\n",
-	            open);
+		      open);
 	dynbuf_printf(b, "# HELP spogate_ratelimit_redis_seconds Round trip of a rate-limit script call.\n"
 	               "# TYPE spogate_ratelimit_redis_seconds histogram\n");
-	for (i = 0; i < RL_LAT_BUCKETS; i++) {
-		cum += SUMRL(lat_bucket[i]);
-		dynbuf_printf(b, "spogate_ratelimit_redis_seconds_bucket{le=\"%g\"} %lu\n",
-		            worker_lat_bounds_us[i] / 1e6, (unsigned long)cum);
+	{
+		uint64_t counts[RL_LAT_BUCKETS];
+		double bounds[RL_LAT_BUCKETS];
+
+		for (i = 0; i < RL_LAT_BUCKETS; i++) {
+			counts[i] = SUMRL(lat_bucket[i]);
+			bounds[i] = worker_lat_bounds_us[i] / 1e6;
+		}
+		metrics_histogram(b, "spogate_ratelimit_redis_seconds", "", bounds, counts,
+		                  RL_LAT_BUCKETS, SUMRL(lat_count), (double)SUMRL(lat_sum_us) / 1e6);
 	}
-	dynbuf_printf(b, "spogate_ratelimit_redis_seconds_bucket{le=\"+Inf\"} %lu\n",
-	            (unsigned long)SUMRL(lat_count));
-	dynbuf_printf(b, "spogate_ratelimit_redis_seconds_sum %.6f\n",
-	            (double)SUMRL(lat_sum_us) / 1e6);
-	dynbuf_printf(b, "spogate_ratelimit_redis_seconds_count %lu\n",
-	            (unsigned long)SUMRL(lat_count));
 }
