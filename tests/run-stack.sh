@@ -146,7 +146,7 @@ Try it (in another terminal):
   TOKEN=\$($BIN/spogate-refsvc mint --sub alice --roles admin --key $RUN/keys/rsa1.pem --kid rsa1 --alg RS256 --ttl 1h --permissions user.read,user.write,blog.post.read)
   curl -i -H "Authorization: Bearer \$TOKEN" $G/api/v1/users/42     # 200, the backend sees X-User-ID: alice
   curl -i $G/api/v1/users/42                                        # 401 token_missing
-  for i in 1 2 3 4 5 6 7; do curl -s -o /dev/null -w '%{http_code} ' -H "Authorization: Bearer \$TOKEN" $G/api/v1/users/42; done; echo   # 200 x5, then 429
+  for i in 1 2 3 4 5 6 7; do curl -s -o /dev/null -w '%{http_code} ' -H "Authorization: Bearer \$TOKEN" $G/api/v1/users/42; done; echo   # 200 until 5 calls in 10 s, then 429
   curl -i $G/api/v1/auth/login                                      # public route
   curl -i -X OPTIONS -H 'Origin: http://localhost:3000' -H 'Access-Control-Request-Method: POST' $G/api/v1/users/42   # CORS preflight, 204
 

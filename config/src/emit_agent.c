@@ -41,7 +41,7 @@ static int uses(const struct gen_gateway *g, int perm)
 	return 0;
 }
 
-int gen_emit_agent(const struct gen_gateway *g, const struct gen_registry *r, struct gen_buf *b)
+int gen_emit_agent(const struct gen_gateway *g, const struct gen_registry *r, struct dynbuf *b)
 {
 	static const char *const default_algs[] = { "RS256", "ES256", NULL };
 	static const char *const mode_auth[] = { "none", "jwt", "service" };
@@ -130,8 +130,8 @@ int gen_emit_agent(const struct gen_gateway *g, const struct gen_registry *r, st
 		b->err = 1;
 		return -1;
 	}
-	gen_buf_puts(b, text);
-	gen_buf_puts(b, "\n");
+	dynbuf_puts(b, text);
+	dynbuf_puts(b, "\n");
 	free(text);
 	return b->err ? -1 : 0;
 }

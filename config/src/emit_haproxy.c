@@ -35,64 +35,64 @@ static const char *dur(char *tmp, size_t n, int64_t ms)
 /* Writes s as a double-quoted HAProxy word that is also a log-format
  * string: '"', '\\' and '$' are escaped for the config parser, '%' is
  * doubled for the log-format parser. */
-static void put_lf_quoted(struct gen_buf *b, const char *s)
+static void put_lf_quoted(struct dynbuf *b, const char *s)
 {
-	gen_buf_puts(b, "\"");
+	dynbuf_puts(b, "\"");
 	for (; *s; s++) {
 		if (*s == '"' || *s == '\\' || *s == '$') {
 			char e[2] = { '\\', *s };
-			gen_buf_add(b, e, 2);
+			dynbuf_add(b, e, 2);
 		} else if (*s == '%') {
-			gen_buf_puts(b, "%%");
+			dynbuf_puts(b, "%%");
 		} else {
-			gen_buf_add(b, s, 1);
+			dynbuf_add(b, s, 1);
 		}
 	}
-	gen_buf_puts(b, "\"");
+	dynbuf_puts(b, "\"");
 }
 
 /* Writes a literal for a path pattern of a regex: characters that are
  * special in PCRE go in a bracket class, which needs no backslash (the
  * config parser would eat it). */
-static void put_regex_literal(struct gen_buf *b, const char *s, size_t n)
+static void put_regex_literal(struct dynbuf *b, const char *s, size_t n)
 {
 	size_t i;
 
 	for (i = 0; i < n; i++) {
 		if (strchr(".+$^()[]{}|?\\", s[i])) {
 			char e[3] = { '[', s[i], ']' };
-			gen_buf_add(b, e, 3);
+			dynbuf_add(b, e, 3);
 		} else {
-			gen_buf_add(b, &s[i], 1);
+			dynbuf_add(b, &s[i], 1);
 		}
 	}
 }
 
 /* Writes "{ var(txn.rid) -m int 1 2 }" for the routes in ids. */
-static void put_rid_cond(struct gen_buf *b, const int *ids, size_t n)
+static void put_rid_cond(struct dynbuf *b, const int *ids, size_t n)
 {
 	size_t i;
 
-	gen_buf_puts(b, "{ var(txn.rid) -m int");
+	dynbuf_puts(b, "{ var(txn.rid) -m int");
 	for (i = 0; i < n; i++)
-		gen_buf_printf(b, " %d", ids[i]);
-	gen_buf_puts(b, " }");
+		dynbuf_printf(b, " %d", ids[i]);
+	dynbuf_puts(b, " }");
 }
 
-static void put_methods(struct gen_buf *b, unsigned mask, const char *sep)
+static void put_methods(struct dynbuf *b, unsigned mask, const char *sep)
 {
 	int i, first = 1;
 
 	for (i = 0; i < GEN_M_COUNT; i++) {
 		if (mask & (1u << i)) {
-			gen_buf_printf(b, "%s%s", first ? "" : sep, gen_method_names[i]);
+			dynbuf_printf(b, "%s%s", first ? "" : sep, gen_method_names[i]);
 			first = 0;
 		}
 	}
 }
 
 /* The ACL lines that match route r's path glob. */
-static void put_route_acl(struct gen_buf *b, const struct gen_route *r)
+static void put_route_acl(struct dynbuf *b, const struct gen_route *r)
 {
 	const char *p = r->path;
 	size_t n = strlen(p);
@@ -100,63 +100,63 @@ static void put_route_acl(struct gen_buf *b, const struct gen_route *r)
 	size_t body = tail ? n - 3 : n;
 
 	if (strcmp(p, "/**") == 0) {
-		gen_buf_printf(b, "    acl route_%d path_beg /\n", r->id);
+		dynbuf_printf(b, "    acl route_%d path_beg /\n", r->id);
 		return;
 	}
 	if (!memchr(p, '*', body)) {
 		/* Literal, or a literal prefix followed by a final double star. */
-		gen_buf_printf(b, "    acl route_%d path '%.*s'\n", r->id, (int)body, p);
+		dynbuf_printf(b, "    acl route_%d path '%.*s'\n", r->id, (int)body, p);
 		if (tail)
-			gen_buf_printf(b, "    acl route_%d path_beg '%.*s/'\n", r->id, (int)body, p);
+			dynbuf_printf(b, "    acl route_%d path_beg '%.*s/'\n", r->id, (int)body, p);
 		return;
 	}
-	gen_buf_printf(b, "    acl route_%d path_reg '^", r->id);
+	dynbuf_printf(b, "    acl route_%d path_reg '^", r->id);
 	while (body > 0) {
 		const char *star = memchr(p, '*', body);
 		size_t lit = star ? (size_t)(star - p) : body;
 		put_regex_literal(b, p, lit);
 		if (!star)
 			break;
-		gen_buf_puts(b, "[^/]+");
+		dynbuf_puts(b, "[^/]+");
 		body -= lit + 1;
 		p = star + 1;
 	}
-	gen_buf_printf(b, "%s$'\n", tail ? "(/.*)?" : "");
+	dynbuf_printf(b, "%s$'\n", tail ? "(/.*)?" : "");
 }
 
-static void emit_global(const struct gen_gateway *g, const struct gen_opts *o, struct gen_buf *b)
+static void emit_global(const struct gen_gateway *g, const struct gen_opts *o, struct dynbuf *b)
 {
 	char t[32];
 	const char *sock_dir = o->run_dir ? o->run_dir : "/run/spogate";
 
-	gen_buf_puts(b, "global\n    master-worker\n");
+	dynbuf_puts(b, "global\n    master-worker\n");
 	if (g->admin.socket)
-		gen_buf_printf(b, "    stats socket %s mode 600 level admin expose-fd listeners\n",
-			       g->admin.socket);
+		dynbuf_printf(b, "    stats socket %s mode 600 level admin expose-fd listeners\n",
+			      g->admin.socket);
 	else
-		gen_buf_printf(b, "    stats socket %s/haproxy.sock mode 600 level admin expose-fd listeners\n",
-			       sock_dir);
-	gen_buf_puts(b, "    stats timeout 30s\n");
-	gen_buf_printf(b, "    nbthread %ld\n", g->nbthread);
+		dynbuf_printf(b, "    stats socket %s/haproxy.sock mode 600 level admin expose-fd listeners\n",
+			      sock_dir);
+	dynbuf_puts(b, "    stats timeout 30s\n");
+	dynbuf_printf(b, "    nbthread %ld\n", g->nbthread);
 	/* Without maxconn HAProxy sizes itself from the file-descriptor limit,
 	 * which is what works everywhere (containers often cap it). */
 	if (g->maxconn)
-		gen_buf_printf(b, "    maxconn %ld\n", g->maxconn);
+		dynbuf_printf(b, "    maxconn %ld\n", g->maxconn);
 	if (strcmp(g->log_target, "stdout") == 0 || strcmp(g->log_target, "stderr") == 0)
-		gen_buf_printf(b, "    log %s format raw %s\n", g->log_target, g->log_facility);
+		dynbuf_printf(b, "    log %s format raw %s\n", g->log_target, g->log_facility);
 	else
-		gen_buf_printf(b, "    log %s %s\n", g->log_target, g->log_facility);
+		dynbuf_printf(b, "    log %s %s\n", g->log_target, g->log_facility);
 
-	gen_buf_puts(b, "\ndefaults\n    mode http\n    log global\n    option dontlognull\n");
-	gen_buf_printf(b, "    timeout connect %s\n", dur(t, sizeof(t), g->t_connect));
-	gen_buf_printf(b, "    timeout client %s\n", dur(t, sizeof(t), g->t_client));
-	gen_buf_printf(b, "    timeout server %s\n", dur(t, sizeof(t), g->t_server));
-	gen_buf_printf(b, "    timeout http-request %s\n", dur(t, sizeof(t), g->t_http_request));
-	gen_buf_printf(b, "    timeout http-keep-alive %s\n", dur(t, sizeof(t), g->t_keep_alive));
-	gen_buf_printf(b, "    timeout queue %s\n", dur(t, sizeof(t), g->t_queue));
-	gen_buf_printf(b, "    timeout check %s\n", dur(t, sizeof(t), g->t_check));
+	dynbuf_puts(b, "\ndefaults\n    mode http\n    log global\n    option dontlognull\n");
+	dynbuf_printf(b, "    timeout connect %s\n", dur(t, sizeof(t), g->t_connect));
+	dynbuf_printf(b, "    timeout client %s\n", dur(t, sizeof(t), g->t_client));
+	dynbuf_printf(b, "    timeout server %s\n", dur(t, sizeof(t), g->t_server));
+	dynbuf_printf(b, "    timeout http-request %s\n", dur(t, sizeof(t), g->t_http_request));
+	dynbuf_printf(b, "    timeout http-keep-alive %s\n", dur(t, sizeof(t), g->t_keep_alive));
+	dynbuf_printf(b, "    timeout queue %s\n", dur(t, sizeof(t), g->t_queue));
+	dynbuf_printf(b, "    timeout check %s\n", dur(t, sizeof(t), g->t_check));
 	/* HAProxy's own errors as JSON, like the gateway's. */
-	gen_buf_puts(b,
+	dynbuf_puts(b,
 		"    http-error status 400 content-type application/json string '{\"error\":\"bad_request\"}'\n"
 		"    http-error status 408 content-type application/json string '{\"error\":\"request_timeout\"}'\n"
 		"    http-error status 500 content-type application/json string '{\"error\":\"internal_error\"}'\n"
@@ -198,85 +198,85 @@ static int p_service(const struct gen_route *r, const void *arg)
 	return strcmp(r->service, (const char *)arg) == 0;
 }
 
-static void emit_cors(const struct gen_gateway *g, struct gen_buf *b)
+static void emit_cors(const struct gen_gateway *g, struct dynbuf *b)
 {
 	size_t i;
 
 	if (!g->cors.present)
 		return;
-	gen_buf_puts(b, "\n    # CORS: preflights are answered here, before any auth, and never forwarded.\n");
+	dynbuf_puts(b, "\n    # CORS: preflights are answered here, before any auth, and never forwarded.\n");
 	if (g->cors.any_origin) {
-		gen_buf_puts(b, "    acl cors_origin req.hdr(origin) -m found\n");
+		dynbuf_puts(b, "    acl cors_origin req.hdr(origin) -m found\n");
 	} else if (g->cors.origins.n) {
-		gen_buf_puts(b, "    acl cors_origin req.fhdr(origin) -m str");
+		dynbuf_puts(b, "    acl cors_origin req.fhdr(origin) -m str");
 		for (i = 0; i < g->cors.origins.n; i++)
-			gen_buf_printf(b, " %s", g->cors.origins.v[i]);
-		gen_buf_puts(b, "\n");
+			dynbuf_printf(b, " %s", g->cors.origins.v[i]);
+		dynbuf_puts(b, "\n");
 	} else {
-		gen_buf_puts(b, "    acl cors_origin always_false\n");
+		dynbuf_puts(b, "    acl cors_origin always_false\n");
 	}
-	gen_buf_puts(b, "    acl cors_preflight method OPTIONS\n"
-		     "    acl cors_preflight_acrm req.hdr(access-control-request-method) -m found\n"
-		     "    acl cors_has_origin req.hdr(origin) -m found\n"
-		     "    http-request set-var(txn.cors_origin) req.fhdr(origin) if cors_origin\n");
-	gen_buf_puts(b, "    http-request return status 204 hdr Access-Control-Allow-Methods \"");
+	dynbuf_puts(b, "    acl cors_preflight method OPTIONS\n"
+		    "    acl cors_preflight_acrm req.hdr(access-control-request-method) -m found\n"
+		    "    acl cors_has_origin req.hdr(origin) -m found\n"
+		    "    http-request set-var(txn.cors_origin) req.fhdr(origin) if cors_origin\n");
+	dynbuf_puts(b, "    http-request return status 204 hdr Access-Control-Allow-Methods \"");
 	if (g->cors.methods.n) {
 		for (i = 0; i < g->cors.methods.n; i++)
-			gen_buf_printf(b, "%s%s", i ? ", " : "", g->cors.methods.v[i]);
+			dynbuf_printf(b, "%s%s", i ? ", " : "", g->cors.methods.v[i]);
 	} else {
 		put_methods(b, GEN_M_GET | GEN_M_HEAD | GEN_M_POST | GEN_M_PUT | GEN_M_PATCH |
 			    GEN_M_DELETE | GEN_M_OPTIONS, ", ");
 	}
-	gen_buf_puts(b, "\"");
+	dynbuf_puts(b, "\"");
 	if (g->cors.headers.n) {
-		gen_buf_puts(b, " hdr Access-Control-Allow-Headers \"");
+		dynbuf_puts(b, " hdr Access-Control-Allow-Headers \"");
 		for (i = 0; i < g->cors.headers.n; i++)
-			gen_buf_printf(b, "%s%s", i ? ", " : "", g->cors.headers.v[i]);
-		gen_buf_puts(b, "\"");
+			dynbuf_printf(b, "%s%s", i ? ", " : "", g->cors.headers.v[i]);
+		dynbuf_puts(b, "\"");
 	} else {
 		/* No list: allow what the browser asks for, as Kong does. */
-		gen_buf_puts(b, " hdr Access-Control-Allow-Headers \"%[req.fhdr(access-control-request-headers)]\"");
+		dynbuf_puts(b, " hdr Access-Control-Allow-Headers \"%[req.fhdr(access-control-request-headers)]\"");
 	}
-	gen_buf_printf(b, " hdr Access-Control-Max-Age %ld if cors_preflight cors_preflight_acrm cors_origin\n",
-		       g->cors.max_age);
-	gen_buf_puts(b, "    # A preflight from an origin not allowed gets no CORS header.\n"
-		     "    http-request return status 204 if cors_preflight cors_preflight_acrm cors_has_origin\n");
+	dynbuf_printf(b, " hdr Access-Control-Max-Age %ld if cors_preflight cors_preflight_acrm cors_origin\n",
+		      g->cors.max_age);
+	dynbuf_puts(b, "    # A preflight from an origin not allowed gets no CORS header.\n"
+		    "    http-request return status 204 if cors_preflight cors_preflight_acrm cors_has_origin\n");
 }
 
-static void emit_cors_response(const struct gen_gateway *g, struct gen_buf *b)
+static void emit_cors_response(const struct gen_gateway *g, struct dynbuf *b)
 {
 	size_t i;
 
 	if (!g->cors.present)
 		return;
-	gen_buf_puts(b, "\n    # CORS headers on every response, including the gateway's own.\n");
+	dynbuf_puts(b, "\n    # CORS headers on every response, including the gateway's own.\n");
 	if (g->cors.any_origin)
-		gen_buf_puts(b, "    http-after-response set-header Access-Control-Allow-Origin \"*\" if { var(txn.cors_origin) -m found }\n");
+		dynbuf_puts(b, "    http-after-response set-header Access-Control-Allow-Origin \"*\" if { var(txn.cors_origin) -m found }\n");
 	else
-		gen_buf_puts(b, "    http-after-response set-header Access-Control-Allow-Origin \"%[var(txn.cors_origin)]\" if { var(txn.cors_origin) -m found }\n");
+		dynbuf_puts(b, "    http-after-response set-header Access-Control-Allow-Origin \"%[var(txn.cors_origin)]\" if { var(txn.cors_origin) -m found }\n");
 	if (g->cors.credentials)
-		gen_buf_puts(b, "    http-after-response set-header Access-Control-Allow-Credentials true if { var(txn.cors_origin) -m found }\n");
+		dynbuf_puts(b, "    http-after-response set-header Access-Control-Allow-Credentials true if { var(txn.cors_origin) -m found }\n");
 	if (g->cors.exposed.n) {
-		gen_buf_puts(b, "    http-after-response set-header Access-Control-Expose-Headers \"");
+		dynbuf_puts(b, "    http-after-response set-header Access-Control-Expose-Headers \"");
 		for (i = 0; i < g->cors.exposed.n; i++)
-			gen_buf_printf(b, "%s%s", i ? ", " : "", g->cors.exposed.v[i]);
-		gen_buf_puts(b, "\" if { var(txn.cors_origin) -m found }\n");
+			dynbuf_printf(b, "%s%s", i ? ", " : "", g->cors.exposed.v[i]);
+		dynbuf_puts(b, "\" if { var(txn.cors_origin) -m found }\n");
 	}
 	if (!g->cors.any_origin)
-		gen_buf_puts(b, "    http-after-response add-header Vary Origin\n");
+		dynbuf_puts(b, "    http-after-response add-header Vary Origin\n");
 }
 
-static void emit_hdr_ops(struct gen_buf *b, const char *rule, const struct gen_hdr_ops *ops, int id)
+static void emit_hdr_ops(struct dynbuf *b, const char *rule, const struct gen_hdr_ops *ops, int id)
 {
 	size_t i;
 
 	for (i = 0; i < ops->nremove; i++)
-		gen_buf_printf(b, "    %s del-header %s if { var(txn.rid) -m int %d }\n", rule,
-			       ops->remove[i], id);
+		dynbuf_printf(b, "    %s del-header %s if { var(txn.rid) -m int %d }\n", rule,
+			      ops->remove[i], id);
 	for (i = 0; i < ops->nset; i++) {
-		gen_buf_printf(b, "    %s set-header %s ", rule, ops->set[i].name);
+		dynbuf_printf(b, "    %s set-header %s ", rule, ops->set[i].name);
 		put_lf_quoted(b, ops->set[i].value);
-		gen_buf_printf(b, " if { var(txn.rid) -m int %d }\n", id);
+		dynbuf_printf(b, " if { var(txn.rid) -m int %d }\n", id);
 	}
 }
 
@@ -306,7 +306,7 @@ static void policy_str(char *out, size_t n, const struct gen_route *r)
 }
 
 static void emit_frontend(const struct gen_gateway *g, const struct gen_registry *r,
-			  const struct gen_opts *o, struct gen_buf *b)
+			  const struct gen_opts *o, struct dynbuf *b)
 {
 	size_t i, j, n = 0;
 	int *ids = calloc(g->nroutes + 1, sizeof(*ids));
@@ -325,91 +325,91 @@ static void emit_frontend(const struct gen_gateway *g, const struct gen_registry
 		snprintf(bind, sizeof(bind), "[%s]:%ld", g->bind, g->port);
 	else
 		snprintf(bind, sizeof(bind), "%s:%ld", g->bind, g->port);
-	gen_buf_printf(b, "\nfrontend " FE "\n    bind %s\n    option forwardfor\n", bind);
-	gen_buf_puts(b, "    log-format '{\"time\":\"%tr\",\"client\":\"%ci\",\"method\":\"%HM\","
-		     "\"uri\":\"%{+E}HU\",\"route\":\"%[var(txn.route),json(utf8s)]\","
-		     "\"backend\":\"%b\",\"server\":\"%s\",\"status\":%ST,"
-		     "\"user\":\"%[var(txn.gw.user_id),json(utf8s)]\","
-		     "\"reason\":\"%[var(txn.gw.reason),json(utf8s)]\","
-		     "\"spoe_ms\":%[var(txn.gw.ptime,-1)],\"spoe_error\":%[var(txn.gw.error,0)],"
-		     "\"total_ms\":%Ta,\"bytes\":%B,\"termination\":\"%ts\"}'\n");
+	dynbuf_printf(b, "\nfrontend " FE "\n    bind %s\n    option forwardfor\n", bind);
+	dynbuf_puts(b, "    log-format '{\"time\":\"%tr\",\"client\":\"%ci\",\"method\":\"%HM\","
+		    "\"uri\":\"%{+E}HU\",\"route\":\"%[var(txn.route),json(utf8s)]\","
+		    "\"backend\":\"%b\",\"server\":\"%s\",\"status\":%ST,"
+		    "\"user\":\"%[var(txn.gw.user_id),json(utf8s)]\","
+		    "\"reason\":\"%[var(txn.gw.reason),json(utf8s)]\","
+		    "\"spoe_ms\":%[var(txn.gw.ptime,-1)],\"spoe_error\":%[var(txn.gw.error,0)],"
+		    "\"total_ms\":%Ta,\"bytes\":%B,\"termination\":\"%ts\"}'\n");
 	if (agent)
-		gen_buf_printf(b, "    filter spoe engine spogate config %s/spoe.conf\n",
-			       o->haproxy_dir ? o->haproxy_dir : ".");
+		dynbuf_printf(b, "    filter spoe engine spogate config %s/spoe.conf\n",
+			      o->haproxy_dir ? o->haproxy_dir : ".");
 
-	gen_buf_puts(b, "\n    # Identity headers come only from the gateway: drop client-supplied ones.\n"
-		     "    http-request del-header ^[Xx]-[Uu][Ss][Ee][Rr]- -m reg\n"
-		     "    http-request del-header ^[Xx]-[Gg][Aa][Tt][Ee][Ww][Aa][Yy]- -m reg\n");
+	dynbuf_puts(b, "\n    # Identity headers come only from the gateway: drop client-supplied ones.\n"
+		    "    http-request del-header ^[Xx]-[Uu][Ss][Ee][Rr]- -m reg\n"
+		    "    http-request del-header ^[Xx]-[Gg][Aa][Tt][Ee][Ww][Aa][Yy]- -m reg\n");
 	for (i = 0; i < g->auth.nclaims; i++) {
 		const char *h = g->auth.claims[i].header;
 		if (strncasecmp(h, "X-User-", 7) != 0 && strncasecmp(h, "X-Gateway-", 10) != 0)
-			gen_buf_printf(b, "    http-request del-header %s\n", h);
+			dynbuf_printf(b, "    http-request del-header %s\n", h);
 	}
 
 	emit_cors(g, b);
 
-	gen_buf_puts(b, "\n    # Routes, most specific first; the first match sets txn.rid.\n");
+	dynbuf_puts(b, "\n    # Routes, most specific first; the first match sets txn.rid.\n");
 	for (i = 0; i < n; i++) {
 		const struct gen_route *r = g->order[i];
-		gen_buf_printf(b, "    # route %d: %s -> %s (line %d)\n", r->id, r->path, r->service,
-			       r->path_at->line);
+		dynbuf_printf(b, "    # route %d: %s -> %s (line %d)\n", r->id, r->path, r->service,
+			      r->path_at->line);
 		put_route_acl(b, r);
 	}
 	for (i = 0; i < n; i++)
-		gen_buf_printf(b, "    http-request set-var(txn.rid) int(%d) if !{ var(txn.rid) -m found } route_%d\n",
-			       g->order[i]->id, g->order[i]->id);
-	gen_buf_puts(b, "    http-request return status 404 content-type application/json string "
-		     "'{\"error\":\"not_found\"}' unless { var(txn.rid) -m found }\n");
+		dynbuf_printf(b, "    http-request set-var(txn.rid) int(%d) if !{ var(txn.rid) -m found } route_%d\n",
+			      g->order[i]->id, g->order[i]->id);
+	dynbuf_puts(b, "    http-request return status 404 content-type application/json string "
+		    "'{\"error\":\"not_found\"}' unless { var(txn.rid) -m found }\n");
 
-	gen_buf_puts(b, "\n    # Per-route settings: name, methods, auth, permission, rate-limit policies.\n");
+	dynbuf_puts(b, "\n    # Per-route settings: name, methods, auth, permission, rate-limit policies.\n");
 	for (i = 0; i < n; i++) {
 		const struct gen_route *r = g->order[i];
 		char ru[48], ri[48];
 		int id = r->id;
 
-		gen_buf_printf(b, "    http-request set-var(txn.route) str(%s) if { var(txn.rid) -m int %d }\n",
-			       r->name, id);
+		dynbuf_printf(b, "    http-request set-var(txn.route) str(%s) if { var(txn.rid) -m int %d }\n",
+			      r->name, id);
 		if (r->methods) {
-			gen_buf_puts(b, "    http-request return status 405 content-type application/json "
-				     "string '{\"error\":\"method_not_allowed\"}' hdr Allow \"");
+			dynbuf_puts(b, "    http-request return status 405 content-type application/json "
+				    "string '{\"error\":\"method_not_allowed\"}' hdr Allow \"");
 			put_methods(b, r->methods, ", ");
-			gen_buf_printf(b, "\" if { var(txn.rid) -m int %d } !{ method ", id);
+			dynbuf_printf(b, "\" if { var(txn.rid) -m int %d } !{ method ", id);
 			put_methods(b, r->methods, " ");
-			gen_buf_puts(b, " }\n");
+			dynbuf_puts(b, " }\n");
 		}
 		if (!r->needs_agent)
 			continue;
-		gen_buf_printf(b, "    http-request set-var(txn.auth) int(%d) if { var(txn.rid) -m int %d }\n",
-			       r->auth_required, id);
+		dynbuf_printf(b, "    http-request set-var(txn.auth) int(%d) if { var(txn.rid) -m int %d }\n",
+			      r->auth_required, id);
 		for (j = 0; j < r->nperms; j++) {
-			gen_buf_printf(b, "    http-request set-var(txn.perm) str(%s) if { var(txn.rid) -m int %d } { method ",
-				       r->perms[j].perm, id);
+			dynbuf_printf(b, "    http-request set-var(txn.perm) str(%s) if { var(txn.rid) -m int %d } { method ",
+				      r->perms[j].perm, id);
 			put_methods(b, r->perms[j].method, "");
-			gen_buf_puts(b, " }\n");
+			dynbuf_puts(b, " }\n");
 		}
 		if (r->permission)
-			gen_buf_printf(b, "    http-request set-var(txn.perm) str(%s) if { var(txn.rid) -m int %d } "
-				       "!{ var(txn.perm) -m found }\n", r->permission, id);
+			dynbuf_printf(b, "    http-request set-var(txn.perm) str(%s) if { var(txn.rid) -m int %d } "
+				      "!{ var(txn.perm) -m found }\n", r->permission, id);
 		rate_str(ru, sizeof(ru), &r->eff_user);
 		rate_str(ri, sizeof(ri), &r->eff_ip);
-		gen_buf_printf(b, "    http-request set-var(txn.rl_user) str(\"%s\") if { var(txn.rid) -m int %d }\n",
-			       ru, id);
-		gen_buf_printf(b, "    http-request set-var(txn.rl_ip) str(\"%s\") if { var(txn.rid) -m int %d }\n",
-			       ri, id);
+		dynbuf_printf(b, "    http-request set-var(txn.rl_user) str(\"%s\") if { var(txn.rid) -m int %d }\n",
+			      ru, id);
+		dynbuf_printf(b, "    http-request set-var(txn.rl_ip) str(\"%s\") if { var(txn.rid) -m int %d }\n",
+			      ri, id);
 	}
 
 	if (agent) {
 		size_t k = collect(g, ids, p_agent, NULL);
-		gen_buf_puts(b, "\n    # Ask the agent (authentication, authorization, rate limits).\n");
-		gen_buf_puts(b, "    http-request send-spoe-group spogate gw if ");
+		dynbuf_puts(b, "\n    # Ask the agent (authentication, authorization, rate limits).\n");
+		dynbuf_puts(b, "    http-request send-spoe-group spogate gw if ");
 		put_rid_cond(b, ids, k);
-		gen_buf_puts(b, "\n");
+		dynbuf_puts(b, "\n");
 		if (!g->agent.on_error_allow)
-			gen_buf_puts(b, "    http-request return status 503 content-type application/json "
-				     "string '{\"error\":\"gateway_unavailable\"}' if { var(txn.gw.error) -m found }\n");
+			dynbuf_puts(b, "    http-request return status 503 content-type application/json "
+				    "string '{\"error\":\"gateway_unavailable\"}' if { var(txn.gw.error) -m found }\n");
 		else
-			gen_buf_puts(b, "    # agent.on_error: allow -- requests pass when the agent fails.\n");
-		gen_buf_puts(b,
+			dynbuf_puts(b, "    # agent.on_error: allow -- requests pass when the agent fails.\n");
+		dynbuf_puts(b,
 			"    http-request return status 401 content-type application/json lf-string "
 			"'{\"error\":\"unauthorized\",\"reason\":\"%[var(txn.gw.reason),json(utf8s)]\"}' "
 			"hdr WWW-Authenticate 'Bearer realm=\"spogate\"' if { var(txn.gw.status) -m int 401 } "
@@ -430,42 +430,42 @@ static void emit_frontend(const struct gen_gateway *g, const struct gen_registry
 			"if { var(txn.gw.status) -m int gt 0 }\n");
 	}
 
-	gen_buf_puts(b, "\n    # Request transformations.\n");
+	dynbuf_puts(b, "\n    # Request transformations.\n");
 	for (i = 0; i < n; i++) {
 		const struct gen_route *r = g->order[i];
 		emit_hdr_ops(b, "http-request", &r->req, r->id);
 		if (r->strip_prefix) {
-			gen_buf_puts(b, "    http-request replace-path '^");
+			dynbuf_puts(b, "    http-request replace-path '^");
 			put_regex_literal(b, r->strip_prefix, strlen(r->strip_prefix));
-			gen_buf_printf(b, "$' / if { var(txn.rid) -m int %d }\n", r->id);
-			gen_buf_puts(b, "    http-request replace-path '^");
+			dynbuf_printf(b, "$' / if { var(txn.rid) -m int %d }\n", r->id);
+			dynbuf_puts(b, "    http-request replace-path '^");
 			put_regex_literal(b, r->strip_prefix, strlen(r->strip_prefix));
-			gen_buf_printf(b, "(/.*)$' '\\1' if { var(txn.rid) -m int %d }\n", r->id);
+			dynbuf_printf(b, "(/.*)$' '\\1' if { var(txn.rid) -m int %d }\n", r->id);
 		}
 	}
 
 	if (agent) {
-		gen_buf_puts(b, "\n    # Identity headers from the agent's verdict (set after the transformations,\n"
-			     "    # so that no route setting can override them).\n");
+		dynbuf_puts(b, "\n    # Identity headers from the agent's verdict (set after the transformations,\n"
+			    "    # so that no route setting can override them).\n");
 		for (i = 0; i < g->auth.nclaims; i++)
-			gen_buf_printf(b, "    http-request set-header %s \"%%[var(txn.gw.%s)]\" if { var(txn.gw.%s) -m found }\n",
-				       g->auth.claims[i].header, g->auth.claims[i].var, g->auth.claims[i].var);
+			dynbuf_printf(b, "    http-request set-header %s \"%%[var(txn.gw.%s)]\" if { var(txn.gw.%s) -m found }\n",
+				      g->auth.claims[i].header, g->auth.claims[i].var, g->auth.claims[i].var);
 	}
 
-	gen_buf_puts(b, "\n    # Response transformations.\n");
+	dynbuf_puts(b, "\n    # Response transformations.\n");
 	for (i = 0; i < n; i++)
 		emit_hdr_ops(b, "http-response", &g->order[i]->resp, g->order[i]->id);
 
 	if (agent) {
-		gen_buf_puts(b, "\n    # Rate-limit headers (IETF draft and the common X- form), also on 429s.\n");
+		dynbuf_puts(b, "\n    # Rate-limit headers (IETF draft and the common X- form), also on 429s.\n");
 		static const char *const hdrs[][2] = {
 			{ "RateLimit-Limit", "rl_limit" }, { "RateLimit-Remaining", "rl_remaining" },
 			{ "RateLimit-Reset", "rl_reset" }, { "X-RateLimit-Limit", "rl_limit" },
 			{ "X-RateLimit-Remaining", "rl_remaining" }, { "X-RateLimit-Reset", "rl_reset" },
 		};
 		for (i = 0; i < sizeof(hdrs) / sizeof(hdrs[0]); i++)
-			gen_buf_printf(b, "    http-after-response set-header %s \"%%[var(txn.gw.%s)]\" "
-				       "if { var(txn.gw.rl_limit) -m found }\n", hdrs[i][0], hdrs[i][1]);
+			dynbuf_printf(b, "    http-after-response set-header %s \"%%[var(txn.gw.%s)]\" "
+				      "if { var(txn.gw.rl_limit) -m found }\n", hdrs[i][0], hdrs[i][1]);
 		for (i = 0; i < n; i++) {
 			char pol[128];
 			size_t k = 0;
@@ -485,29 +485,29 @@ static void emit_frontend(const struct gen_gateway *g, const struct gen_registry
 			}
 			if (k == 0)
 				continue;
-			gen_buf_printf(b, "    http-after-response set-header RateLimit-Policy \"%s\" "
-				       "if { var(txn.gw.rl_limit) -m found } ", pol);
+			dynbuf_printf(b, "    http-after-response set-header RateLimit-Policy \"%s\" "
+				      "if { var(txn.gw.rl_limit) -m found } ", pol);
 			put_rid_cond(b, ids, k);
-			gen_buf_puts(b, "\n");
+			dynbuf_puts(b, "\n");
 		}
 	}
 	emit_cors_response(g, b);
 
 	/* One use_backend per service, in service-name order. */
-	gen_buf_puts(b, "\n");
+	dynbuf_puts(b, "\n");
 	for (i = 0; i < r->nservices; i++) {
 		size_t k;
 		if (!r->services[i].used)
 			continue;
 		k = collect(g, ids, p_service, r->services[i].name);
-		gen_buf_printf(b, "    use_backend svc_%s if ", r->services[i].name);
+		dynbuf_printf(b, "    use_backend svc_%s if ", r->services[i].name);
 		put_rid_cond(b, ids, k);
-		gen_buf_puts(b, "\n");
+		dynbuf_puts(b, "\n");
 	}
 	free(ids);
 }
 
-static void emit_backends(const struct gen_gateway *g, const struct gen_registry *r, struct gen_buf *b)
+static void emit_backends(const struct gen_gateway *g, const struct gen_registry *r, struct dynbuf *b)
 {
 	size_t i, j;
 	char t[32];
@@ -519,49 +519,49 @@ static void emit_backends(const struct gen_gateway *g, const struct gen_registry
 
 		if (!s->used)
 			continue;
-		gen_buf_printf(b, "\nbackend svc_%s\n    balance %s\n", s->name, s->balance);
+		dynbuf_printf(b, "\nbackend svc_%s\n    balance %s\n", s->name, s->balance);
 		if (h->enabled && !s->h2) {
-			gen_buf_printf(b, "    option httpchk\n    http-check send meth GET uri %s\n"
-				       "    http-check expect status %ld\n", h->path, h->expect_status);
+			dynbuf_printf(b, "    option httpchk\n    http-check send meth GET uri %s\n"
+				      "    http-check expect status %ld\n", h->path, h->expect_status);
 		}
 		if (h->enabled && h->timeout_ms)
-			gen_buf_printf(b, "    timeout check %s\n", dur(t, sizeof(t), h->timeout_ms));
-		gen_buf_printf(b, "    retries %ld\n", s->retries);
+			dynbuf_printf(b, "    timeout check %s\n", dur(t, sizeof(t), h->timeout_ms));
+		dynbuf_printf(b, "    retries %ld\n", s->retries);
 		if (s->retries > 0) {
-			gen_buf_puts(b, "    retry-on conn-failure empty-response response-timeout\n"
-				     "    option redispatch\n"
-				     "    # Only idempotent requests are retried after they were sent.\n"
-				     "    http-request disable-l7-retry unless METH_GET || METH_HEAD || "
-				     "METH_OPTIONS || { method PUT DELETE }\n");
+			dynbuf_puts(b, "    retry-on conn-failure empty-response response-timeout\n"
+				    "    option redispatch\n"
+				    "    # Only idempotent requests are retried after they were sent.\n"
+				    "    http-request disable-l7-retry unless METH_GET || METH_HEAD || "
+				    "METH_OPTIONS || { method PUT DELETE }\n");
 		}
 		for (j = 0; j < g->nroutes; j++) {
 			const struct gen_route *rt = &g->routes[j];
 			if (rt->id && rt->timeout_ms && strcmp(rt->service, s->name) == 0)
-				gen_buf_printf(b, "    http-request set-timeout server %s if { var(txn.rid) -m int %d }\n",
-					       dur(t, sizeof(t), rt->timeout_ms), rt->id);
+				dynbuf_printf(b, "    http-request set-timeout server %s if { var(txn.rid) -m int %d }\n",
+					      dur(t, sizeof(t), rt->timeout_ms), rt->id);
 		}
-		gen_buf_puts(b, "    default-server");
+		dynbuf_puts(b, "    default-server");
 		if (h->enabled) {
-			gen_buf_printf(b, " check inter %s", dur(t, sizeof(t), h->interval_ms));
-			gen_buf_printf(b, " fall %ld rise %ld", h->fall, h->rise);
+			dynbuf_printf(b, " check inter %s", dur(t, sizeof(t), h->interval_ms));
+			dynbuf_printf(b, " fall %ld rise %ld", h->fall, h->rise);
 		}
 		if (observe)
-			gen_buf_printf(b, " observe layer7 error-limit %ld on-error mark-down", s->error_limit);
+			dynbuf_printf(b, " observe layer7 error-limit %ld on-error mark-down", s->error_limit);
 		if (s->h2)
-			gen_buf_puts(b, " proto h2");
-		gen_buf_puts(b, "\n");
+			dynbuf_puts(b, " proto h2");
+		dynbuf_puts(b, "\n");
 		switch (s->kind) {
 		case GEN_SVC_DNS:
-			gen_buf_printf(b, "    server-template srv %ld %s:%ld resolvers dns resolve-prefer ipv4 init-addr none\n",
-				       s->instances, s->dns, s->port);
+			dynbuf_printf(b, "    server-template srv %ld %s:%ld resolvers dns resolve-prefer ipv4 init-addr none\n",
+				      s->instances, s->dns, s->port);
 			break;
 		case GEN_SVC_SRV:
-			gen_buf_printf(b, "    server-template srv %ld %s resolvers dns init-addr none\n",
-				       s->instances, s->srv);
+			dynbuf_printf(b, "    server-template srv %ld %s resolvers dns init-addr none\n",
+				      s->instances, s->srv);
 			break;
 		case GEN_SVC_STATIC:
 			for (j = 0; j < s->nservers; j++)
-				gen_buf_printf(b, "    server srv%zu %s\n", j + 1, s->servers[j]);
+				dynbuf_printf(b, "    server srv%zu %s\n", j + 1, s->servers[j]);
 			break;
 		default:
 			break;
@@ -569,7 +569,7 @@ static void emit_backends(const struct gen_gateway *g, const struct gen_registry
 	}
 }
 
-static void emit_resolvers(const struct gen_registry *r, struct gen_buf *b)
+static void emit_resolvers(const struct gen_registry *r, struct dynbuf *b)
 {
 	size_t i;
 	int need = 0;
@@ -581,39 +581,39 @@ static void emit_resolvers(const struct gen_registry *r, struct gen_buf *b)
 			need = 1;
 	if (!need)
 		return;
-	gen_buf_puts(b, "\nresolvers dns\n");
+	dynbuf_puts(b, "\nresolvers dns\n");
 	if (r->nnameservers == 0)
-		gen_buf_puts(b, "    parse-resolv-conf\n");
+		dynbuf_puts(b, "    parse-resolv-conf\n");
 	for (i = 0; i < r->nnameservers; i++)
-		gen_buf_printf(b, "    nameserver ns%zu %s\n", i + 1, r->nameservers[i]);
-	gen_buf_printf(b, "    accepted_payload_size %ld\n    resolve_retries %ld\n",
-		       r->payload_size, r->resolve_retries);
-	gen_buf_printf(b, "    timeout resolve %s\n", dur(t, sizeof(t), r->resolve_ms));
-	gen_buf_printf(b, "    timeout retry %s\n", dur(t, sizeof(t), r->retry_ms));
-	gen_buf_printf(b, "    hold valid %s\n", dur(t, sizeof(t), r->hold_valid_ms));
-	gen_buf_printf(b, "    hold obsolete %s\n", dur(t, sizeof(t), r->hold_obsolete_ms));
+		dynbuf_printf(b, "    nameserver ns%zu %s\n", i + 1, r->nameservers[i]);
+	dynbuf_printf(b, "    accepted_payload_size %ld\n    resolve_retries %ld\n",
+		      r->payload_size, r->resolve_retries);
+	dynbuf_printf(b, "    timeout resolve %s\n", dur(t, sizeof(t), r->resolve_ms));
+	dynbuf_printf(b, "    timeout retry %s\n", dur(t, sizeof(t), r->retry_ms));
+	dynbuf_printf(b, "    hold valid %s\n", dur(t, sizeof(t), r->hold_valid_ms));
+	dynbuf_printf(b, "    hold obsolete %s\n", dur(t, sizeof(t), r->hold_obsolete_ms));
 }
 
 void gen_emit_haproxy(const struct gen_gateway *g, const struct gen_registry *r,
-		      const struct gen_opts *o, struct gen_buf *b)
+		      const struct gen_opts *o, struct dynbuf *b)
 {
 	const char *gf = strrchr(g->file, '/'), *rf = strrchr(r->file, '/');
 
-	gen_buf_printf(b, "# Generated by spogate-gen from %s and %s. Do not edit: change the\n"
-		       "# YAML and run spogate-gen again.\n\n",
-		       gf ? gf + 1 : g->file, rf ? rf + 1 : r->file);
+	dynbuf_printf(b, "# Generated by spogate-gen from %s and %s. Do not edit: change the\n"
+		      "# YAML and run spogate-gen again.\n\n",
+		      gf ? gf + 1 : g->file, rf ? rf + 1 : r->file);
 	emit_global(g, o, b);
 	emit_frontend(g, r, o, b);
 	emit_backends(g, r, b);
 	emit_resolvers(r, b);
 	if (any_agent(g)) {
-		gen_buf_printf(b, "\nbackend spogate-agents\n    mode tcp\n    balance roundrobin\n"
-			       "    timeout connect 1s\n    timeout server 3m\n    option spop-check\n"
-			       "    server agent1 %s check inter 2s\n", g->agent.address);
+		dynbuf_printf(b, "\nbackend spogate-agents\n    mode tcp\n    balance roundrobin\n"
+			      "    timeout connect 1s\n    timeout server 3m\n    option spop-check\n"
+			      "    server agent1 %s check inter 2s\n", g->agent.address);
 	}
 	if (g->admin.stats) {
-		gen_buf_printf(b, "\nfrontend admin\n    bind %s\n    no log\n"
-			       "    http-request use-service prometheus-exporter if { path /metrics }\n"
-			       "    stats enable\n    stats uri /\n    stats refresh 10s\n", g->admin.stats);
+		dynbuf_printf(b, "\nfrontend admin\n    bind %s\n    no log\n"
+			      "    http-request use-service prometheus-exporter if { path /metrics }\n"
+			      "    stats enable\n    stats uri /\n    stats refresh 10s\n", g->admin.stats);
 	}
 }

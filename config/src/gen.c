@@ -45,12 +45,12 @@ int gen_run(const struct gen_opts *o, int check_only, struct gen_diags *d,
 
 void gen_output_free(struct gen_output *out)
 {
-	gen_buf_free(&out->haproxy);
-	gen_buf_free(&out->spoe);
-	gen_buf_free(&out->agent);
+	dynbuf_free(&out->haproxy);
+	dynbuf_free(&out->spoe);
+	dynbuf_free(&out->agent);
 }
 
-static int write_one(const char *dir, const char *name, const struct gen_buf *b,
+static int write_one(const char *dir, const char *name, const struct dynbuf *b,
 		     char *err, size_t errlen)
 {
 	char path[4096], tmp[4200];

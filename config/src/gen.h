@@ -4,12 +4,12 @@
 #ifndef GEN_GEN_H
 #define GEN_GEN_H
 
-#include "buf.h"
+#include "dynbuf.h"
 #include "diag.h"
 #include "model.h"
 
 struct gen_output {
-	struct gen_buf haproxy, spoe, agent;
+	struct dynbuf haproxy, spoe, agent;
 };
 
 /* Loads, validates and (unless check_only) renders. Returns 0 when no
@@ -25,9 +25,9 @@ int gen_write_files(const char *dir, const struct gen_output *out, char *err, si
 
 /* Renderers; each appends to b. */
 void gen_emit_haproxy(const struct gen_gateway *g, const struct gen_registry *r,
-		      const struct gen_opts *o, struct gen_buf *b);
-void gen_emit_spoe(const struct gen_gateway *g, const struct gen_registry *r, struct gen_buf *b);
-int gen_emit_agent(const struct gen_gateway *g, const struct gen_registry *r, struct gen_buf *b);
+		      const struct gen_opts *o, struct dynbuf *b);
+void gen_emit_spoe(const struct gen_gateway *g, const struct gen_registry *r, struct dynbuf *b);
+int gen_emit_agent(const struct gen_gateway *g, const struct gen_registry *r, struct dynbuf *b);
 
 /* "500ms" style rendering of a duration for haproxy.cfg. */
 void gen_fmt_dur(char *out, size_t n, int64_t ms);

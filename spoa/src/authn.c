@@ -133,43 +133,21 @@ static struct result *result_deny(int status, enum gw_reason reason)
 	return r;
 }
 
-/* A growing string arena for building a result; offsets until finished,
- * because the buffer moves while it grows. */
-struct sb {
-	char *buf;
-	size_t len, cap;
-	int err;
-};
-
-static size_t sb_add(struct sb *b, const char *s, size_t n)
+/* Appends a NUL-terminated copy of s to the identity arena and returns its
+ * offset: offsets, not pointers, until the arena is finished, because the
+ * buffer moves while it grows. */
+static size_t sb_add(struct dynbuf *b, const char *s, size_t n)
 {
 	size_t off = b->len;
 
-	if (b->err)
-		return 0;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		char *nb;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		nb = realloc(b->buf, cap);
-		if (!nb) {
-			b->err = 1;
-			return 0;
-		}
-		b->buf = nb;
-		b->cap = cap;
-	}
-	memcpy(b->buf + b->len, s, n);
-	b->buf[b->len + n] = '\0';
-	b->len += n + 1;
-	return off;
+	dynbuf_add(b, s, n);
+	dynbuf_add(b, "", 1);
+	return b->err ? 0 : off;
 }
 
 /* Identity under construction. */
 struct rbuild {
-	struct sb sb;
+	struct dynbuf sb;
 	size_t user;                   /* offset, or SIZE_MAX */
 	size_t var_off[GW_MAX_VARS];
 	size_t var_len[GW_MAX_VARS];
@@ -232,20 +210,20 @@ static struct result *rb_finish(struct rbuild *rb)
 	size_t i;
 
 	if (rb->bad) {
-		free(rb->sb.buf);
+		free(rb->sb.p);
 		return result_deny(401, GW_R_TOKEN_INVALID);
 	}
 	if (rb->sb.err || rb->user == SIZE_MAX) {
-		free(rb->sb.buf);
+		free(rb->sb.p);
 		return rb->sb.err ? NULL : result_deny(401, GW_R_TOKEN_INVALID);
 	}
 	r = calloc(1, sizeof(*r));
 	if (!r) {
-		free(rb->sb.buf);
+		free(rb->sb.p);
 		return NULL;
 	}
 	r->refs = 1;
-	r->buf = rb->sb.buf;
+	r->buf = rb->sb.p;
 	r->id.user_id = r->buf + rb->user;
 	for (i = 0; i < rb->nvars; i++) {
 		r->vars[i].name = rb->var_name[i];
@@ -264,50 +242,21 @@ static struct result *rb_finish(struct rbuild *rb)
 	return r;
 }
 
-/* A plain growing string for joined values. */
-struct strb {
-	char *buf;
-	size_t len, cap;
-	int err;
-};
-
-static void strb_cat(struct strb *b, const char *s, size_t n)
-{
-	if (b->err)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 128;
-		char *nb;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		nb = realloc(b->buf, cap);
-		if (!nb) {
-			b->err = 1;
-			return;
-		}
-		b->buf = nb;
-		b->cap = cap;
-	}
-	memcpy(b->buf + b->len, s, n);
-	b->len += n;
-	b->buf[b->len] = '\0';
-}
-
-static char *strb_take(struct strb *b)
+/* The joined string, malloc'd, or NULL when building it failed. */
+static char *strb_take(struct dynbuf *b)
 {
 	if (b->err) {
-		free(b->buf);
+		dynbuf_free(b);
 		return NULL;
 	}
-	return b->buf ? b->buf : strdup("");
+	return b->p ? b->p : strdup("");
 }
 
 /* Text form of a claim value: strings as they are, arrays joined with
  * commas, anything else as compact JSON. Returns a malloc'd string. */
 static char *claim_text(json_t *v)
 {
-	struct strb b = { 0 };
+	struct dynbuf b = { .limit = 64 * 1024 };
 	json_t *e;
 	size_t i;
 	char *s;
@@ -318,16 +267,16 @@ static char *claim_text(json_t *v)
 		return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
 	json_array_foreach(v, i, e) {
 		if (i)
-			strb_cat(&b, ",", 1);
+			dynbuf_add(&b, ",", 1);
 		if (json_is_string(e)) {
-			strb_cat(&b, json_string_value(e), json_string_length(e));
+			dynbuf_add(&b, json_string_value(e), json_string_length(e));
 			continue;
 		}
 		s = json_dumps(e, JSON_COMPACT | JSON_ENCODE_ANY);
 		if (!s)
 			b.err = 1;
 		else
-			strb_cat(&b, s, strlen(s));
+			dynbuf_add(&b, s, strlen(s));
 		free(s);
 	}
 	return strb_take(&b);
@@ -386,13 +335,13 @@ static struct result *result_from_claims(json_t *claims)
 
 static char *join(char **items, size_t n)
 {
-	struct strb b = { 0 };
+	struct dynbuf b = { .limit = 64 * 1024 };
 	size_t i;
 
 	for (i = 0; i < n; i++) {
 		if (i)
-			strb_cat(&b, ",", 1);
-		strb_cat(&b, items[i], strlen(items[i]));
+			dynbuf_add(&b, ",", 1);
+		dynbuf_add(&b, items[i], strlen(items[i]));
 	}
 	return strb_take(&b);
 }
@@ -741,7 +690,7 @@ int authn_configure(const struct agent_config *cfg, char *err, size_t errlen)
 
 /* ---- metrics ---- */
 
-static void render(struct agent *a, struct mbuf *b)
+static void render(struct agent *a, struct dynbuf *b)
 {
 	static const char *const names[] = {
 		"hits", "misses", "coalesced", "verified", "rejected", "rpc_unavailable",
@@ -756,26 +705,11 @@ static void render(struct agent *a, struct mbuf *b)
 	(void)a;
 	if (A.mode == AUTHN_NONE)
 		return;
-	mbuf_printf(b, "# HELP spogate_auth_events_total Authentication cache and verification events.\n"
+	dynbuf_printf(b, "# HELP spogate_auth_events_total Authentication cache and verification events.\n"
 	               "# TYPE spogate_auth_events_total counter\n");
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		mbuf_printf(b, "spogate_auth_events_total{event=\"%s\"} %lu\n", names[i],
-		            (unsigned long)__atomic_load_n(vals[i], __ATOMIC_RELAXED));
-	if (A.ch) {
-		struct rpc_stats st;
-
-		rpc_channel_stats(A.ch, &st);
-		mbuf_printf(b, "# TYPE spogate_grpc_calls_total counter\n"
-		               "spogate_grpc_calls_total{service=\"auth\",result=\"started\"} %lu\n"
-		               "spogate_grpc_calls_total{service=\"auth\",result=\"joined\"} %lu\n"
-		               "spogate_grpc_calls_total{service=\"auth\",result=\"ok\"} %lu\n"
-		               "spogate_grpc_calls_total{service=\"auth\",result=\"failed\"} %lu\n"
-		               "spogate_grpc_calls_total{service=\"auth\",result=\"refused\"} %lu\n"
-		               "# TYPE spogate_grpc_circuit_open gauge\n"
-		               "spogate_grpc_circuit_open{service=\"auth\"} %d\n",
-		            (unsigned long)st.calls, (unsigned long)st.joined, (unsigned long)st.ok,
-		            (unsigned long)st.failed, (unsigned long)st.refused, st.open);
-	}
+		dynbuf_printf(b, "spogate_auth_events_total{event=\"%s\"} %lu\n", names[i],
+			      (unsigned long)__atomic_load_n(vals[i], __ATOMIC_RELAXED));
 }
 
 static struct metrics_source metrics_src = { render, NULL };
@@ -814,6 +748,7 @@ int authn_start(struct agent *a)
 		         jwt_keyset_size(A.keys));
 	}
 	metrics_register(&metrics_src);
+	rpc_metrics_register();
 	return 0;
 }
 
@@ -949,56 +884,12 @@ static struct result *verify_local(struct authn_worker *aw, const char *tok, siz
 
 /* cache_fill() wake hook: applies the result to a waiting decision and
  * queues it; it resumes only once the cache is consistent again. */
-struct resume_list {
-	struct decision *ds[64];
-	size_t n;
-	struct resume_list *more;
-};
-
 static void on_wake(void *arg, void *value, void *ctx)
 {
 	struct decision *d = arg;
-	struct resume_list *rl = ctx;
 
 	apply(d, value);
-	while (rl->n == sizeof(rl->ds) / sizeof(rl->ds[0])) {
-		if (!rl->more && !(rl->more = calloc(1, sizeof(*rl->more)))) {
-			/* No memory: resume now rather than lose the decision. */
-			decision_resume(d);
-			return;
-		}
-		rl = rl->more;
-	}
-	rl->ds[rl->n++] = d;
-}
-
-static void resume_list_drop(struct resume_list *rl, struct decision *d)
-{
-	size_t i;
-
-	for (; rl; rl = rl->more)
-		for (i = 0; i < rl->n; i++)
-			if (rl->ds[i] == d) {
-				rl->ds[i] = rl->ds[--rl->n];
-				return;
-			}
-}
-
-static void resume_all(struct resume_list *rl)
-{
-	struct resume_list *next;
-	size_t i;
-	int first = 1;
-
-	while (rl) {
-		for (i = 0; i < rl->n; i++)
-			decision_resume(rl->ds[i]);
-		next = rl->more;
-		if (!first)
-			free(rl);
-		first = 0;
-		rl = next;
-	}
+	decision_batch_add(ctx, d);
 }
 
 /* A service answer travelling from the completion-queue thread to one
@@ -1013,7 +904,7 @@ struct fill_job {
 static void fill_on_worker(void *arg)
 {
 	struct fill_job *j = arg;
-	struct resume_list rl = { .n = 0 };
+	struct decision_batch rl = { .n = 0 };
 	double now = ev_now(j->aw->w->loop);
 
 	/* The cache takes the job's reference when it keeps the result. */
@@ -1022,7 +913,7 @@ static void fill_on_worker(void *arg)
 	cache_fill(j->aw->cache, j->key, j->r, j->expires, now, on_wake, &rl);
 	result_unref(j->r);
 	free(j);
-	resume_all(&rl);
+	decision_batch_resume(&rl, NULL);
 }
 
 /* Runs on the completion-queue thread: one answer, every worker learns it
@@ -1143,7 +1034,7 @@ enum stage_rc authn_stage(struct decision *d)
 	}
 	count(&stats.misses);
 	if (A.mode == AUTHN_JWT) {
-		struct resume_list rl = { .n = 0 };
+		struct decision_batch rl = { .n = 0 };
 
 		r = verify_local(aw, d->token.ptr, d->token.len, now, &expires);
 		apply(d, r);
@@ -1151,7 +1042,7 @@ enum stage_rc authn_stage(struct decision *d)
 			cache_fill(aw->cache, key, r, expires, now, on_wake, &rl);
 		else
 			result_unref(r);
-		resume_all(&rl);
+		decision_batch_resume(&rl, NULL);
 		return STAGE_NEXT;
 	}
 	/* Service mode: this decision waits on its own pending entry with the
@@ -1161,14 +1052,13 @@ enum stage_rc authn_stage(struct decision *d)
 			return STAGE_PENDING;
 		/* Breaker open or no memory: everyone waiting gets 503 now. */
 		{
-			struct resume_list rl = { .n = 0 };
+			struct decision_batch rl = { .n = 0 };
 
 			count(&stats.rpc_unavailable);
 			cache_fill(aw->cache, key, NULL, 0, now, on_wake, &rl);
 			/* d was woken with the others: take it back out, it is
 			 * the running stage, not a pending one. */
-			resume_list_drop(&rl, d);
-			resume_all(&rl);
+			decision_batch_resume(&rl, d);
 		}
 		return STAGE_NEXT;
 	}

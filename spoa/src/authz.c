@@ -134,14 +134,14 @@ int authz_configure(const struct agent_config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
-static void render(struct agent *a, struct mbuf *b)
+static void render(struct agent *a, struct dynbuf *b)
 {
 	(void)a;
 	if (Z.mode == AUTHZ_NONE)
 		return;
-	mbuf_printf(b, "# HELP spogate_authz_events_total Authorization outcomes and cache events.\n"
+	dynbuf_printf(b, "# HELP spogate_authz_events_total Authorization outcomes and cache events.\n"
 	               "# TYPE spogate_authz_events_total counter\n");
-#define EV(name) mbuf_printf(b, "spogate_authz_events_total{event=\"" #name "\"} %lu\n", \
+#define EV(name) dynbuf_printf(b, "spogate_authz_events_total{event=\"" #name "\"} %lu\n", \
 		(unsigned long)__atomic_load_n(&stats.name, __ATOMIC_RELAXED))
 	EV(allowed);
 	EV(denied);
@@ -151,19 +151,6 @@ static void render(struct agent *a, struct mbuf *b)
 	EV(unavailable);
 	EV(allowed_on_error);
 #undef EV
-	if (Z.ch) {
-		struct rpc_stats st;
-
-		rpc_channel_stats(Z.ch, &st);
-		mbuf_printf(b, "spogate_grpc_calls_total{service=\"authz\",result=\"started\"} %lu\n"
-		               "spogate_grpc_calls_total{service=\"authz\",result=\"joined\"} %lu\n"
-		               "spogate_grpc_calls_total{service=\"authz\",result=\"ok\"} %lu\n"
-		               "spogate_grpc_calls_total{service=\"authz\",result=\"failed\"} %lu\n"
-		               "spogate_grpc_calls_total{service=\"authz\",result=\"refused\"} %lu\n"
-		               "spogate_grpc_circuit_open{service=\"authz\"} %d\n",
-		            (unsigned long)st.calls, (unsigned long)st.joined, (unsigned long)st.ok,
-		            (unsigned long)st.failed, (unsigned long)st.refused, st.open);
-	}
 }
 
 static struct metrics_source metrics_src = { render, NULL };
@@ -176,6 +163,7 @@ int authz_start(struct agent *a)
 	if (Z.mode == AUTHZ_NONE)
 		return 0;
 	metrics_register(&metrics_src);
+	rpc_metrics_register();
 	if (Z.mode != AUTHZ_SERVICE)
 		return 0;
 	for (i = 0; i < a->nworkers; i++) {
@@ -250,44 +238,12 @@ static void apply(struct decision *d, const struct answer *ans)
 }
 
 /* Wake hook: apply now, resume once the cache is consistent (see authn.c). */
-struct resume_list {
-	struct decision *ds[64];
-	size_t n;
-	struct resume_list *more;
-};
-
 static void on_wake(void *arg, void *value, void *ctx)
 {
 	struct decision *d = arg;
-	struct resume_list *rl = ctx;
 
 	apply(d, value);
-	while (rl->n == sizeof(rl->ds) / sizeof(rl->ds[0])) {
-		if (!rl->more && !(rl->more = calloc(1, sizeof(*rl->more)))) {
-			decision_resume(d);
-			return;
-		}
-		rl = rl->more;
-	}
-	rl->ds[rl->n++] = d;
-}
-
-static void resume_all(struct resume_list *rl, struct decision *skip)
-{
-	struct resume_list *next;
-	size_t i;
-	int first = 1;
-
-	while (rl) {
-		for (i = 0; i < rl->n; i++)
-			if (rl->ds[i] != skip)
-				decision_resume(rl->ds[i]);
-		next = rl->more;
-		if (!first)
-			free(rl);
-		first = 0;
-		rl = next;
-	}
+	decision_batch_add(ctx, d);
 }
 
 struct fill_job {
@@ -301,7 +257,7 @@ struct fill_job {
 static void fill_on_worker(void *arg)
 {
 	struct fill_job *j = arg;
-	struct resume_list rl = { .n = 0 };
+	struct decision_batch rl = { .n = 0 };
 	struct answer *ans = NULL;
 	double now = ev_now(j->zw->w->loop);
 
@@ -310,7 +266,7 @@ static void fill_on_worker(void *arg)
 	/* Allocation failure: the waiters get "unavailable", fail closed. */
 	cache_fill(j->zw->cache, j->key, ans, now + j->ttl, now, on_wake, &rl);
 	free(j);
-	resume_all(&rl, NULL);
+	decision_batch_resume(&rl, NULL);
 }
 
 /* Completion-queue thread: hand the answer to every worker. */
@@ -457,14 +413,14 @@ enum stage_rc authz_stage(struct decision *d)
 	}
 	count(&stats.misses);
 	if (rc == CACHE_MISS && cache_lookup(zw->cache, key, now, d, &v) == CACHE_PENDING) {
-		struct resume_list rl = { .n = 0 };
+		struct decision_batch rl = { .n = 0 };
 
 		if (start_check(d, id, key) == 0)
 			return STAGE_PENDING;
 		/* Breaker open: everyone queued on this key is answered now;
 		 * d itself is the running stage and goes on by returning. */
 		cache_fill(zw->cache, key, NULL, 0, now, on_wake, &rl);
-		resume_all(&rl, d);
+		decision_batch_resume(&rl, d);
 		return STAGE_NEXT;
 	}
 	apply(d, NULL);

@@ -112,6 +112,36 @@ void decision_free(struct decision *d)
 	free(d);
 }
 
+void decision_batch_add(struct decision_batch *b, struct decision *d)
+{
+	while (b->n == sizeof(b->ds) / sizeof(b->ds[0])) {
+		if (!b->more && !(b->more = calloc(1, sizeof(*b->more)))) {
+			decision_resume(d);
+			return;
+		}
+		b = b->more;
+	}
+	b->ds[b->n++] = d;
+}
+
+void decision_batch_resume(struct decision_batch *b, struct decision *skip)
+{
+	struct decision_batch *next;
+	size_t i;
+	int first = 1;
+
+	while (b) {
+		for (i = 0; i < b->n; i++)
+			if (b->ds[i] != skip)
+				decision_resume(b->ds[i]);
+		next = b->more;
+		if (!first)
+			free(b);
+		first = 0;
+		b = next;
+	}
+}
+
 static void on_delay(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	struct decision *d = t->data;

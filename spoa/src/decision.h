@@ -67,4 +67,21 @@ void decision_resume(struct decision *d);
 
 void decision_free(struct decision *d);
 
+/* Decisions to resume together once a cache is consistent again: a cache
+ * fill wakes every decision waiting on the key, and resuming one inside the
+ * fill could re-enter the cache. Starts zeroed ({ .n = 0 }); chunks past the
+ * first are allocated, so the batch can hold any number of waiters. */
+struct decision_batch {
+	struct decision *ds[64];
+	size_t n;
+	struct decision_batch *more;
+};
+
+/* Queues d; if memory runs out d is resumed at once rather than lost. */
+void decision_batch_add(struct decision_batch *b, struct decision *d);
+
+/* Resumes every queued decision but skip (the caller's own, which goes on
+ * synchronously), and frees the extra chunks. */
+void decision_batch_resume(struct decision_batch *b, struct decision *skip);
+
 #endif

@@ -25,6 +25,7 @@
 #define RPC_BREAKER_FAILS   3
 #define RPC_BREAKER_OPEN_MS 1000
 #define RPC_MAX_RESPONSE    (64 * 1024)
+#define RPC_LAT_BUCKETS     10
 
 /* gRPC status codes used by callers (values of grpc_status_code). */
 #define RPC_OK                 0
@@ -68,5 +69,9 @@ struct rpc_stats {
 
 void rpc_channel_stats(struct rpc_channel *ch, struct rpc_stats *st);
 const char *rpc_channel_name(const struct rpc_channel *ch);
+
+/* Adds the gRPC series (calls by result, breaker state, latency histogram
+ * of every channel) to /metrics. Idempotent; call before metrics_start(). */
+void rpc_metrics_register(void);
 
 #endif

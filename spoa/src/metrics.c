@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,40 +44,27 @@ static uint64_t ld(const uint64_t *p)
 	return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
-void mbuf_printf(struct mbuf *b, const char *fmt, ...)
+void metrics_histogram(struct dynbuf *b, const char *name, const char *labels,
+                       const double *bounds_s, const uint64_t *counts, int n,
+                       uint64_t count, double sum_s)
 {
-	va_list ap;
-	int n;
+	const char *sep = *labels ? "," : "";
+	uint64_t cum = 0;
+	int i;
 
-	if (b->err)
-		return;
-	for (;;) {
-		size_t room = b->cap - b->len;
-
-		va_start(ap, fmt);
-		n = vsnprintf(b->buf + b->len, room, fmt, ap);
-		va_end(ap);
-		if (n < 0) {
-			b->err = 1;
-			return;
-		}
-		if ((size_t)n < room) {
-			b->len += (size_t)n;
-			return;
-		}
-		{
-			size_t cap = b->cap ? b->cap * 2 : 8192;
-			char *nb;
-
-			while (cap - b->len <= (size_t)n)
-				cap *= 2;
-			if (cap > METRICS_MAX_BYTES || !(nb = realloc(b->buf, cap))) {
-				b->err = 1;
-				return;
-			}
-			b->buf = nb;
-			b->cap = cap;
-		}
+	for (i = 0; i < n; i++) {
+		cum += counts[i];
+		dynbuf_printf(b, "%s_bucket{%s%sle=\"%g\"} %lu\n", name, labels, sep, bounds_s[i],
+		              (unsigned long)cum);
+	}
+	dynbuf_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %lu\n", name, labels, sep,
+	              (unsigned long)count);
+	if (*labels) {
+		dynbuf_printf(b, "%s_sum{%s} %.6f\n%s_count{%s} %lu\n", name, labels, sum_s, name,
+		              labels, (unsigned long)count);
+	} else {
+		dynbuf_printf(b, "%s_sum %.6f\n%s_count %lu\n", name, sum_s, name,
+		              (unsigned long)count);
 	}
 }
 
@@ -95,72 +81,73 @@ static uint64_t sum_at(const struct agent *a, size_t off)
 
 #define SUM(field) sum_at(a, offsetof(struct worker_stats, field))
 
-static void render(struct agent *a, struct mbuf *b)
+static void render(struct agent *a, struct dynbuf *b)
 {
 	static const char *const statuses[5] = { "allow", "401", "403", "429", "503" };
 	struct metrics_source *src;
-	uint64_t cum = 0;
 	int i;
 
-	mbuf_printf(b, "# HELP spogate_connections_total SPOP connections accepted.\n"
+	dynbuf_printf(b, "# HELP spogate_connections_total SPOP connections accepted.\n"
 	               "# TYPE spogate_connections_total counter\n"
 	               "spogate_connections_total %lu\n", (unsigned long)SUM(conns_accepted));
-	mbuf_printf(b, "# HELP spogate_connections_open SPOP connections open.\n"
+	dynbuf_printf(b, "# HELP spogate_connections_open SPOP connections open.\n"
 	               "# TYPE spogate_connections_open gauge\n"
 	               "spogate_connections_open %lu\n", (unsigned long)SUM(conns_open));
-	mbuf_printf(b, "# TYPE spogate_hellos_total counter\nspogate_hellos_total %lu\n",
-	            (unsigned long)SUM(hellos));
-	mbuf_printf(b, "# TYPE spogate_healthchecks_total counter\nspogate_healthchecks_total %lu\n",
-	            (unsigned long)SUM(healthchecks));
-	mbuf_printf(b, "# TYPE spogate_frames_total counter\nspogate_frames_total %lu\n",
-	            (unsigned long)SUM(frames_in));
-	mbuf_printf(b, "# TYPE spogate_notify_total counter\nspogate_notify_total %lu\n",
-	            (unsigned long)SUM(notify));
-	mbuf_printf(b, "# TYPE spogate_acks_total counter\nspogate_acks_total %lu\n",
-	            (unsigned long)SUM(acks));
-	mbuf_printf(b, "# HELP spogate_pipelined_total NOTIFY frames received while another decision of the same connection was in flight.\n"
+	dynbuf_printf(b, "# TYPE spogate_hellos_total counter\nspogate_hellos_total %lu\n",
+		      (unsigned long)SUM(hellos));
+	dynbuf_printf(b, "# TYPE spogate_healthchecks_total counter\nspogate_healthchecks_total %lu\n",
+		      (unsigned long)SUM(healthchecks));
+	dynbuf_printf(b, "# TYPE spogate_frames_total counter\nspogate_frames_total %lu\n",
+		      (unsigned long)SUM(frames_in));
+	dynbuf_printf(b, "# TYPE spogate_notify_total counter\nspogate_notify_total %lu\n",
+		      (unsigned long)SUM(notify));
+	dynbuf_printf(b, "# TYPE spogate_acks_total counter\nspogate_acks_total %lu\n",
+		      (unsigned long)SUM(acks));
+	dynbuf_printf(b, "# HELP spogate_pipelined_total NOTIFY frames received while another decision of the same connection was in flight.\n"
 	               "# TYPE spogate_pipelined_total counter\nspogate_pipelined_total %lu\n",
-	            (unsigned long)SUM(pipelined));
-	mbuf_printf(b, "# HELP spogate_out_of_order_total ACKs sent before an older decision of the same connection completed.\n"
+		      (unsigned long)SUM(pipelined));
+	dynbuf_printf(b, "# HELP spogate_out_of_order_total ACKs sent before an older decision of the same connection completed.\n"
 	               "# TYPE spogate_out_of_order_total counter\nspogate_out_of_order_total %lu\n",
-	            (unsigned long)SUM(out_of_order));
+		      (unsigned long)SUM(out_of_order));
 	{
 		uint64_t m = 0;
 
 		for (i = 0; i < a->nworkers; i++)
 			if (ld(&a->workers[i].st.max_inflight) > m)
 				m = ld(&a->workers[i].st.max_inflight);
-		mbuf_printf(b, "# TYPE spogate_max_inflight gauge\nspogate_max_inflight %lu\n",
-		            (unsigned long)m);
+		dynbuf_printf(b, "# TYPE spogate_max_inflight gauge\nspogate_max_inflight %lu\n",
+			      (unsigned long)m);
 	}
-	mbuf_printf(b, "# TYPE spogate_disconnects_total counter\n");
+	dynbuf_printf(b, "# TYPE spogate_disconnects_total counter\n");
 	for (i = 0; i <= SPOP_ST_RES + 1; i++) {
 		uint64_t s = SUM(disconnects[i]);
 
 		if (s)
-			mbuf_printf(b, "spogate_disconnects_total{status=\"%d\"} %lu\n",
-			            i <= SPOP_ST_RES ? i : 99, (unsigned long)s);
+			dynbuf_printf(b, "spogate_disconnects_total{status=\"%d\"} %lu\n",
+				      i <= SPOP_ST_RES ? i : 99, (unsigned long)s);
 	}
-	mbuf_printf(b, "# HELP spogate_decisions_total Decisions by verdict.\n"
+	dynbuf_printf(b, "# HELP spogate_decisions_total Decisions by verdict.\n"
 	               "# TYPE spogate_decisions_total counter\n");
 	for (i = 0; i < 5; i++)
-		mbuf_printf(b, "spogate_decisions_total{verdict=\"%s\"} %lu\n", statuses[i],
-		            (unsigned long)SUM(decisions[i]));
-	mbuf_printf(b, "# TYPE spogate_denials_total counter\n");
+		dynbuf_printf(b, "spogate_decisions_total{verdict=\"%s\"} %lu\n", statuses[i],
+			      (unsigned long)SUM(decisions[i]));
+	dynbuf_printf(b, "# TYPE spogate_denials_total counter\n");
 	for (i = 1; i < GW_R_MAX; i++)
-		mbuf_printf(b, "spogate_denials_total{reason=\"%s\"} %lu\n",
-		            gw_reason_str((enum gw_reason)i), (unsigned long)SUM(reasons[i]));
-	mbuf_printf(b, "# HELP spogate_decision_seconds Time from NOTIFY to ACK.\n"
+		dynbuf_printf(b, "spogate_denials_total{reason=\"%s\"} %lu\n",
+			      gw_reason_str((enum gw_reason)i), (unsigned long)SUM(reasons[i]));
+	dynbuf_printf(b, "# HELP spogate_decision_seconds Time from NOTIFY to ACK.\n"
 	               "# TYPE spogate_decision_seconds histogram\n");
-	for (i = 0; i < WORKER_LAT_BUCKETS; i++) {
-		cum += SUM(lat_bucket[i]);
-		mbuf_printf(b, "spogate_decision_seconds_bucket{le=\"%g\"} %lu\n",
-		            worker_lat_bounds_us[i] / 1e6, (unsigned long)cum);
+	{
+		uint64_t counts[WORKER_LAT_BUCKETS];
+		double bounds[WORKER_LAT_BUCKETS];
+
+		for (i = 0; i < WORKER_LAT_BUCKETS; i++) {
+			counts[i] = SUM(lat_bucket[i]);
+			bounds[i] = worker_lat_bounds_us[i] / 1e6;
+		}
+		metrics_histogram(b, "spogate_decision_seconds", "", bounds, counts,
+		                  WORKER_LAT_BUCKETS, SUM(lat_count), (double)SUM(lat_sum_us) / 1e6);
 	}
-	mbuf_printf(b, "spogate_decision_seconds_bucket{le=\"+Inf\"} %lu\n",
-	            (unsigned long)SUM(lat_count));
-	mbuf_printf(b, "spogate_decision_seconds_sum %.6f\n", (double)SUM(lat_sum_us) / 1e6);
-	mbuf_printf(b, "spogate_decision_seconds_count %lu\n", (unsigned long)SUM(lat_count));
 	for (src = sources; src; src = src->next)
 		src->render(a, b);
 }
@@ -216,14 +203,14 @@ static void on_client(struct ev_loop *loop, ev_io *w, int revents)
 		return;
 	}
 	if (strncmp(c->buf, "GET /metrics ", 13) == 0 || strncmp(c->buf, "GET /metrics?", 13) == 0) {
-		struct mbuf b = { 0 };
+		struct dynbuf b = { .limit = METRICS_MAX_BYTES };
 
 		render(the_agent, &b);
 		if (b.err)
 			respond(w->fd, "500 Internal Server Error", "text/plain", "error\n", 6);
 		else
-			respond(w->fd, "200 OK", "text/plain; version=0.0.4", b.buf, b.len);
-		free(b.buf);
+			respond(w->fd, "200 OK", "text/plain; version=0.0.4", b.p ? b.p : "", b.len);
+		dynbuf_free(&b);
 	} else if (strncmp(c->buf, "GET /healthz ", 13) == 0) {
 		respond(w->fd, "200 OK", "text/plain", "ok\n", 3);
 	} else {

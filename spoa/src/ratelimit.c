@@ -532,10 +532,8 @@ static int send_call(struct rl_call *c, int with_source)
 	return 0;
 }
 
-/* The authenticated user: the user_id var the authentication stage set.
- * With rate_limiting.debug_user_from_token (tests only), the bearer token
- * of a route that requires authentication stands in for it. */
-static int find_user(const struct decision *d, int from_token, const char **id, size_t *len)
+/* The authenticated user: the user_id var the authentication stage set. */
+static int find_user(const struct decision *d, const char **id, size_t *len)
 {
 	unsigned i;
 
@@ -545,11 +543,6 @@ static int find_user(const struct decision *d, int from_token, const char **id, 
 			*len = d->v.vars[i].len;
 			return 1;
 		}
-	if (from_token && d->req.auth && d->token.len > 0) {
-		*id = d->token.ptr;
-		*len = d->token.len;
-		return 1;
-	}
 	return 0;
 }
 
@@ -638,7 +631,7 @@ enum stage_rc rl_stage(struct decision *d)
 	c->d = NULL;
 	c->n = 0;
 	c->resent = 0;
-	if (d->req.rl_user.len && find_user(d, rw->cfg.debug_user_from_token, &uid, &ulen))
+	if (d->req.rl_user.len && find_user(d, &uid, &ulen))
 		add_key(rw, c, RL_USER, d->req.rl_user, uid, ulen);
 	if (d->req.rl_ip.len && d->req.ip_family) {
 		n = rl_ip_subject(d->req.ip_family, d->req.ip, rw->cfg.ipv6_prefix, subject,
@@ -683,7 +676,7 @@ enum stage_rc rl_stage(struct decision *d)
 	return STAGE_PENDING;
 }
 
-static void render(struct agent *a, struct mbuf *b);
+static void render(struct agent *a, struct dynbuf *b);
 static struct metrics_source rl_metrics = { render, NULL };
 
 int rl_config_check(const struct agent_config *cfg, char *err, size_t errlen)
@@ -777,15 +770,14 @@ static uint64_t sum_rl(const struct agent *a, size_t off)
 	return s;
 }
 
-static void counter(struct mbuf *b, const char *name, const char *help, uint64_t v)
+static void counter(struct dynbuf *b, const char *name, const char *help, uint64_t v)
 {
-	mbuf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %lu\n", name, help, name, name,
-	            (unsigned long)v);
+	dynbuf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %lu\n", name, help, name, name,
+		      (unsigned long)v);
 }
 
-static void render(struct agent *a, struct mbuf *b)
+static void render(struct agent *a, struct dynbuf *b)
 {
-	uint64_t cum = 0;
 	int i, up = 0, open = 0;
 
 	counter(b, "spogate_ratelimit_checks_total", "Decisions checked against a rate-limit policy.",
@@ -814,16 +806,16 @@ static void render(struct agent *a, struct mbuf *b)
 	        SUMRL(connects));
 	counter(b, "spogate_ratelimit_redis_disconnects_total", "Redis connections lost, dropped or refused.",
 	        SUMRL(disconnects));
-	mbuf_printf(b, "# HELP spogate_ratelimit_denied_total Requests denied with 429.\n"
+	dynbuf_printf(b, "# HELP spogate_ratelimit_denied_total Requests denied with 429.\n"
 	               "# TYPE spogate_ratelimit_denied_total counter\n"
 	               "spogate_ratelimit_denied_total{policy=\"user\"} %lu\n"
 	               "spogate_ratelimit_denied_total{policy=\"ip\"} %lu\n",
-	            (unsigned long)SUMRL(denied_user), (unsigned long)SUMRL(denied_ip));
-	mbuf_printf(b, "# HELP spogate_ratelimit_redis_unavailable_total Decisions made per on_redis_error.\n"
+		      (unsigned long)SUMRL(denied_user), (unsigned long)SUMRL(denied_ip));
+	dynbuf_printf(b, "# HELP spogate_ratelimit_redis_unavailable_total Decisions made per on_redis_error.\n"
 	               "# TYPE spogate_ratelimit_redis_unavailable_total counter\n"
 	               "spogate_ratelimit_redis_unavailable_total{action=\"allow\"} %lu\n"
 	               "spogate_ratelimit_redis_unavailable_total{action=\"deny\"} %lu\n",
-	            (unsigned long)SUMRL(error_allowed), (unsigned long)SUMRL(error_denied));
+		      (unsigned long)SUMRL(error_allowed), (unsigned long)SUMRL(error_denied));
 	for (i = 0; i < a->nworkers; i++) {
 		const struct rl_worker *rw = a->workers[i].rl;
 
@@ -832,22 +824,22 @@ static void render(struct agent *a, struct mbuf *b)
 		up += __atomic_load_n(&rw->state, __ATOMIC_RELAXED) == REDIS_UP;
 		open += __atomic_load_n(&rw->br.state, __ATOMIC_RELAXED) != RL_BREAKER_CLOSED;
 	}
-	mbuf_printf(b, "# HELP spogate_ratelimit_redis_up Workers with a live Redis connection.\n"
+	dynbuf_printf(b, "# HELP spogate_ratelimit_redis_up Workers with a live Redis connection.\n"
 	               "# TYPE spogate_ratelimit_redis_up gauge\nspogate_ratelimit_redis_up %d\n", up);
-	mbuf_printf(b, "# HELP spogate_ratelimit_breaker_open Workers whose circuit breaker is not closed.\n"
+	dynbuf_printf(b, "# HELP spogate_ratelimit_breaker_open Workers whose circuit breaker is not closed.\n"
 	               "# TYPE spogate_ratelimit_breaker_open gauge\nspogate_ratelimit_breaker_open %d\n",
-	            open);
-	mbuf_printf(b, "# HELP spogate_ratelimit_redis_seconds Round trip of a rate-limit script call.\n"
+		      open);
+	dynbuf_printf(b, "# HELP spogate_ratelimit_redis_seconds Round trip of a rate-limit script call.\n"
 	               "# TYPE spogate_ratelimit_redis_seconds histogram\n");
-	for (i = 0; i < RL_LAT_BUCKETS; i++) {
-		cum += SUMRL(lat_bucket[i]);
-		mbuf_printf(b, "spogate_ratelimit_redis_seconds_bucket{le=\"%g\"} %lu\n",
-		            worker_lat_bounds_us[i] / 1e6, (unsigned long)cum);
+	{
+		uint64_t counts[RL_LAT_BUCKETS];
+		double bounds[RL_LAT_BUCKETS];
+
+		for (i = 0; i < RL_LAT_BUCKETS; i++) {
+			counts[i] = SUMRL(lat_bucket[i]);
+			bounds[i] = worker_lat_bounds_us[i] / 1e6;
+		}
+		metrics_histogram(b, "spogate_ratelimit_redis_seconds", "", bounds, counts,
+		                  RL_LAT_BUCKETS, SUMRL(lat_count), (double)SUMRL(lat_sum_us) / 1e6);
 	}
-	mbuf_printf(b, "spogate_ratelimit_redis_seconds_bucket{le=\"+Inf\"} %lu\n",
-	            (unsigned long)SUMRL(lat_count));
-	mbuf_printf(b, "spogate_ratelimit_redis_seconds_sum %.6f\n",
-	            (double)SUMRL(lat_sum_us) / 1e6);
-	mbuf_printf(b, "spogate_ratelimit_redis_seconds_count %lu\n",
-	            (unsigned long)SUMRL(lat_count));
 }

@@ -108,7 +108,7 @@ static int parse_rl(json_t *r, struct rl_config *c, char *err, size_t errlen)
 {
 	static const char *const known[] = {
 		"enabled", "on_redis_error", "shadow", "ipv6_prefix", "local_cache_entries",
-		"breaker_failures", "breaker_open_ms", "debug_user_from_token", NULL
+		"breaker_failures", "breaker_open_ms", NULL
 	};
 	const char *s = NULL;
 	long long n;
@@ -118,8 +118,6 @@ static int parse_rl(json_t *r, struct rl_config *c, char *err, size_t errlen)
 	if (config_check_keys(r, "rate_limiting", known, err, errlen) < 0 ||
 	    config_get_bool(r, "rate_limiting", "enabled", &c->enabled, err, errlen) < 0 ||
 	    config_get_bool(r, "rate_limiting", "shadow", &c->shadow, err, errlen) < 0 ||
-	    config_get_bool(r, "rate_limiting", "debug_user_from_token",
-	                    &c->debug_user_from_token, err, errlen) < 0 ||
 	    config_get_str(r, "rate_limiting", "on_redis_error", &s, err, errlen) < 0)
 		return -1;
 	if (s) {

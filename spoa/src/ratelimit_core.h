@@ -36,7 +36,6 @@ struct rl_config {
 	int cache_entries;             /* local over-limit cache slots, 0 = off */
 	int breaker_failures;          /* consecutive failures that open it */
 	double breaker_open_s;         /* open time before a probe */
-	int debug_user_from_token;     /* test aid: bearer token as user id */
 	char redis_host[256];          /* numeric after rl_config_resolve() */
 	int redis_port;
 	double redis_timeout_s;

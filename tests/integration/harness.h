@@ -150,6 +150,11 @@ int h_http_many(const char *url, const char *const *headers, int n, int parallel
  * line starting with series (exact name including labels), or -1. */
 double h_metric(int port, const char *series);
 
+/* Checks the exposition at http://127.0.0.1:port/metrics: every family's
+ * TYPE line appears once, before its samples, and a family's samples are
+ * contiguous. Returns NULL when well formed, else a malloc'd description. */
+char *h_metrics_problem(int port);
+
 /* Runs a command line through /bin/sh, returns its exit status; its output
  * goes into *out (malloc'd) when out is not NULL. */
 int h_run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -195,6 +195,19 @@ static void walk_the_flow(int service_mode)
 	if (service_mode) {
 		assert_true(calls("validate") > v0);
 		assert_true(calls("check") > c0);
+		/* and the agent measured them */
+		assert_true(h_metric(p_metrics,
+		                     "spogate_grpc_call_seconds_count{service=\"auth\"}") >= 1);
+		assert_true(h_metric(p_metrics,
+		                     "spogate_grpc_call_seconds_count{service=\"authz\"}") >= 1);
+		assert_true(h_metric(p_metrics,
+		                     "spogate_grpc_calls_total{service=\"auth\",result=\"ok\"}") >= 1);
+		{
+			char *problem = h_metrics_problem(p_metrics);
+
+			if (problem)
+				fail_msg("agent /metrics: %s", problem);
+		}
 	} else {
 		json_t *j = refsvc_calls();
 
@@ -251,6 +264,49 @@ static void walk_the_flow(int service_mode)
 	free(bob);
 }
 
+/* The README's reload: SIGUSR2 to HAProxy's master reloads the generated
+ * configuration without stopping the gateway. */
+static void reload_haproxy_and_still_serve(void)
+{
+	char path[700], name[64], auth[4096];
+	char *bob = mint("bob", "blog.post.read");
+	struct h_resp r;
+	int pid = 0, p, ok = 0, i;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/pids", run_dir);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	while (fscanf(f, "%d %63s", &p, name) == 2)
+		if (strcmp(name, "haproxy") == 0)
+			pid = p;
+	fclose(f);
+	assert_true(pid > 0);
+	assert_int_equal(kill(pid, SIGUSR2), 0);
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", bob);
+	for (i = 0; i < 50 && !ok; i++) {
+		usleep(100000);
+		assert_int_equal(h_get(&r, &S, "/api/v1/blog/posts/2",
+		                       (const char *const[]){ auth, NULL }), 0);
+		ok = r.status == 200 && i > 5;   /* keep serving well after the reload */
+		h_resp_free(&r);
+	}
+	assert_true(ok);
+	assert_int_equal(kill(pid, 0), 0);
+	/* the master did reload: a second "Loading success." after "Reloading" */
+	{
+		char *log = NULL, *p2;
+
+		snprintf(path, sizeof(path), "%s/logs/haproxy.log", run_dir);
+		assert_int_equal(h_run(&log, "cat '%s'", path), 0);
+		p2 = strstr(log, "Reloading HAProxy");
+		assert_non_null(p2);
+		assert_non_null(strstr(p2, "Loading success."));
+		free(log);
+	}
+	free(bob);
+}
+
 /* Stops run-stack.sh as Ctrl-C would and checks that every process it
  * started (its pids file) is gone. */
 static void stop_and_check_nothing_left(void)
@@ -278,6 +334,7 @@ static void test_adr_flow_with_auth_and_authz_services(void **state)
 	(void)state;
 	start_stack("e2e-service", "config/examples/local.yaml");
 	walk_the_flow(1);
+	reload_haproxy_and_still_serve();
 	stop_and_check_nothing_left();
 }
 

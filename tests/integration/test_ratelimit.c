@@ -3,10 +3,9 @@
  * SPOE contract (conf/rl.cfg.in) and the real agent. Every test starts its
  * own stack on free loopback ports and stops it by PID.
  *
- * Per-user identity: the agent's authentication stage does not verify
- * tokens yet, so the agent runs with rate_limiting.debug_user_from_token
- * and the bearer token is the user id. auth_for() is the one place to
- * change once the JWT stage lands (mint a token with sub = user).
+ * Per-user identity comes from real tokens: the agent verifies HS256 JWTs
+ * locally (auth.mode jwt) with keys made by spogate-refsvc keygen, and
+ * auth_for() mints one per user with spogate-refsvc mint.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,9 +28,46 @@ static struct h_stack S;
 static struct h_proc *redis;
 
 /* The Authorization header that makes a request come from user. */
+static char keydir[] = "/tmp/spogate-rl-keys-XXXXXX";
+
+/* Keys shared by every stack of this file, made once. */
+static const char *keys(void)
+{
+	static int made;
+
+	if (!made) {
+		if (!mkdtemp(keydir))
+			fail_msg("mkdtemp");
+		assert_int_equal(h_run(NULL, "%s keygen --dir %s >/dev/null 2>&1",
+		                       h_bin("spogate-refsvc"), keydir), 0);
+		made = 1;
+	}
+	return keydir;
+}
+
+/* "Authorization: Bearer <HS256 token with sub = user>", minted once per
+ * user and remembered. */
 static const char *auth_for(const char *user, char *buf, size_t len)
 {
-	snprintf(buf, len, "Authorization: Bearer %s", user);
+	static char *users[64], *tokens[64];
+	static int n;
+	char *out = NULL;
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(users[i], user) == 0)
+			break;
+	if (i == n) {
+		assert_true(n < 64);
+		assert_int_equal(h_run(&out, "%s mint --sub '%s' --key %s/hs1.key --kid hs1 "
+		                       "--alg HS256 --ttl 1h", h_bin("spogate-refsvc"), user,
+		                       keys()), 0);
+		out[strcspn(out, "\r\n")] = '\0';
+		users[n] = strdup(user);
+		tokens[n++] = out;
+	}
+	if (snprintf(buf, len, "Authorization: Bearer %s", tokens[i]) >= (int)len)
+		fail_msg("auth_for: buffer of %zu bytes too small for the token", len);
 	return buf;
 }
 
@@ -55,9 +91,11 @@ static void start_pair(struct h_stack *s, const struct opts *o)
 	h_start_echo(s, "echo", s->echo_port);
 	json = h_write(s, "agent.json",
 	               "{\"threads\": %d, \"log_level\": \"info\",\n"
+	               " \"auth\": {\"mode\": \"jwt\", \"jwks_file\": \"%s/jwks1.json\",\n"
+	               "           \"algorithms\": [\"HS256\"]},\n"
 	               " \"redis\": {\"address\": \"127.0.0.1:%d\", \"timeout_ms\": %d%s%s},\n"
-	               " \"rate_limiting\": {\"enabled\": true, \"debug_user_from_token\": true%s%s}}\n",
-	               o->threads ? o->threads : 2, s->redis_port, TIMEOUT_MS,
+	               " \"rate_limiting\": {\"enabled\": true%s%s}}\n",
+	               o->threads ? o->threads : 2, keys(), s->redis_port, TIMEOUT_MS,
 	               o->redis_extra ? ", " : "", o->redis_extra ? o->redis_extra : "",
 	               o->rl_extra ? ", " : "", o->rl_extra ? o->rl_extra : "");
 	h_start_agent(s, json, NULL);
@@ -88,7 +126,7 @@ static void url_of(const struct h_stack *s, const char *path, char *buf, size_t 
 /* GET path as user (NULL: no token) from client ip (NULL: 127.0.0.1). */
 static long get_as(struct h_resp *r, const char *path, const char *user, const char *ip)
 {
-	char a[256], x[128];
+	char a[1024], x[128];
 	const char *hdr[3] = { NULL, NULL, NULL };
 	int n = 0;
 
@@ -168,7 +206,7 @@ static void count(const long *st, int n, int *ok, int *limited, int *other)
 static void test_exactly_20_of_60_concurrent_requests_from_one_user(void **state)
 {
 	struct opts o = { .rl_user = "20/10", .rl_ip = "100000/10" };
-	char url[128], a[64];
+	char url[128], a[1024];
 	long st[60];
 	char *bodies[60];
 	int ok, limited, other, i;
@@ -213,7 +251,7 @@ static void test_two_gateways_sharing_redis_admit_exactly_20(void **state)
 	static struct h_stack s2;
 	struct many_args m1, m2;
 	pthread_t t1, t2;
-	char u1[128], u2[128], a[64];
+	char u1[128], u2[128], a[1024];
 	int ok1, ok2, lim1, lim2, other1, other2;
 	struct h_resp r;
 
@@ -264,7 +302,7 @@ static void *hammer_thread(void *arg)
 {
 	struct hammer *h = arg;
 	struct h_resp r;
-	char a[128];
+	char a[1024];
 	const char *hdr[2] = { NULL, NULL };
 
 	if (h->user)
@@ -529,7 +567,7 @@ static void test_both_policies_cost_one_script_call(void **state)
 {
 	enum { N = 2000 };
 	struct opts o = { .rl_user = "1000000/60", .rl_ip = "1000000/60" };
-	char url[128], a[64];
+	char url[128], a[1024];
 	long *st = calloc(N, sizeof(*st));
 	int ok, limited, other;
 	long calls, gets;
@@ -756,7 +794,12 @@ int main(void)
 		cmocka_unit_test_teardown(test_redis_acl_user_password_and_db, teardown),
 	};
 
+	int rc;
+
 	/* before any thread: curl's global init is not thread-safe */
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	if (strcmp(keydir + strlen(keydir) - 6, "XXXXXX") != 0)
+		h_run(NULL, "rm -rf %s", keydir);
+	return rc;
 }

@@ -81,7 +81,7 @@ static char *slurp(const char *path, size_t *len)
 	return buf;
 }
 
-static void check_golden(const char *dir, const char *file, const struct gen_buf *b)
+static void check_golden(const char *dir, const char *file, const struct dynbuf *b)
 {
 	char path[512];
 	size_t len = 0;

@@ -1,21 +1,21 @@
-/* Text buffer; see buf.h. */
-#include "buf.h"
+/* Text buffer; see dynbuf.h. */
+#include "dynbuf.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-void gen_buf_free(struct gen_buf *b)
+void dynbuf_free(struct dynbuf *b)
 {
 	free(b->p);
 	b->p = NULL;
 	b->len = b->cap = 0;
 }
 
-static int reserve(struct gen_buf *b, size_t extra)
+static int reserve(struct dynbuf *b, size_t extra)
 {
-	size_t limit = b->limit ? b->limit : GEN_BUF_DEFAULT_LIMIT;
+	size_t limit = b->limit ? b->limit : DYNBUF_DEFAULT_LIMIT;
 	size_t need, ncap;
 	char *np;
 
@@ -41,7 +41,7 @@ static int reserve(struct gen_buf *b, size_t extra)
 	return 0;
 }
 
-void gen_buf_add(struct gen_buf *b, const char *s, size_t n)
+void dynbuf_add(struct dynbuf *b, const char *s, size_t n)
 {
 	if (reserve(b, n) < 0)
 		return;
@@ -50,12 +50,12 @@ void gen_buf_add(struct gen_buf *b, const char *s, size_t n)
 	b->p[b->len] = '\0';
 }
 
-void gen_buf_puts(struct gen_buf *b, const char *s)
+void dynbuf_puts(struct dynbuf *b, const char *s)
 {
-	gen_buf_add(b, s, strlen(s));
+	dynbuf_add(b, s, strlen(s));
 }
 
-void gen_buf_printf(struct gen_buf *b, const char *fmt, ...)
+void dynbuf_printf(struct dynbuf *b, const char *fmt, ...)
 {
 	va_list ap;
 	int n;
