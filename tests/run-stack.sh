@@ -108,6 +108,7 @@ log-queries
 host-record=identity.service.consul,127.0.0.2
 host-record=identity.service.consul,127.0.0.3
 host-record=blog-1.service.consul,127.0.0.1
+host-record=authz.service.consul,127.0.0.1
 host-record=blog-2.service.consul,127.0.0.1
 srv-host=_blog._tcp.service.consul,blog-1.service.consul,${PORT[BLOG1]},0,10
 srv-host=_blog._tcp.service.consul,blog-2.service.consul,${PORT[BLOG2]},0,10

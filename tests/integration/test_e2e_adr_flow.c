@@ -202,6 +202,14 @@ static void walk_the_flow(int service_mode)
 		                     "spogate_grpc_call_seconds_count{service=\"authz\"}") >= 1);
 		assert_true(h_metric(p_metrics,
 		                     "spogate_grpc_calls_total{service=\"auth\",result=\"ok\"}") >= 1);
+		/* the Authz Service itself was found through DNS */
+		{
+			char *log = NULL;
+
+			assert_int_equal(h_run(&log, "cat '%s/logs/dnsmasq.log'", run_dir), 0);
+			assert_non_null(strstr(log, "query[A] authz.service.consul"));
+			free(log);
+		}
 		{
 			char *problem = h_metrics_problem(p_metrics);
 
