@@ -206,6 +206,9 @@ int main(int argc, char **argv)
 	/* Calls still in flight complete (their deadline is short) and post to
 	 * loops that no longer run; then the stages' state can go. */
 	rpc_drain();
+	for (i = 0; i < a.nworkers; i++)
+		if (a.workers[i].loop)
+			worker_run_jobs(&a.workers[i]);
 	authn_stop(&a);
 	authz_stop(&a);
 	for (i = 0; i < a.nworkers; i++)

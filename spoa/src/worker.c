@@ -222,6 +222,11 @@ void worker_join(struct worker *w)
 	pthread_join(w->thread, NULL);
 }
 
+void worker_run_jobs(struct worker *w)
+{
+	on_wake(w->loop, &w->wake_w, 0);
+}
+
 void worker_destroy(struct worker *w)
 {
 	struct worker_job *j;

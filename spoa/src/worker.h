@@ -91,6 +91,11 @@ int worker_post(struct worker *w, void (*fn)(void *arg), void *arg);
 void worker_stop(struct worker *w);
 
 void worker_join(struct worker *w);
+
+/* Runs the jobs posted to a worker whose loop no longer runs (answers of
+ * calls that completed during shutdown), so what they carry is freed. Only
+ * after worker_join() and before the stages' state goes. */
+void worker_run_jobs(struct worker *w);
 void worker_destroy(struct worker *w);
 
 /* Records a decision's latency and outcome. */
