@@ -64,6 +64,15 @@ else
 	nok "the Dockerfile builds from Debian packages only" "$bad"
 fi
 
+# the image's build step works with this Makefile: the same targets, built
+# into a temp dir as the Dockerfile builds them into /build
+targets=$(grep -Eo '/build/bin/spogate-[a-z]+' Dockerfile | sort -u | sed "s|^/build|$tmp/dbuild|")
+if [ -n "$targets" ] && out=$(make --no-print-directory BUILD="$tmp/dbuild" -j2 $targets 2>&1); then
+	ok "the Dockerfile's make step builds its binaries"
+else
+	nok "the Dockerfile's make step builds its binaries" "$(echo "$out" | tail -5)"
+fi
+
 # every binary compose runs is one the Dockerfile builds
 for bin in $(grep -Eo 'spogate-(agent|refsvc|echo|gen)' compose.yaml | sort -u); do
 	if grep -q "/build/bin/$bin" Dockerfile; then
