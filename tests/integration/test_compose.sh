@@ -64,6 +64,20 @@ else
 	nok "the Dockerfile builds from Debian packages only" "$bad"
 fi
 
+# every package the image installs exists in Debian 12 (this machine's
+# release): a misspelt runtime library would only show at docker build
+pkgs=$(sed -n '/apt-get install/,/rm -rf/p' Dockerfile | tr ' \\' '\n\n' |
+	grep -E '^[a-z0-9][a-z0-9.+-]+$' | grep -vE '^(apt-get|update|install|rm|no-install-recommends|y)$' | sort -u)
+unknown=""
+for p in $pkgs; do
+	apt-cache show "$p" >/dev/null 2>&1 || unknown="$unknown $p"
+done
+if [ -n "$pkgs" ] && [ -z "$unknown" ]; then
+	ok "every package the Dockerfile installs exists in Debian"
+else
+	nok "every package the Dockerfile installs exists in Debian" "unknown:$unknown"
+fi
+
 # the image's build step works with this Makefile: the same targets, built
 # into a temp dir as the Dockerfile builds them into /build
 targets=$(grep -Eo '/build/bin/spogate-[a-z]+' Dockerfile | sort -u | sed "s|^/build|$tmp/dbuild|")
