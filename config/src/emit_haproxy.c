@@ -346,6 +346,19 @@ static void emit_frontend(const struct gen_gateway *g, const struct gen_registry
 			dynbuf_printf(b, "    http-request del-header %s\n", h);
 	}
 
+	if (g->trusted_proxies.n) {
+		/* The client address for the agent (per-IP limits): the last
+		 * X-Forwarded-For entry when the peer is a trusted proxy, which
+		 * appended it; anyone else cannot choose their address. */
+		dynbuf_puts(b, "\n    # Client address: X-Forwarded-For only from trusted proxies.\n"
+			    "    acl from_trusted_proxy src");
+		for (i = 0; i < g->trusted_proxies.n; i++)
+			dynbuf_printf(b, " %s", g->trusted_proxies.v[i]);
+		dynbuf_puts(b, "\n    http-request set-var(txn.client_ip) req.hdr_ip(x-forwarded-for,-1) "
+			    "if from_trusted_proxy { req.hdr(x-forwarded-for) -m found }\n"
+			    "    http-request set-var(txn.client_ip) src unless { var(txn.client_ip) -m found }\n");
+	}
+
 	emit_cors(g, b);
 
 	dynbuf_puts(b, "\n    # Routes, most specific first; the first match sets txn.rid.\n");

@@ -29,7 +29,11 @@ void gen_emit_spoe(const struct gen_gateway *g, const struct gen_registry *r, st
 	dynbuf_puts(b, "    use-backend spogate-agents\n    log global\n\n"
 		    "spoe-message gw-check\n"
 		    "    args route=var(txn.route) auth=var(txn.auth) perm=var(txn.perm) "
-		    "token=req.hdr(authorization) ip=src method=method path=path "
+		    "token=req.hdr(authorization) ");
+	/* Behind trusted proxies the client is the one they name (haproxy.cfg
+	 * puts it in txn.client_ip); otherwise the peer address. */
+	dynbuf_puts(b, g->trusted_proxies.n ? "ip=var(txn.client_ip) " : "ip=src ");
+	dynbuf_puts(b, "method=method path=path "
 		    "rl_user=var(txn.rl_user) rl_ip=var(txn.rl_ip)\n\n"
 		    "spoe-group gw\n"
 		    "    messages gw-check\n");

@@ -122,6 +122,7 @@ struct gen_gateway {
 	int64_t t_connect, t_client, t_server, t_http_request, t_keep_alive, t_queue, t_check;
 	const char *log_target;     /* "stdout" or an address/path for syslog */
 	const char *log_facility;
+	struct gen_strs trusted_proxies;    /* empty: the client is src */
 
 	struct gen_route *routes;
 	size_t nroutes;

@@ -8,12 +8,14 @@
 #include <string.h>
 #include <strings.h>
 
+#include <arpa/inet.h>
+
 #include "units.h"
 
 static const char *const top_keys[] = { "gateway", NULL };
 static const char *const gw_keys[] = {
 	"port", "bind", "routes", "rate_limiting", "cors", "auth", "authz", "agent",
-	"redis", "admin", "nbthread", "maxconn", "timeouts", "log", NULL,
+	"redis", "admin", "nbthread", "maxconn", "timeouts", "log", "trusted_proxies", NULL,
 };
 static const char *const route_keys[] = {
 	"name", "path", "service", "auth_required", "permission", "permissions", "methods",
@@ -693,6 +695,47 @@ static void check_addr(struct gen_ctx *c, const struct gy_node *m, const char *k
 			"IPv6 as [::1]:port)", key, v);
 }
 
+/* "10.0.0.0/8", "192.0.2.1", "2001:db8::/32", "::1": an address with an
+ * optional prefix length in range for its family. */
+static int valid_cidr(const char *s)
+{
+	unsigned char addr[16];
+	char host[64];
+	const char *slash = strchr(s, '/');
+	size_t hl = slash ? (size_t)(slash - s) : strlen(s);
+	int v6, max;
+	char *end;
+	long bits;
+
+	if (hl == 0 || hl >= sizeof(host))
+		return 0;
+	memcpy(host, s, hl);
+	host[hl] = '\0';
+	v6 = strchr(host, ':') != NULL;
+	if (inet_pton(v6 ? AF_INET6 : AF_INET, host, addr) != 1)
+		return 0;
+	if (!slash)
+		return 1;
+	max = v6 ? 128 : 32;
+	bits = strtol(slash + 1, &end, 10);
+	return end != slash + 1 && !*end && bits >= 0 && bits <= max;
+}
+
+/* trusted_proxies: who may tell the client address in X-Forwarded-For. */
+static void load_trusted_proxies(struct gen_ctx *c, struct gen_gateway *g,
+                                 const struct gy_node *gw)
+{
+	size_t i;
+
+	if (gen_get_strs(c, gw, "trusted_proxies", &g->trusted_proxies) <= 0)
+		return;
+	for (i = 0; i < g->trusted_proxies.n; i++)
+		if (!valid_cidr(g->trusted_proxies.v[i]))
+			gen_err(c, g->trusted_proxies.at->kids[i], "trusted_proxies: '%.100s' is not "
+				"an IPv4 or IPv6 address or network (such as 10.0.0.0/8)",
+				g->trusted_proxies.v[i]);
+}
+
 static void load_misc(struct gen_ctx *c, struct gen_gateway *g, const struct gy_node *gw)
 {
 	const struct gy_node *m;
@@ -885,6 +928,7 @@ int gen_gateway_load(struct gen_gateway *g, const struct gen_opts *o, struct gen
 		}
 	}
 	load_misc(c, g, gw);
+	load_trusted_proxies(c, g, gw);
 
 	/* Effective per-route values. */
 	for (i = 0; i < g->nroutes; i++) {
@@ -914,6 +958,7 @@ void gen_gateway_free(struct gen_gateway *g)
 	}
 	free(g->routes);
 	free(g->order);
+	free(g->trusted_proxies.v);
 	free(g->cors.origins.v);
 	free(g->cors.methods.v);
 	free(g->cors.headers.v);
