@@ -129,7 +129,7 @@ wait_port 127.0.0.1 "${PORT[REDIS]}" redis
 wait_port 127.0.0.1 "${PORT[REFSVC]}" refsvc
 start agent "$BIN/spogate-agent" -c "$RUN/agent.json"
 wait_port 127.0.0.1 "${PORT[AGENT]}" agent
-start haproxy haproxy -f "$RUN/haproxy.cfg" -db
+start haproxy "${SPOGATE_HAPROXY:-haproxy}" -f "$RUN/haproxy.cfg" -db
 wait_port 127.0.0.1 "${PORT[GATEWAY]}" haproxy
 
 G=http://127.0.0.1:${PORT[GATEWAY]}

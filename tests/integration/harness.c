@@ -489,7 +489,9 @@ struct h_proc *h_start_agent(struct h_stack *s, const char *config_path,
 
 struct h_proc *h_start_haproxy(struct h_stack *s, const char *cfg_path)
 {
-	char *argv[] = { (char *)"/usr/sbin/haproxy", (char *)"-f", (char *)cfg_path,
+	/* SPOGATE_HAPROXY runs the suite against another HAProxy build. */
+	const char *bin = getenv("SPOGATE_HAPROXY") ? getenv("SPOGATE_HAPROXY") : "/usr/sbin/haproxy";
+	char *argv[] = { (char *)bin, (char *)"-f", (char *)cfg_path,
 	                 (char *)"-db", NULL };
 	struct h_proc *p = h_spawn(s, "haproxy", argv);
 

@@ -45,7 +45,7 @@ fi
 mkdir -p "$tmp/etc"
 cp haproxy/compose/spoe.conf "$tmp/etc/"
 sed "s|/usr/local/etc/haproxy|$tmp/etc|g; s|/var/lib/haproxy|$tmp|g" haproxy/compose/haproxy.cfg >"$tmp/etc/haproxy.cfg"
-if out=$(haproxy -c -f "$tmp/etc/haproxy.cfg" 2>&1); then
+if out=$("${SPOGATE_HAPROXY:-haproxy}" -c -f "$tmp/etc/haproxy.cfg" 2>&1); then
 	ok "the compose HAProxy configuration passes haproxy -c"
 else
 	nok "the compose HAProxy configuration passes haproxy -c" "$out"

@@ -204,17 +204,19 @@ static void test_agent_killed_fails_closed_then_recovers(void **state)
 	snprintf(metrics, sizeof(metrics), "127.0.0.1:%d", S.metrics_port);
 	agent = h_spawn(&S, "agent2", argv);
 	assert_int_equal(h_wait_port(S.agent_port, 5000), 0);
-	for (i = 0; i < 100 && !ok; i++) {
-		assert_int_equal(h_get(&r, &S, "/public/x", NULL), 0);
-		ok = r.status == 200;
+	/* Recovered means steadily right answers: HAProxy 3.0 can still fail
+	 * a request or two while its health check and applets catch up. */
+	for (i = 0; i < 100 && ok < 5; i++) {
+		int good;
+
+		assert_int_equal(h_get(&r, &S, i % 2 ? "/private/x" : "/public/x", NULL), 0);
+		good = r.status == (i % 2 ? 401 : 200);
 		h_resp_free(&r);
-		if (!ok)
+		ok = good ? ok + 1 : 0;
+		if (!good)
 			usleep(100000);
 	}
-	assert_true(ok);
-	assert_int_equal(h_get(&r, &S, "/private/x", NULL), 0);
-	assert_int_equal(r.status, 401);
-	h_resp_free(&r);
+	assert_int_equal(ok, 5);
 }
 
 /* Many requests over many connections; every answer must be the right one.
