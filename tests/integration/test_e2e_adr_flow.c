@@ -224,6 +224,20 @@ static void walk_the_flow(int service_mode)
 		json_decref(j);
 	}
 
+	/* observability: HAProxy's stats page and Prometheus exporter on the
+	 * admin frontend, with the gateway's own traffic in them */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", p_stats);
+	assert_int_equal(h_http(&r, NULL, url, NULL, NULL), 0);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "haproxy_frontend_http_requests_total{proxy=\"gateway\"}"));
+	assert_non_null(strstr(r.body, "haproxy_backend_active_servers{proxy=\"svc_identity-service\"}"));
+	h_resp_free(&r);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/", p_stats);
+	assert_int_equal(h_http(&r, NULL, url, NULL, NULL), 0);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "Statistics Report"));
+	h_resp_free(&r);
+
 	/* discovery: HAProxy's servers of identity-service came from DNS */
 	state = stats_cmd("show servers state svc_identity-service");
 	assert_true(strstr(state, "127.0.0.2") != NULL || strstr(state, "127.0.0.3") != NULL);
