@@ -620,9 +620,13 @@ void gen_emit_haproxy(const struct gen_gateway *g, const struct gen_registry *r,
 	emit_backends(g, r, b);
 	emit_resolvers(r, b);
 	if (any_agent(g)) {
-		dynbuf_printf(b, "\nbackend spogate-agents\n    mode tcp\n    balance roundrobin\n"
-			      "    timeout connect 1s\n    timeout server 3m\n    option spop-check\n"
-			      "    server agent1 %s check inter 2s\n", g->agent.address);
+		size_t k, nagents = g->agent.more.n ? g->agent.more.n : 1;
+
+		dynbuf_puts(b, "\nbackend spogate-agents\n    mode tcp\n    balance roundrobin\n"
+			    "    timeout connect 1s\n    timeout server 3m\n    option spop-check\n");
+		for (k = 0; k < nagents; k++)
+			dynbuf_printf(b, "    server agent%zu %s check inter 2s\n", k + 1,
+				      g->agent.more.n ? g->agent.more.v[k] : g->agent.address);
 	}
 	if (g->admin.stats) {
 		dynbuf_printf(b, "\nfrontend admin\n    bind %s\n    no log\n"

@@ -175,7 +175,8 @@ struct gen_gateway {
 	} authz;
 
 	struct {
-		const char *address;
+		const char *address;    /* the first agent: agent.json's listen */
+		struct gen_strs more;   /* every agent when address is a list */
 		long threads;           /* 0 = agent default (cores) */
 		int64_t timeout_ms;
 		int on_error_allow;

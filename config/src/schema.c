@@ -746,8 +746,27 @@ static void load_misc(struct gen_ctx *c, struct gen_gateway *g, const struct gy_
 	m = gy_get(gw, "agent");
 	if (m && !gy_is_null(m) && gen_expect_map(c, m, "gateway.agent") == 0) {
 		gen_check_keys(c, m, "gateway.agent", agent_keys);
-		gen_get_str(c, m, "address", &g->agent.address);
-		check_addr(c, m, "address", gy_get(m, "address") ? g->agent.address : NULL);
+		/* One agent, or several that HAProxy balances and fails over
+		 * between: each runs the same agent.json, the first on its
+		 * "listen", the others with --listen. */
+		if (gy_get(m, "address") && gy_get(m, "address")->kind == GY_SEQ) {
+			size_t i;
+
+			if (gen_get_strs(c, m, "address", &g->agent.more) > 0) {
+				if (g->agent.more.n == 0)
+					gen_err(c, g->agent.more.at, "address: the list is empty");
+				for (i = 0; i < g->agent.more.n; i++)
+					if (!gen_valid_hostport(g->agent.more.v[i]))
+						gen_err(c, g->agent.more.at->kids[i], "address: '%.100s' "
+							"is not an address (expected host:port, IPv6 as "
+							"[::1]:port)", g->agent.more.v[i]);
+				if (g->agent.more.n)
+					g->agent.address = g->agent.more.v[0];
+			}
+		} else {
+			gen_get_str(c, m, "address", &g->agent.address);
+			check_addr(c, m, "address", gy_get(m, "address") ? g->agent.address : NULL);
+		}
 		gen_get_int(c, m, "threads", 1, 256, &g->agent.threads);
 		gen_get_dur(c, m, "timeout", 1, &g->agent.timeout_ms);
 		if (gen_get_enum(c, m, "on_error", allow_deny, &e) > 0)
@@ -959,6 +978,7 @@ void gen_gateway_free(struct gen_gateway *g)
 	free(g->routes);
 	free(g->order);
 	free(g->trusted_proxies.v);
+	free(g->agent.more.v);
 	free(g->cors.origins.v);
 	free(g->cors.methods.v);
 	free(g->cors.headers.v);
