@@ -487,6 +487,38 @@ long spop_agent_disconnect(uint8_t *buf, size_t cap, uint32_t status,
 	return spop_wr_frame_end(&w);
 }
 
+long spop_haproxy_hello(uint8_t *buf, size_t cap, uint32_t flags, const char *versions,
+                        long max_frame_size, const char *capabilities, int healthcheck,
+                        const char *engine_id)
+{
+	struct spop_wr w;
+	struct spop_data d;
+
+	spop_wr_init(&w, buf, cap);
+	spop_wr_frame_begin(&w, SPOP_FRM_HAPROXY_HELLO, flags, 0, 0);
+	if (versions) {
+		d = spop_cstr(versions);
+		spop_wr_kv(&w, "supported-versions", &d);
+	}
+	if (max_frame_size >= 0) {
+		d = spop_uint32((uint32_t)max_frame_size);
+		spop_wr_kv(&w, "max-frame-size", &d);
+	}
+	if (capabilities) {
+		d = spop_cstr(capabilities);
+		spop_wr_kv(&w, "capabilities", &d);
+	}
+	if (healthcheck) {
+		d = spop_bool(1);
+		spop_wr_kv(&w, "healthcheck", &d);
+	}
+	if (engine_id) {
+		d = spop_cstr(engine_id);
+		spop_wr_kv(&w, "engine-id", &d);
+	}
+	return spop_wr_frame_end(&w);
+}
+
 struct spop_data spop_null(void)
 {
 	struct spop_data d = { .type = SPOP_DATA_NULL };

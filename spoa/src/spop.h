@@ -200,6 +200,13 @@ long spop_agent_hello(uint8_t *buf, size_t cap, uint32_t max_frame_size,
 long spop_agent_disconnect(uint8_t *buf, size_t cap, uint32_t status,
                            const char *message);
 
+/* A HAPROXY-HELLO as HAProxy sends it, for the tools that speak HAProxy's
+ * side (spogate-bench, tests). A NULL string or a negative max_frame_size
+ * leaves that item out, so incomplete handshakes can be built too. */
+long spop_haproxy_hello(uint8_t *buf, size_t cap, uint32_t flags, const char *versions,
+                        long max_frame_size, const char *capabilities, int healthcheck,
+                        const char *engine_id);
+
 /* Convenience constructors for typed data. */
 struct spop_data spop_null(void);
 struct spop_data spop_bool(int v);

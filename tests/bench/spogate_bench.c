@@ -381,8 +381,6 @@ static void on_phase(struct ev_loop *l, ev_timer *t, int revents)
 static void start_conn(struct bconn *c)
 {
 	uint8_t buf[256];
-	struct spop_wr w;
-	struct spop_data d;
 	int one = 1;
 	long n;
 
@@ -399,17 +397,8 @@ static void start_conn(struct bconn *c)
 	ev_io_init(&c->wio, on_write, c->fd, EV_WRITE);
 	c->rio.data = c->wio.data = c;
 	ev_io_start(loop, &c->rio);
-	spop_wr_init(&w, buf, sizeof(buf));
-	spop_wr_frame_begin(&w, SPOP_FRM_HAPROXY_HELLO, SPOP_FLAG_FIN, 0, 0);
-	d = spop_cstr("2.0");
-	spop_wr_kv(&w, "supported-versions", &d);
-	d = spop_uint32(16380);
-	spop_wr_kv(&w, "max-frame-size", &d);
-	d = spop_cstr("pipelining,async");
-	spop_wr_kv(&w, "capabilities", &d);
-	d = spop_cstr("spogate-bench");
-	spop_wr_kv(&w, "engine-id", &d);
-	n = spop_wr_frame_end(&w);
+	n = spop_haproxy_hello(buf, sizeof(buf), SPOP_FLAG_FIN, "2.0", 16380, "pipelining,async",
+	                       0, "spogate-bench");
 	wput(c, buf, (size_t)n);
 	flush(c);
 }

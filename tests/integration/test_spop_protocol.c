@@ -110,28 +110,7 @@ static int closed_by_peer(int fd)
 static long hello(uint8_t *buf, size_t cap, const char *vsn, long max_frame,
                   const char *caps, int healthcheck, uint32_t flags)
 {
-	struct spop_wr w;
-	struct spop_data d;
-
-	spop_wr_init(&w, buf, cap);
-	spop_wr_frame_begin(&w, SPOP_FRM_HAPROXY_HELLO, flags, 0, 0);
-	if (vsn) {
-		d = spop_cstr(vsn);
-		spop_wr_kv(&w, "supported-versions", &d);
-	}
-	if (max_frame >= 0) {
-		d = spop_uint32((uint32_t)max_frame);
-		spop_wr_kv(&w, "max-frame-size", &d);
-	}
-	if (caps) {
-		d = spop_cstr(caps);
-		spop_wr_kv(&w, "capabilities", &d);
-	}
-	if (healthcheck) {
-		d = spop_bool(1);
-		spop_wr_kv(&w, "healthcheck", &d);
-	}
-	return spop_wr_frame_end(&w);
+	return spop_haproxy_hello(buf, cap, flags, vsn, max_frame, caps, healthcheck, NULL);
 }
 
 static long notify(uint8_t *buf, size_t cap, uint32_t flags, uint64_t sid, uint64_t fid,

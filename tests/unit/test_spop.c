@@ -227,34 +227,11 @@ static void test_string_longer_than_buffer_refused(void **state)
 	assert_int_equal(spop_rd_data(&rd, &d), -1);
 }
 
-/* A HAPROXY-HELLO as HAProxy 2.6 sends it. */
+/* A HAPROXY-HELLO as HAProxy 2.6 sends it, engine-id last. */
 static long build_hello(uint8_t *buf, size_t cap, const char *vsn, int max_frame,
                         const char *caps, int healthcheck, uint32_t flags)
 {
-	struct spop_wr w;
-	struct spop_data d;
-
-	spop_wr_init(&w, buf, cap);
-	spop_wr_frame_begin(&w, SPOP_FRM_HAPROXY_HELLO, flags, 0, 0);
-	if (vsn) {
-		d = spop_cstr(vsn);
-		spop_wr_kv(&w, "supported-versions", &d);
-	}
-	if (max_frame >= 0) {
-		d = spop_uint32((uint32_t)max_frame);
-		spop_wr_kv(&w, "max-frame-size", &d);
-	}
-	if (caps) {
-		d = spop_cstr(caps);
-		spop_wr_kv(&w, "capabilities", &d);
-	}
-	if (healthcheck) {
-		d = spop_bool(1);
-		spop_wr_kv(&w, "healthcheck", &d);
-	}
-	d = spop_cstr("engine-1");
-	spop_wr_kv(&w, "engine-id", &d);
-	return spop_wr_frame_end(&w);
+	return spop_haproxy_hello(buf, cap, flags, vsn, max_frame, caps, healthcheck, "engine-1");
 }
 
 static long build_notify(uint8_t *buf, size_t cap)
