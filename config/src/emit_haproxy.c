@@ -326,8 +326,13 @@ static void emit_frontend(const struct gen_gateway *g, const struct gen_registry
 	else
 		snprintf(bind, sizeof(bind), "%s:%ld", g->bind, g->port);
 	dynbuf_printf(b, "\nfrontend " FE "\n    bind %s\n    option forwardfor\n", bind);
-	dynbuf_puts(b, "    log-format '{\"time\":\"%tr\",\"client\":\"%ci\",\"method\":\"%HM\","
-		    "\"uri\":\"%{+E}HU\",\"route\":\"%[var(txn.route),json(utf8s)]\","
+	/* Behind trusted proxies the client is the address they named; the
+	 * peer (the proxy) is logged beside it. */
+	dynbuf_puts(b, g->trusted_proxies.n ?
+		    "    log-format '{\"time\":\"%tr\",\"client\":\"%[var(txn.client_ip)]\","
+		    "\"peer\":\"%ci\",\"method\":\"%HM\"," :
+		    "    log-format '{\"time\":\"%tr\",\"client\":\"%ci\",\"method\":\"%HM\",");
+	dynbuf_puts(b, "\"uri\":\"%{+E}HU\",\"route\":\"%[var(txn.route),json(utf8s)]\","
 		    "\"backend\":\"%b\",\"server\":\"%s\",\"status\":%ST,"
 		    "\"user\":\"%[var(txn.gw.user_id),json(utf8s)]\","
 		    "\"reason\":\"%[var(txn.gw.reason),json(utf8s)]\","

@@ -16,6 +16,7 @@
 #include "harness.h"
 
 static struct h_stack S;
+static struct h_proc *haproxy;
 
 static void start(const char *name, const char *trusted)
 {
@@ -63,7 +64,7 @@ static void start_all(const char *name, const char *trusted)
 
 	start(name, trusted);
 	snprintf(path, sizeof(path), "%s/haproxy.cfg", S.dir);
-	h_start_haproxy(&S, path);
+	haproxy = h_start_haproxy(&S, path);
 }
 
 static int teardown(void **state)
@@ -110,6 +111,9 @@ static void test_trusted_proxy_names_the_client(void **state)
 	assert_true(redis_has("spogate:rl:ip:203.0.113.7:2/60"));
 	assert_true(redis_has("spogate:rl:ip:198.51.100.9:2/60"));
 	assert_false(redis_has("spogate:rl:ip:127.0.0.1:2/60"));
+	/* the access log names the client, and the proxy beside it */
+	assert_int_equal(h_wait_log(haproxy, "\"client\":\"203.0.113.7\",\"peer\":\"127.0.0.1\"",
+	                            3000), 0);
 }
 
 static void test_untrusted_peer_cannot_choose_its_address(void **state)
