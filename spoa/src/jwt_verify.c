@@ -823,6 +823,16 @@ static int jwk_put_bn(json_t *o, const char *name, EVP_PKEY *pkey, const char *p
 	return r;
 }
 
+
+/* The members every JWK of ours carries besides its key material. */
+static void jwk_finish(json_t *o, const char *kid, const char *alg)
+{
+	json_object_set_new(o, "use", json_string("sig"));
+	if (kid)
+		json_object_set_new(o, "kid", json_string(kid));
+	if (alg)
+		json_object_set_new(o, "alg", json_string(alg));
+}
 json_t *jwt_jwk_public(EVP_PKEY *pkey, const char *kid, const char *alg)
 {
 	json_t *o = json_object();
@@ -851,11 +861,7 @@ json_t *jwt_jwk_public(EVP_PKEY *pkey, const char *kid, const char *alg)
 	} else {
 		goto fail;
 	}
-	json_object_set_new(o, "use", json_string("sig"));
-	if (kid)
-		json_object_set_new(o, "kid", json_string(kid));
-	if (alg)
-		json_object_set_new(o, "alg", json_string(alg));
+	jwk_finish(o, kid, alg);
 	return o;
  fail:
 	json_decref(o);
@@ -874,10 +880,6 @@ json_t *jwt_jwk_secret(const unsigned char *secret, size_t len, const char *kid,
 		json_decref(o);
 		return NULL;
 	}
-	json_object_set_new(o, "use", json_string("sig"));
-	if (kid)
-		json_object_set_new(o, "kid", json_string(kid));
-	if (alg)
-		json_object_set_new(o, "alg", json_string(alg));
+	jwk_finish(o, kid, alg);
 	return o;
 }
