@@ -823,7 +823,6 @@ static int jwk_put_bn(json_t *o, const char *name, EVP_PKEY *pkey, const char *p
 	return r;
 }
 
-
 /* The members every JWK of ours carries besides its key material. */
 static void jwk_finish(json_t *o, const char *kid, const char *alg)
 {
@@ -833,6 +832,7 @@ static void jwk_finish(json_t *o, const char *kid, const char *alg)
 	if (alg)
 		json_object_set_new(o, "alg", json_string(alg));
 }
+
 json_t *jwt_jwk_public(EVP_PKEY *pkey, const char *kid, const char *alg)
 {
 	json_t *o = json_object();
