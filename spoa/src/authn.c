@@ -552,7 +552,7 @@ int authn_configure(const struct agent_config *cfg, char *err, size_t errlen)
 	static const char *const known[] = {
 		"mode", "issuer", "audiences", "jwks_file", "pem_keys", "algorithms",
 		"leeway_ms", "max_token_bytes", "service_target", "timeout_ms", "cache_ttl_ms",
-		"negative_cache_ttl_ms", "cache_size", "claims", NULL
+		"negative_cache_ttl_ms", "cache_size", "claims", "require_exp", NULL
 	};
 	json_t *s = cfg->auth, *v, *e;
 	const char *mode = "none", *algs[JWT_NALGS * 2];
@@ -564,6 +564,9 @@ int authn_configure(const struct agent_config *cfg, char *err, size_t errlen)
 	A.pol.algs = JWT_ALG_BIT(JWT_RS256) | JWT_ALG_BIT(JWT_ES256);
 	A.pol.leeway = 30;
 	A.pol.max_len = JWT_DEF_MAX_TOKEN;
+	/* Absent from an older agent.json: keep accepting what it accepted;
+	 * the generator writes true unless the YAML says otherwise. */
+	A.pol.require_exp = 0;
 	A.cache_ttl = 60;
 	A.neg_ttl = 5;
 	A.cache_size = 100000;
@@ -610,6 +613,8 @@ int authn_configure(const struct agent_config *cfg, char *err, size_t errlen)
 	if (config_get_int(s, "auth", "max_token_bytes", 64, 65536, &n, err, errlen) < 0)
 		return -1;
 	A.pol.max_len = (size_t)n;
+	if (config_get_bool(s, "auth", "require_exp", &A.pol.require_exp, err, errlen) < 0)
+		return -1;
 	n = 200;
 	if (config_get_int(s, "auth", "timeout_ms", 1, 60000, &n, err, errlen) < 0)
 		return -1;
