@@ -7,6 +7,8 @@
 #   proto/*.proto     protobuf-c code generated into $(BUILD)/gen
 #   tests/services    spogate-refsvc (refsvc*.c) and spogate-echo (echo.c)
 #   tests/unit/test_*.c, tests/integration/test_*.c   one cmocka binary each
+#   tests/fuzz/fuzz_*.c  libFuzzer targets (make fuzz); also linked with
+#                        tests/fuzz/driver.c so the suite replays their seeds
 #
 # SANITIZE=address,undefined builds everything with the sanitizers.
 # BUILD=dir puts the output elsewhere (parallel work trees, sanitizer runs).
@@ -63,6 +65,7 @@ ECHO    := $(BUILD)/bin/spogate-echo
 BENCH   := $(BUILD)/bin/spogate-bench
 UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
 INTEG_BIN := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(INTEG_SRC))
+FUZZ_BIN  := $(patsubst tests/fuzz/%.c,$(BUILD)/tests/fuzz/%,$(FUZZ_SRC))
 
 BINS := $(AGENT) $(ECHO) $(if $(wildcard config/src/main.c),$(GEN)) \
         $(if $(BENCH_SRC),$(BENCH)) $(if $(REFSVC_SRC),$(REFSVC))
@@ -70,7 +73,7 @@ BINS := $(AGENT) $(ECHO) $(if $(wildcard config/src/main.c),$(GEN)) \
 .PHONY: all deps run test unit integration bench fuzz clean
 .SECONDARY:
 
-all: $(BINS) $(UNIT_BIN) $(INTEG_BIN)
+all: $(BINS) $(UNIT_BIN) $(INTEG_BIN) $(FUZZ_BIN)
 
 # Installs every Debian package the project needs; idempotent, as root or via sudo.
 deps:
@@ -135,6 +138,11 @@ $(BUILD)/tests/unit/%: $(call obj,tests/unit/%.c) $(ALL_A)
 $(BUILD)/tests/integration/%: $(call obj,tests/integration/%.c) $(call obj,$(HARNESS_SRC)) $(ALL_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka -lcurl
+
+# The fuzz targets without libFuzzer: the driver replays files through them.
+$(BUILD)/tests/fuzz/%: $(call obj,tests/fuzz/%.c) $(call obj,tests/fuzz/driver.c) $(ALL_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 unit: all
 	@BUILD=$(BUILD) tests/run.sh unit
