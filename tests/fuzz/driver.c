@@ -24,7 +24,7 @@ static int n_run;
 static int run_file(const char *path)
 {
 	FILE *f = fopen(path, "rb");
-	uint8_t *buf;
+	uint8_t *buf, *exact;
 	size_t n;
 
 	if (!f) {
@@ -38,9 +38,17 @@ static int run_file(const char *path)
 		printf("not ok %d - %s: out of memory\n", ++n_run, path);
 		return -1;
 	}
-	buf = realloc(buf, n ? n : 1);
-	LLVMFuzzerTestOneInput(buf, n);
+	/* Exactly n bytes, so a read past the input is an ASan error. */
+	exact = malloc(n ? n : 1);
+	if (exact)
+		memcpy(exact, buf, n);
 	free(buf);
+	if (!exact) {
+		printf("not ok %d - %s: out of memory\n", ++n_run, path);
+		return -1;
+	}
+	LLVMFuzzerTestOneInput(exact, n);
+	free(exact);
 	printf("ok %d - %s (%zu bytes)\n", ++n_run, path, n);
 	fflush(stdout);
 	return 0;
