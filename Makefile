@@ -2,7 +2,7 @@
 #
 # Sources are found by wildcard, so adding a module is adding a file:
 #   spoa/common/*.c   code shared by the agent and the generator (libcommon.a)
-#   spoa/src/*/*.c    the agent (libspoa.a + core/main.c -> spogate-agent):
+#   spoa/src/*/*.c    the agent (libspoa.a + spoa/src/main.c -> spogate-agent):
 #                     core/ the engine, stages/ the decision stages,
 #                     clients/ the outbound protocol clients, jwt/ the verifier
 #   config/src/*.c    the generator (libgen.a + main.c -> spogate-gen)
@@ -52,7 +52,7 @@ PROTO_C     := $(patsubst proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(PROTOS))
 PROTO_H     := $(PROTO_C:.c=.h)
 
 COMMON_SRC  := $(wildcard spoa/common/*.c)
-SPOA_SRC    := $(filter-out spoa/src/core/main.c,$(wildcard spoa/src/*/*.c))
+SPOA_SRC    := $(wildcard spoa/src/*/*.c)
 GEN_SRC     := $(filter-out config/src/main.c,$(wildcard config/src/*.c))
 REFSVC_SRC  := $(wildcard tests/services/refsvc*.c)
 HARNESS_SRC := $(wildcard tests/integration/harness*.c)
@@ -135,7 +135,7 @@ $(BUILD)/lib/%.a:
 
 ALL_A := $(SPOA_A) $(GEN_A) $(PROTO_A) $(COMMON_A)
 
-$(AGENT): $(call obj,spoa/src/core/main.c) $(SPOA_A) $(PROTO_A) $(COMMON_A)
+$(AGENT): $(call obj,spoa/src/main.c) $(SPOA_A) $(PROTO_A) $(COMMON_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
