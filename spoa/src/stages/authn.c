@@ -36,6 +36,9 @@ enum authn_mode {
 	AUTHN_SERVICE = 2,
 };
 
+/* The token caches of all workers together stay within this by default:
+ * 100,000 verified tokens take about 25 MB (see docs/agent-json.md). */
+#define AUTHN_DEF_CACHE_BYTES (32LL * 1024 * 1024)
 #define MAX_AUDIENCES   16
 #define MAX_PEM_KEYS    32
 /* Roles and permissions are all kept: the token or the answer bounds them
@@ -69,6 +72,8 @@ static struct {
 	double cache_ttl;
 	double neg_ttl;
 	long cache_size;
+	long long cache_max_bytes;     /* all workers' caches together */
+	size_t cache_bytes;            /* what they hold (atomic) */
 	int timeout_ms;
 	const char *target;
 	struct rpc_channel *ch;
@@ -83,18 +88,36 @@ struct authn_worker {
 	struct cache *cache;
 	struct jwt_keyset *keys;       /* this worker's reference */
 	unsigned keys_gen;
+	uint64_t cache_entries;        /* published for the scrape (main thread) */
+	uint64_t cache_bytes;
 };
+
+/* Publishes the cache's size after a change, for authn_metrics(). */
+static void publish(struct authn_worker *aw)
+{
+	struct cache_stats st;
+
+	cache_get_stats(aw->cache, &st);
+	__atomic_store_n(&aw->cache_entries, st.entries, __ATOMIC_RELAXED);
+	__atomic_store_n(&aw->cache_bytes, st.bytes, __ATOMIC_RELAXED);
+}
 
 struct result {
 	int refs;
 	int status;                    /* 0 = authenticated */
 	enum gw_reason reason;
 	struct authn_identity id;
+	int is_static;                 /* a shared denial, never freed */
+	size_t bytes;                  /* this allocation and the arena's */
 	unsigned nvars;
-	struct gw_var vars[GW_MAX_VARS];
-	char *buf;                     /* every string of the result */
+	struct gw_var *vars;           /* nvars, after strs in this allocation */
+	char *buf;                     /* every string, at the end of this allocation */
 	const char *strs[];            /* id.roles then id.perms, into buf */
 };
+
+/* Denials carry no identity: one shared, immutable result per reason, so
+ * a flood of bad tokens costs a cache entry each and no result at all. */
+static struct result denials[GW_R_MAX];
 
 static struct {
 	uint64_t hits, misses, coalesced, verified, rejected, rpc_unavailable;
@@ -112,28 +135,43 @@ static void result_unref(void *p)
 {
 	struct result *r = p;
 
-	if (!r || __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) != 0)
+	if (!r || r->is_static || __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
-	free(r->buf);
 	free(r);
+}
+
+/* cache_set_budget() hook: what a cached result costs. */
+static size_t result_size(const void *p)
+{
+	const struct result *r = p;
+
+	return r->is_static ? 0 : r->bytes;
 }
 
 static struct result *result_ref(struct result *r)
 {
-	__atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED);
+	if (!r->is_static)
+		__atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED);
 	return r;
 }
 
+/* The shared denial of reason. Every caller denies with 401 (the Auth
+ * Service and the verifier only ever refuse authentication here). */
 static struct result *result_deny(int status, enum gw_reason reason)
 {
-	struct result *r = calloc(1, sizeof(*r));
+	(void)status;
+	return (unsigned)reason < GW_R_MAX ? &denials[reason] : &denials[GW_R_TOKEN_INVALID];
+}
 
-	if (!r)
-		return NULL;
-	r->refs = 1;
-	r->status = status;
-	r->reason = reason;
-	return r;
+static void denials_init(void)
+{
+	int i;
+
+	for (i = 0; i < GW_R_MAX; i++) {
+		denials[i].is_static = 1;
+		denials[i].status = 401;
+		denials[i].reason = (enum gw_reason)i;
+	}
 }
 
 /* Appends a NUL-terminated copy of s to the identity arena and returns its
@@ -232,7 +270,7 @@ static struct result *rb_finish(struct rbuild *rb)
 {
 	size_t nroles = rb->roles.len / sizeof(size_t), nperms = rb->perms.len / sizeof(size_t);
 	struct result *r = NULL;
-	size_t i;
+	size_t i, size;
 
 	if (rb->bad) {
 		r = result_deny(401, GW_R_TOKEN_INVALID);
@@ -244,11 +282,19 @@ static struct result *rb_finish(struct rbuild *rb)
 		r = result_deny(401, GW_R_TOKEN_INVALID);
 		goto out_free;
 	}
-	r = calloc(1, sizeof(*r) + (nroles + nperms) * sizeof(r->strs[0]));
+	/* One allocation: the result, its list pointers, its vars, then its
+	 * strings (the arena, copied at its exact size). */
+	size = sizeof(*r) + (nroles + nperms) * sizeof(r->strs[0]) +
+	       rb->nvars * sizeof(struct gw_var);
+	r = malloc(size + rb->sb.len);
 	if (!r)
 		goto out_free;
+	memset(r, 0, sizeof(*r));
+	r->vars = (struct gw_var *)(r->strs + nroles + nperms);
+	r->buf = (char *)r + size;
+	memcpy(r->buf, rb->sb.p, rb->sb.len);
+	r->bytes = size + rb->sb.len + 16;
 	r->refs = 1;
-	r->buf = rb->sb.p;
 	r->id.user_id = r->buf + rb->user;
 	for (i = 0; i < rb->nvars; i++) {
 		r->vars[i].name = rb->var_name[i];
@@ -257,14 +303,13 @@ static struct result *rb_finish(struct rbuild *rb)
 	}
 	r->nvars = rb->nvars;
 	for (i = 0; i < nroles; i++)
-		r->strs[i] = rb_entry(rb, &rb->roles, i);
+		r->strs[i] = r->buf + (rb_entry(rb, &rb->roles, i) - rb->sb.p);
 	for (i = 0; i < nperms; i++)
-		r->strs[nroles + i] = rb_entry(rb, &rb->perms, i);
+		r->strs[nroles + i] = r->buf + (rb_entry(rb, &rb->perms, i) - rb->sb.p);
 	r->id.roles = r->strs;
 	r->id.nroles = nroles;
 	r->id.perms = r->strs + nroles;
 	r->id.nperms = nperms;
-	rb->sb.p = NULL;
  out_free:
 	free(rb->sb.p);
 	dynbuf_free(&rb->roles);
@@ -580,7 +625,7 @@ static int authn_configure(const struct agent_config *cfg, char *err, size_t err
 	static const char *const known[] = {
 		"mode", "issuer", "audiences", "jwks_file", "pem_keys", "algorithms",
 		"leeway_ms", "max_token_bytes", "service_target", "timeout_ms", "cache_ttl_ms",
-		"negative_cache_ttl_ms", "cache_size", "claims", "require_exp", NULL
+		"negative_cache_ttl_ms", "cache_size", "claims", "require_exp", "cache_max_bytes", NULL
 	};
 	json_t *s = cfg->auth, *v, *e;
 	const char *mode = "none", *algs[JWT_NALGS * 2];
@@ -588,6 +633,7 @@ static int authn_configure(const struct agent_config *cfg, char *err, size_t err
 	size_t i, nalgs;
 	int a;
 
+	denials_init();
 	A.mode = AUTHN_NONE;
 	A.pol.algs = JWT_ALG_BIT(JWT_RS256) | JWT_ALG_BIT(JWT_ES256);
 	A.pol.leeway = 30;
@@ -598,6 +644,7 @@ static int authn_configure(const struct agent_config *cfg, char *err, size_t err
 	A.cache_ttl = 60;
 	A.neg_ttl = 5;
 	A.cache_size = 100000;
+	A.cache_max_bytes = AUTHN_DEF_CACHE_BYTES;
 	A.timeout_ms = 200;
 	A.nclaims = 0;
 	if (parse_claims(NULL, err, errlen) < 0)
@@ -659,6 +706,10 @@ static int authn_configure(const struct agent_config *cfg, char *err, size_t err
 	if (config_get_int(s, "auth", "cache_size", 1, 10000000, &n, err, errlen) < 0)
 		return -1;
 	A.cache_size = (long)n;
+	A.cache_max_bytes = AUTHN_DEF_CACHE_BYTES;
+	if (config_get_int(s, "auth", "cache_max_bytes", 0, 1LL << 40, &A.cache_max_bytes,
+	                   err, errlen) < 0)
+		return -1;
 	if (parse_claims(json_object_get(s, "claims"), err, errlen) < 0)
 		return -1;
 	v = json_object_get(s, "pem_keys");
@@ -733,11 +784,25 @@ static void authn_metrics(struct agent *a, struct dynbuf *b)
 		&stats.hits, &stats.misses, &stats.coalesced, &stats.verified, &stats.rejected,
 		&stats.rpc_unavailable, &stats.reloads, &stats.reload_errors,
 	};
+	uint64_t entries = 0, bytes = 0;
 	size_t i;
+	int w;
 
-	(void)a;
 	if (A.mode == AUTHN_NONE)
 		return;
+	for (w = 0; w < a->nworkers; w++) {
+		const struct authn_worker *aw = worker_stage_ctx(&a->workers[w], &authn_stage);
+
+		if (aw) {
+			entries += __atomic_load_n(&aw->cache_entries, __ATOMIC_RELAXED);
+			bytes += __atomic_load_n(&aw->cache_bytes, __ATOMIC_RELAXED);
+		}
+	}
+	dynbuf_printf(b, "# HELP spogate_auth_cache_entries Tokens cached by all workers.\n"
+	               "# TYPE spogate_auth_cache_entries gauge\nspogate_auth_cache_entries %lu\n"
+	               "# HELP spogate_auth_cache_bytes What the cached tokens cost, against auth.cache_max_bytes.\n"
+	               "# TYPE spogate_auth_cache_bytes gauge\nspogate_auth_cache_bytes %lu\n",
+	               (unsigned long)entries, (unsigned long)bytes);
 	dynbuf_printf(b, "# HELP spogate_auth_events_total Authentication cache and verification events.\n"
 	               "# TYPE spogate_auth_events_total counter\n");
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -759,6 +824,7 @@ static int authn_worker_start(struct worker *w, void **wctx)
 		log_error("authn: out of memory");
 		return -1;
 	}
+	cache_set_budget(aw->cache, (size_t)A.cache_max_bytes, &A.cache_bytes, result_size);
 	aw->w = w;
 	*wctx = aw;
 	return 0;
@@ -943,6 +1009,7 @@ static void fill_on_worker(void *arg)
 	if (j->r)
 		result_ref(j->r);
 	cache_fill(j->aw->cache, j->key, j->r, j->expires, now, on_wake, &rl);
+	publish(j->aw);
 	result_unref(j->r);
 	free(j);
 	decision_batch_resume(&rl, NULL);
@@ -1070,10 +1137,12 @@ static enum stage_rc authn_run(struct decision *d, void *wctx)
 
 		r = verify_local(aw, d->token.ptr, d->token.len, now, &expires);
 		apply(d, r);
-		if (rc == CACHE_MISS)
+		if (rc == CACHE_MISS) {
 			cache_fill(aw->cache, key, r, expires, now, on_wake, &rl);
-		else
+			publish(aw);
+		} else {
 			result_unref(r);
+		}
 		decision_batch_resume(&rl, NULL);
 		return STAGE_NEXT;
 	}
