@@ -19,7 +19,7 @@ void gen_emit_spoe(const struct gen_gateway *g, const struct gen_registry *r, st
 		    "    option var-prefix gw\n"
 		    "    option set-on-error error\n"
 		    "    option set-process-time ptime\n"
-		    "    register-var-names status reason user_id rl_limit rl_remaining rl_reset retry_after");
+		    "    register-var-names status reason user_id rl_limit rl_remaining rl_reset rl_policy retry_after");
 	for (i = 0; i < g->auth.nclaims; i++)
 		if (strcmp(g->auth.claims[i].var, "user_id") != 0)
 			dynbuf_printf(b, " %s", g->auth.claims[i].var);
