@@ -526,8 +526,9 @@ static void test_half_sent_hellos_are_closed_after_the_handshake_timeout(void **
 	}
 	after = agent_fds();
 	printf("# agent fds: %d before, %d with %d half-sent HELLOs, %d after the "
-	       "300 ms handshake timeout\n", before, during, N, after);
-	assert_true(during >= before + N / 2);
+	       "handshake timeout\n", before, during, N, after);
+	/* during is only printed: on a loaded machine some connections may
+	 * already have timed out by the time it is counted. */
 	assert_true(after <= before);
 	assert_true(h_metric(S.metrics_port,
 	                     "spogate_connections_timed_out_total{phase=\"handshake\"}") >= N);
