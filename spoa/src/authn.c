@@ -592,7 +592,8 @@ int authn_configure(const struct agent_config *cfg, char *err, size_t errlen)
 			a = jwt_alg_parse(algs[i]);
 			if (a < 0) {
 				snprintf(err, errlen, "\"auth.algorithms\": \"%s\" is not one of HS256, "
-				         "HS384, HS512, RS256, RS384, RS512, ES256, ES384, ES512", algs[i]);
+				         "HS384, HS512, RS256, RS384, RS512, ES256, ES384, ES512, PS256, "
+				         "PS384, PS512, EdDSA", algs[i]);
 				return -1;
 			}
 			A.pol.algs |= JWT_ALG_BIT(a);
