@@ -2,7 +2,9 @@
 #
 # Sources are found by wildcard, so adding a module is adding a file:
 #   spoa/common/*.c   code shared by the agent and the generator (libcommon.a)
-#   spoa/src/*.c      the agent (libspoa.a + main.c -> spogate-agent)
+#   spoa/src/*/*.c    the agent (libspoa.a + core/main.c -> spogate-agent):
+#                     core/ the engine, stages/ the decision stages,
+#                     clients/ the outbound protocol clients, jwt/ the verifier
 #   config/src/*.c    the generator (libgen.a + main.c -> spogate-gen)
 #   proto/*.proto     protobuf-c code generated into $(BUILD)/gen
 #   tests/services    spogate-refsvc (refsvc*.c) and spogate-echo (echo.c)
@@ -22,10 +24,14 @@ PKGS := libev-dev libprotobuf-c-dev protobuf-c-compiler libgrpc-dev \
         libclang-rt-14-dev haproxy redis-server dnsmasq-base curl openssl \
         wrk nginx-light docker-compose procps iproute2 python3
 
+# Every folder of the agent is on the include path, so a header is named by
+# its file name alone wherever it lives.
+SPOA_INC := $(addprefix -I,$(sort $(patsubst %/,%,$(dir $(wildcard spoa/src/*/*.[ch])))))
+
 WARN    := -Wall -Wextra -Wstrict-prototypes -Wwrite-strings -Werror \
            -Wno-missing-field-initializers
 CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g $(WARN) -pthread \
-           -Ispoa/common -Ispoa/src -Iconfig/src -I$(BUILD)/gen $(EXTRA_CFLAGS)
+           -Ispoa/common $(SPOA_INC) -Iconfig/src -I$(BUILD)/gen $(EXTRA_CFLAGS)
 LDFLAGS := -pthread $(EXTRA_LDFLAGS)
 LIBS    := -lev -lhiredis -ljansson -ljwt -lyaml -lprotobuf-c \
            -lgrpc -lgpr -lssl -lcrypto -lm
@@ -40,7 +46,7 @@ PROTO_C     := $(patsubst proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(PROTOS))
 PROTO_H     := $(PROTO_C:.c=.h)
 
 COMMON_SRC  := $(wildcard spoa/common/*.c)
-SPOA_SRC    := $(filter-out spoa/src/main.c,$(wildcard spoa/src/*.c))
+SPOA_SRC    := $(filter-out spoa/src/core/main.c,$(wildcard spoa/src/*/*.c))
 GEN_SRC     := $(filter-out config/src/main.c,$(wildcard config/src/*.c))
 REFSVC_SRC  := $(wildcard tests/services/refsvc*.c)
 HARNESS_SRC := $(wildcard tests/integration/harness*.c)
@@ -108,7 +114,7 @@ $(BUILD)/lib/%.a:
 
 ALL_A := $(SPOA_A) $(GEN_A) $(PROTO_A) $(COMMON_A)
 
-$(AGENT): $(call obj,spoa/src/main.c) $(SPOA_A) $(PROTO_A) $(COMMON_A)
+$(AGENT): $(call obj,spoa/src/core/main.c) $(SPOA_A) $(PROTO_A) $(COMMON_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
@@ -164,7 +170,7 @@ fuzz: deps
 	  $(BUILD)/fuzz/lib/libproto.a $(BUILD)/fuzz/lib/libcommon.a
 	@set -e; for f in $(FUZZ_SRC); do \
 	  n=$$(basename $$f .c); mkdir -p $(BUILD)/fuzz/bin $(BUILD)/fuzz/corpus/$$n; \
-	  clang -std=c11 -D_GNU_SOURCE -g -O1 -Ispoa/common -Ispoa/src -Iconfig/src \
+	  clang -std=c11 -D_GNU_SOURCE -g -O1 -Ispoa/common $(SPOA_INC) -Iconfig/src \
 	    -I$(BUILD)/fuzz/gen -fsanitize=fuzzer,address,undefined $$f \
 	    $(BUILD)/fuzz/lib/libspoa.a $(BUILD)/fuzz/lib/libgen.a \
 	    $(BUILD)/fuzz/lib/libproto.a $(BUILD)/fuzz/lib/libcommon.a \
