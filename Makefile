@@ -9,6 +9,8 @@
 #   proto/*.proto     protobuf-c code generated into $(BUILD)/gen
 #   tests/services    spogate-refsvc (refsvc*.c) and spogate-echo (echo.c)
 #   tests/unit/test_*.c, tests/integration/test_*.c   one cmocka binary each
+#   tests/fuzz/fuzz_*.c  libFuzzer targets (make fuzz); also linked with
+#                        tests/fuzz/driver.c so the suite replays their seeds
 #
 # SANITIZE=address,undefined builds everything with the sanitizers.
 # BUILD=dir puts the output elsewhere (parallel work trees, sanitizer runs).
@@ -69,6 +71,7 @@ ECHO    := $(BUILD)/bin/spogate-echo
 BENCH   := $(BUILD)/bin/spogate-bench
 UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
 INTEG_BIN := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(INTEG_SRC))
+FUZZ_BIN  := $(patsubst tests/fuzz/%.c,$(BUILD)/tests/fuzz/%,$(FUZZ_SRC))
 
 BINS := $(AGENT) $(ECHO) $(if $(wildcard config/src/main.c),$(GEN)) \
         $(if $(BENCH_SRC),$(BENCH)) $(if $(REFSVC_SRC),$(REFSVC))
@@ -76,7 +79,7 @@ BINS := $(AGENT) $(ECHO) $(if $(wildcard config/src/main.c),$(GEN)) \
 .PHONY: all deps run test unit integration bench fuzz clean
 .SECONDARY:
 
-all: $(BINS) $(UNIT_BIN) $(INTEG_BIN)
+all: $(BINS) $(UNIT_BIN) $(INTEG_BIN) $(FUZZ_BIN)
 
 # Installs every Debian package the project needs; idempotent, as root or via sudo.
 deps:
@@ -142,6 +145,11 @@ $(BUILD)/tests/integration/%: $(call obj,tests/integration/%.c) $(call obj,$(HAR
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka -lcurl
 
+# The fuzz targets without libFuzzer: the driver replays files through them.
+$(BUILD)/tests/fuzz/%: $(call obj,tests/fuzz/%.c) $(call obj,tests/fuzz/driver.c) $(ALL_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
 unit: all
 	@BUILD=$(BUILD) tests/run.sh unit
 
@@ -160,16 +168,19 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) QUICK=$(QUICK) tests/bench/bench.sh
 
-# libFuzzer targets, built with clang into their own tree; FUZZ_SECONDS each.
+# libFuzzer targets, built with clang into their own tree; FUZZ_SECONDS each
+# (CI: make fuzz FUZZ_SECONDS=10). FUZZ_TARGETS=fuzz_jwt picks some. A crash
+# stops the loop with the fuzzer's report and a failing exit status.
 FUZZ_SECONDS ?= 30
+FUZZ_TARGETS ?= $(patsubst tests/fuzz/%.c,%,$(FUZZ_SRC))
 fuzz: deps
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)/fuzz CC=clang \
 	  EXTRA_CFLAGS="-fsanitize=fuzzer-no-link,address,undefined" \
 	  EXTRA_LDFLAGS="-fsanitize=address,undefined" \
 	  $(BUILD)/fuzz/lib/libspoa.a $(BUILD)/fuzz/lib/libgen.a \
 	  $(BUILD)/fuzz/lib/libproto.a $(BUILD)/fuzz/lib/libcommon.a
-	@set -e; for f in $(FUZZ_SRC); do \
-	  n=$$(basename $$f .c); mkdir -p $(BUILD)/fuzz/bin $(BUILD)/fuzz/corpus/$$n; \
+	@set -e; for n in $(FUZZ_TARGETS); do \
+	  f=tests/fuzz/$$n.c; mkdir -p $(BUILD)/fuzz/bin $(BUILD)/fuzz/corpus/$$n; \
 	  clang -std=c11 -D_GNU_SOURCE -g -O1 -Ispoa/common $(SPOA_INC) -Iconfig/src \
 	    -I$(BUILD)/fuzz/gen -fsanitize=fuzzer,address,undefined $$f \
 	    $(BUILD)/fuzz/lib/libspoa.a $(BUILD)/fuzz/lib/libgen.a \
@@ -177,8 +188,11 @@ fuzz: deps
 	    $(LIBS) -o $(BUILD)/fuzz/bin/$$n; \
 	  seeds=tests/fuzz/corpus/$$n; [ -d $$seeds ] || seeds=; \
 	  echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
-	  $(BUILD)/fuzz/bin/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=70000 \
-	    $(BUILD)/fuzz/corpus/$$n $$seeds 2>&1 | tail -n 3; \
+	  log=$(BUILD)/fuzz/$$n.log; \
+	  if ! $(BUILD)/fuzz/bin/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=70000 \
+	      -artifact_prefix=$(BUILD)/fuzz/$$n- $(BUILD)/fuzz/corpus/$$n $$seeds >$$log 2>&1; then \
+	    tail -n 60 $$log; echo "fuzz: $$n FAILED (log: $$log)"; exit 1; fi; \
+	  grep -E '^#[0-9]+ +(INITED|DONE)' $$log | tail -n 2; grep '^Done' $$log; \
 	done
 
 clean:
