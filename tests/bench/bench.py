@@ -46,6 +46,10 @@ SERVER_THREADS = 1
 # Limits in the native and spogate configs are real but never fire here.
 NEVER_FIRING_LIMIT = 100000000
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# The HAProxy under test: SPOGATE_HAPROXY (make bench HAPROXY_VERSION=3.2 sets
+# it to build/haproxy-3.2/haproxy), else Debian's. Every HAProxy of the run,
+# spogate's and its peers' (plain, native JWT), is this one.
+HAPROXY = os.environ.get("SPOGATE_HAPROXY") or "/usr/sbin/haproxy"
 ISSUER = "https://auth.bench.example"
 AUDIENCE = "api"
 HS256_SECRET = "bench-hs256-secret-0123456789abcdef"
@@ -336,11 +340,11 @@ class Env:
     def start_haproxy(self, name, cfg):
         port = self.cfg_port
         strip_haproxy_logs(cfg, SERVER_THREADS)
-        check = subprocess.run(["/usr/sbin/haproxy", "-c", "-q", "-f", cfg],
+        check = subprocess.run([HAPROXY, "-c", "-q", "-f", cfg],
                                capture_output=True, text=True)
         if check.returncode != 0:
             raise BenchError("%s: haproxy -c refused %s: %s" % (name, cfg, (check.stdout + check.stderr).strip()))
-        return self.procs.spawn(name + "-haproxy", ["/usr/sbin/haproxy", "-f", cfg, "-db"], port)
+        return self.procs.spawn(name + "-haproxy", [HAPROXY, "-f", cfg, "-db"], port)
 
     def start_agent(self, name, agent_json, port):
         agent = self.binary("spogate-agent")
@@ -819,12 +823,12 @@ def markdown(doc):
     """The README's Performance section, from one run's results."""
     m, st = doc["machine"], doc["settings"]
     plain = find(doc["configurations"], "plain")
-    out = ["Measured with `%s` on %s (%d cores, %s), %s; commit %s. "
+    out = ["Measured with `%s` on %s (%d cores, %s), %s; commit %s; %s. "
            "%d rounds of %d s per configuration, alternated; medians. Client: `%s` on the same "
            "machine; every server runs %d thread (HAProxy nbthread, nginx worker_processes, agent "
            "threads); no access logs. Load average %.1f at the start, %.1f at the end."
            % (doc["command"], m["cpu_model"] or "?", m["nproc"], m["kernel"], doc["date"][:10],
-              m["commit"], st["rounds"], st["duration_s"], st["wrk"], st["server_threads"],
+              m["commit"], m.get("haproxy") or "HAProxy ?", st["rounds"], st["duration_s"], st["wrk"], st["server_threads"],
               m["loadavg_start"], m["loadavg_end"]),
            "",
            "| configuration | req/s | vs plain | p50 µs | p99 µs | server CPU µs/req | agent CPU µs/req |",
@@ -866,7 +870,7 @@ def machine():
     commit = version(["git", "-C", ROOT, "describe", "--always", "--dirty"])
     return {"nproc": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
             "loadavg_start": os.getloadavg()[0],
-            "haproxy": version(["/usr/sbin/haproxy", "-v"]), "nginx": version(["/usr/sbin/nginx", "-v"]),
+            "haproxy": version([HAPROXY, "-v"]), "haproxy_path": HAPROXY, "nginx": version(["/usr/sbin/nginx", "-v"]),
             "wrk": version(["wrk", "--version"]), "redis": version(["/usr/bin/redis-server", "--version"]),
             "commit": commit}
 
@@ -903,8 +907,8 @@ def main():
     env = Env(args.build, workdir)
     started = time.monotonic()
     facts = machine()
-    print("bench: %d configurations x %d rounds (wrk -t%d -c%d --latency), scratch %s"
-          % (len(configs), rounds, WRK_THREADS, WRK_CONNECTIONS, workdir), flush=True)
+    print("bench: %d configurations x %d rounds (wrk -t%d -c%d --latency) on %s, scratch %s"
+          % (len(configs), rounds, WRK_THREADS, WRK_CONNECTIONS, facts["haproxy"], workdir), flush=True)
 
     def on_term(signum, frame):
         raise KeyboardInterrupt

@@ -22,7 +22,7 @@
 #include "decision.h"
 #include "log.h"
 #include "spop.h"
-#include "worker.h"
+#include "worker_ctx.h"
 
 #define AGENT_CAPABILITIES "pipelining,async"
 
@@ -203,7 +203,7 @@ static int handle_notify(struct conn *c, const struct spop_frame *f)
 		return 0;   /* an aborted message: nothing to answer */
 	if (f->frame_id == 0 && f->stream_id == 0)
 		return SPOP_ST_INVALID;
-	d = decision_new(c->w, c, f->payload, f->payload_len, f->stream_id,
+	d = decision_new(c->w, c, conn_decision_done, f->payload, f->payload_len, f->stream_id,
 	                 f->frame_id, &status);
 	if (!d)
 		return status;

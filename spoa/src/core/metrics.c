@@ -18,7 +18,8 @@
 #include "agent.h"
 #include "log.h"
 #include "metrics_http.h"
-#include "worker.h"
+#include "stage.h"
+#include "worker_ctx.h"
 
 #define REQ_MAX 4096
 
@@ -149,6 +150,7 @@ static void render(struct agent *a, struct dynbuf *b)
 		metrics_histogram(b, "spogate_decision_seconds", "", bounds, counts,
 		                  WORKER_LAT_BUCKETS, SUM(lat_count), (double)SUM(lat_sum_us) / 1e6);
 	}
+	stages_metrics(a, b);
 	for (src = sources; src; src = src->next)
 		src->render(a, b);
 }

@@ -29,7 +29,7 @@
 #include "jwt_verify.h"
 #include "log.h"
 #include "metrics.h"
-#include "worker.h"
+#include "worker_ctx.h"
 
 enum authn_mode {
 	AUTHN_NONE    = 0,
@@ -636,7 +636,7 @@ static int parse_remote(json_t *s, char *err, size_t errlen)
 	return 0;
 }
 
-int authn_configure(const struct agent_config *cfg, char *err, size_t errlen)
+static int authn_configure(const struct agent_config *cfg, char *err, size_t errlen)
 {
 	static const char *const known[] = {
 		"mode", "issuer", "audiences", "jwks_file", "pem_keys", "algorithms",
@@ -793,7 +793,7 @@ int authn_configure(const struct agent_config *cfg, char *err, size_t errlen)
 
 /* ---- metrics ---- */
 
-static void render(struct agent *a, struct dynbuf *b)
+static void authn_metrics(struct agent *a, struct dynbuf *b)
 {
 	static const char *const names[] = {
 		"hits", "misses", "coalesced", "verified", "rejected", "rpc_unavailable",
@@ -818,34 +818,66 @@ static void render(struct agent *a, struct dynbuf *b)
 		jwks_fetcher_render(A.fetcher, b);
 }
 
-static struct metrics_source metrics_src = { render, NULL };
-
 static void on_wait_timer(struct ev_loop *loop, ev_timer *t, int revents);
 static void on_jwks(void *arg, struct jwt_keyset *ks);
 
 /* ---- life cycle ---- */
 
-int authn_start(struct agent *a)
+/* The fetcher posts to the workers, so it goes before the first of them
+ * (stop_worker runs after the jobs posted to it): idempotent. */
+static void stop_fetcher(void)
 {
-	int i;
+	if (A.fetcher) {
+		jwks_fetcher_stop(A.fetcher);
+		A.fetcher = NULL;
+	}
+}
 
+static int authn_worker_start(struct worker *w, void **wctx)
+{
+	struct authn_worker *aw;
+
+	if (A.mode == AUTHN_NONE)
+		return 0;
+	aw = calloc(1, sizeof(*aw));
+	if (!aw || !(aw->cache = cache_new((size_t)A.cache_size, result_unref))) {
+		free(aw);
+		log_error("authn: out of memory");
+		return -1;
+	}
+	aw->w = w;
+	aw->waits_tail = &aw->waits;
+	ev_timer_init(&aw->wait_w, on_wait_timer, 0., 0.);
+	aw->wait_w.data = aw;
+	*wctx = aw;
+	return 0;
+}
+
+static void authn_worker_stop(struct worker *w, void *wctx)
+{
+	struct authn_worker *aw = wctx;
+
+	stop_fetcher();
+	if (w->loop && ev_is_active(&aw->wait_w))
+		ev_timer_stop(w->loop, &aw->wait_w);
+	/* The drain answered every decision; what is left is only the wait
+	 * records of decisions freed with their connection. */
+	while (aw->waits) {
+		struct kid_wait *kw = aw->waits;
+
+		aw->waits = kw->next;
+		free(kw);
+	}
+	cache_free(aw->cache);
+	jwt_keyset_unref(aw->keys);
+	free(aw);
+}
+
+static int authn_start(struct agent *a)
+{
 	A.agent = a;
 	if (A.mode == AUTHN_NONE)
 		return 0;
-	for (i = 0; i < a->nworkers; i++) {
-		struct authn_worker *aw = calloc(1, sizeof(*aw));
-
-		if (!aw || !(aw->cache = cache_new((size_t)A.cache_size, result_unref))) {
-			free(aw);
-			log_error("authn: out of memory");
-			return -1;
-		}
-		aw->w = &a->workers[i];
-		aw->waits_tail = &aw->waits;
-		ev_timer_init(&aw->wait_w, on_wait_timer, 0., 0.);
-		aw->wait_w.data = aw;
-		a->workers[i].authn = aw;
-	}
 	if (A.mode == AUTHN_SERVICE) {
 		if (rpc_start() < 0)
 			return -1;
@@ -870,42 +902,14 @@ int authn_start(struct agent *a)
 		log_info("authn: local JWT verification with %zu keys",
 		         jwt_keyset_size(A.keys));
 	}
-	metrics_register(&metrics_src);
 	rpc_metrics_register();
 	return 0;
 }
 
-void authn_stop(struct agent *a)
+static void authn_stop(struct agent *a)
 {
-	int i;
-
-	/* The fetcher posts to the workers: stop it first, then run what it
-	 * posted to loops that no longer run. */
-	if (A.fetcher) {
-		jwks_fetcher_stop(A.fetcher);
-		A.fetcher = NULL;
-		for (i = 0; a && i < a->nworkers; i++)
-			if (a->workers[i].loop)
-				worker_run_jobs(&a->workers[i]);
-	}
-	for (i = 0; a && i < a->nworkers; i++) {
-		struct authn_worker *aw = a->workers[i].authn;
-
-		if (!aw)
-			continue;
-		if (aw->w->loop && ev_is_active(&aw->wait_w))
-			ev_timer_stop(aw->w->loop, &aw->wait_w);
-		while (aw->waits) {
-			struct kid_wait *kw = aw->waits;
-
-			aw->waits = kw->next;
-			free(kw);
-		}
-		cache_free(aw->cache);
-		jwt_keyset_unref(aw->keys);
-		free(aw);
-		a->workers[i].authn = NULL;
-	}
+	(void)a;
+	stop_fetcher();
 	if (A.ch) {
 		rpc_channel_free(A.ch);
 		A.ch = NULL;
@@ -927,7 +931,7 @@ static void swap_keys(struct jwt_keyset *ks)
 	jwt_keyset_unref(old);
 }
 
-int authn_reload(void)
+static int authn_reload(void)
 {
 	struct jwt_keyset *ks;
 	char err[512];
@@ -972,15 +976,14 @@ static void apply(struct decision *d, struct result *r)
 			gw_verdict_deny(&d->v, 401, GW_R_TOKEN_INVALID);
 			return;
 		}
-	d->authn_data = result_ref(r);
-	d->authn_free = result_unref;
+	decision_set_ctx(d, &authn_stage, result_ref(r));
 }
 
 const struct authn_identity *authn_identity(const struct decision *d)
 {
-	const struct result *r = d->authn_data;
+	const struct result *r = decision_ctx(d, &authn_stage);
 
-	return r && d->authn_free == result_unref && r->status == 0 ? &r->id : NULL;
+	return r && r->status == 0 ? &r->id : NULL;
 }
 
 static enum gw_reason jwt_reason(enum jwt_status st)
@@ -1128,7 +1131,7 @@ static void on_jwks(void *arg, struct jwt_keyset *ks)
 	if (ks)
 		swap_keys(ks);
 	for (i = 0; i < A.agent->nworkers; i++) {
-		struct authn_worker *aw = A.agent->workers[i].authn;
+		struct authn_worker *aw = worker_stage_ctx(&A.agent->workers[i], &authn_stage);
 
 		/* Without memory that worker's waits end at their deadline. */
 		if (aw)
@@ -1207,7 +1210,7 @@ static void on_validate_done(void *arg, int status, const uint8_t *resp, size_t 
 			log_warn("authn: malformed ValidateTokenResponse (%zu bytes)", len);
 	}
 	for (i = 0; i < A.agent->nworkers; i++) {
-		struct authn_worker *aw = A.agent->workers[i].authn;
+		struct authn_worker *aw = worker_stage_ctx(&A.agent->workers[i], &authn_stage);
 		struct fill_job *j = malloc(sizeof(*j));
 
 		/* Without memory that worker's waiters stay until HAProxy's
@@ -1256,9 +1259,9 @@ static int start_validate(const uint8_t *key, const char *tok, size_t len)
 	return rc;
 }
 
-enum stage_rc authn_stage(struct decision *d)
+static enum stage_rc authn_run(struct decision *d, void *wctx)
 {
-	struct authn_worker *aw = d->w->authn;
+	struct authn_worker *aw = wctx;
 	uint8_t key[CACHE_KEY_LEN];
 	struct result *r;
 	void *v;
@@ -1344,3 +1347,16 @@ enum stage_rc authn_stage(struct decision *d)
 	gw_verdict_deny(&d->v, 503, GW_R_AUTH_UNAVAILABLE);
 	return STAGE_NEXT;
 }
+
+const struct stage_ops authn_stage = {
+	.name         = "authn",
+	.configure    = authn_configure,
+	.start_worker = authn_worker_start,
+	.start        = authn_start,
+	.run          = authn_run,
+	.release      = result_unref,
+	.reload       = authn_reload,
+	.metrics      = authn_metrics,
+	.stop_worker  = authn_worker_stop,
+	.stop         = authn_stop,
+};

@@ -27,10 +27,11 @@
 #include <openssl/sha.h>
 
 #include "agent.h"
+#include "decision.h"
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit_core.h"
-#include "worker.h"
+#include "worker_ctx.h"
 
 #define RECONNECT_MIN_S   0.025
 #define RECONNECT_MAX_S   0.5
@@ -379,8 +380,7 @@ static void call_abandon(void *data)
 /* Detaches the decision from its call and lets the pipeline go on. */
 static void resume(struct decision *d)
 {
-	d->rl_data = NULL;
-	d->rl_free = NULL;
+	decision_set_ctx(d, &ratelimit_stage, NULL);
 	decision_resume(d);
 }
 
@@ -608,9 +608,9 @@ static int answer_from_cache(struct rl_worker *rw, struct decision *d,
 	return 1;
 }
 
-enum stage_rc rl_stage(struct decision *d)
+static enum stage_rc rl_run(struct decision *d, void *wctx)
 {
-	struct rl_worker *rw = d->w->rl;
+	struct rl_worker *rw = wctx;
 	struct rl_call *c;
 	char subject[64];
 	const char *uid;
@@ -671,30 +671,28 @@ enum stage_rc rl_stage(struct decision *d)
 	ev_timer_init(&c->timeout_w, on_timeout, rw->cfg.redis_timeout_s, 0.);
 	c->timeout_w.data = c;
 	ev_timer_start(d->w->loop, &c->timeout_w);
-	d->rl_data = c;
-	d->rl_free = call_abandon;
+	decision_set_ctx(d, &ratelimit_stage, c);
 	return STAGE_PENDING;
 }
 
-static void render(struct agent *a, struct dynbuf *b);
-static struct metrics_source rl_metrics = { render, NULL };
+static int rl_enabled;             /* some worker rate limits: render metrics */
 
-int rl_config_check(const struct agent_config *cfg, char *err, size_t errlen)
+static int rl_configure(const struct agent_config *cfg, char *err, size_t errlen)
 {
 	struct rl_config c;
 
 	return rl_config_parse(cfg->redis, cfg->rate_limiting, &c, err, errlen);
 }
 
-int rl_worker_init(struct worker *w)
+/* Connects to Redis on w->loop when rate limiting is enabled (*wctx stays
+ * NULL otherwise). From the main thread before the loop runs. */
+static int rl_worker_start(struct worker *w, void **wctx)
 {
-	static int registered;
 	struct rl_worker *rw;
 	unsigned char md[SHA_DIGEST_LENGTH];
 	char err[512];
 	int i;
 
-	w->rl = NULL;
 	rw = calloc(1, sizeof(*rw));
 	if (!rw) {
 		log_error("worker %d: out of memory", w->id);
@@ -727,21 +725,18 @@ int rl_worker_init(struct worker *w)
 		snprintf(rw->sha + 2 * i, 3, "%02x", md[i]);
 	ev_timer_init(&rw->reconnect_w, on_reconnect, 0., 0.);
 	rw->reconnect_w.data = rw;
-	w->rl = rw;
-	if (!registered) {
-		registered = 1;
-		metrics_register(&rl_metrics);
-	}
+	*wctx = rw;
+	rl_enabled = 1;
 	redis_connect(rw);
 	return 0;
 }
 
-void rl_worker_destroy(struct worker *w)
+/* Closes the connection, resumes (and so frees) decisions still waiting on
+ * Redis and frees rw. After the worker's connections are closed. */
+static void rl_worker_stop(struct worker *w, void *wctx)
 {
-	struct rl_worker *rw = w->rl;
+	struct rl_worker *rw = wctx;
 
-	if (!rw)
-		return;
 	if (ev_is_active(&rw->reconnect_w))
 		ev_timer_stop(w->loop, &rw->reconnect_w);
 	if (rw->ac) {
@@ -754,7 +749,6 @@ void rl_worker_destroy(struct worker *w)
 		ev_timer_stop(w->loop, &rw->reconnect_w);
 	rl_cache_free(&rw->cache);
 	free(rw);
-	w->rl = NULL;
 }
 
 #define SUMRL(field) sum_rl(a, offsetof(struct rl_stats, field))
@@ -764,9 +758,12 @@ static uint64_t sum_rl(const struct agent *a, size_t off)
 	uint64_t s = 0;
 	int i;
 
-	for (i = 0; i < a->nworkers; i++)
-		if (a->workers[i].rl)
-			s += ld((const uint64_t *)((const char *)&a->workers[i].rl->st + off));
+	for (i = 0; i < a->nworkers; i++) {
+		const struct rl_worker *rw = worker_stage_ctx(&a->workers[i], &ratelimit_stage);
+
+		if (rw)
+			s += ld((const uint64_t *)((const char *)&rw->st + off));
+	}
 	return s;
 }
 
@@ -776,10 +773,12 @@ static void counter(struct dynbuf *b, const char *name, const char *help, uint64
 		      (unsigned long)v);
 }
 
-static void render(struct agent *a, struct dynbuf *b)
+static void rl_metrics(struct agent *a, struct dynbuf *b)
 {
 	int i, up = 0, open = 0;
 
+	if (!rl_enabled)
+		return;
 	counter(b, "spogate_ratelimit_checks_total", "Decisions checked against a rate-limit policy.",
 	        SUMRL(checks));
 	counter(b, "spogate_ratelimit_redis_calls_total", "Rate-limit script calls sent to Redis.",
@@ -817,7 +816,7 @@ static void render(struct agent *a, struct dynbuf *b)
 	               "spogate_ratelimit_redis_unavailable_total{action=\"deny\"} %lu\n",
 		      (unsigned long)SUMRL(error_allowed), (unsigned long)SUMRL(error_denied));
 	for (i = 0; i < a->nworkers; i++) {
-		const struct rl_worker *rw = a->workers[i].rl;
+		const struct rl_worker *rw = worker_stage_ctx(&a->workers[i], &ratelimit_stage);
 
 		if (!rw)
 			continue;
@@ -843,3 +842,13 @@ static void render(struct agent *a, struct dynbuf *b)
 		                  RL_LAT_BUCKETS, SUMRL(lat_count), (double)SUMRL(lat_sum_us) / 1e6);
 	}
 }
+
+const struct stage_ops ratelimit_stage = {
+	.name         = "ratelimit",
+	.configure    = rl_configure,
+	.start_worker = rl_worker_start,
+	.run          = rl_run,
+	.release      = call_abandon,
+	.metrics      = rl_metrics,
+	.stop_worker  = rl_worker_stop,
+};
