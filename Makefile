@@ -210,7 +210,7 @@ fuzz: deps
 	  if ! $(BUILD)/fuzz/bin/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=70000 \
 	      -artifact_prefix=$(BUILD)/fuzz/$$n- $(BUILD)/fuzz/corpus/$$n $$seeds >$$log 2>&1; then \
 	    tail -n 60 $$log; echo "fuzz: $$n FAILED (log: $$log)"; exit 1; fi; \
-	  grep -E '^#[0-9]+ +(INITED|DONE)' $$log | tail -n 2; grep '^Done' $$log; \
+	  grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)' $$log | tail -n 2; grep '^Done' $$log; \
 	done
 
 clean:
