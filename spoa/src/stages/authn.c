@@ -461,7 +461,7 @@ static int parse_claims(json_t *arr, char *err, size_t errlen)
 {
 	static const char *const known[] = { "claim", "var", "header", NULL };
 	static const char *const reserved[] = {
-		"status", "reason", "user_id", "rl_limit", "rl_remaining", "rl_reset",
+		"status", "reason", "user_id", "rl_limit", "rl_remaining", "rl_reset", "rl_policy",
 		"retry_after", "error", "ptime", NULL
 	};
 	json_t *e;
