@@ -34,7 +34,12 @@ void gen_emit_spoe(const struct gen_gateway *g, const struct gen_registry *r, st
 	 * puts it in txn.client_ip); otherwise the peer address. */
 	dynbuf_puts(b, g->trusted_proxies.n ? "ip=var(txn.client_ip) " : "ip=src ");
 	dynbuf_puts(b, "method=method path=path "
-		    "rl_user=var(txn.rl_user) rl_ip=var(txn.rl_ip)\n\n"
+		    "rl_user=var(txn.rl_user) rl_ip=var(txn.rl_ip) "
+		    "req_id=var(txn.req_id) traceparent=var(txn.traceparent) tracestate=req.fhdr(tracestate)");
+	/* The verified client certificate, when the gateway asks for one. */
+	if (g->tls.client_ca)
+		dynbuf_puts(b, " client_subject=ssl_c_s_dn client_fp=ssl_c_der,sha2(256),hex");
+	dynbuf_puts(b, "\n\n"
 		    "spoe-group gw\n"
 		    "    messages gw-check\n");
 }
