@@ -40,7 +40,7 @@ CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g $(WARN) -pthread \
            -Ispoa/common $(SPOA_INC) -Iconfig/src -I$(BUILD)/gen $(EXTRA_CFLAGS)
 LDFLAGS := -pthread $(EXTRA_LDFLAGS)
 LIBS    := -lev -lhiredis -ljansson -ljwt -lyaml -lprotobuf-c \
-           -lgrpc -lgpr -lssl -lcrypto -lm
+           -lgrpc -lgpr -lcurl -lssl -lcrypto -lm
 
 ifneq ($(SANITIZE),)
 CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -210,7 +210,7 @@ fuzz: deps
 	  if ! $(BUILD)/fuzz/bin/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=70000 \
 	      -artifact_prefix=$(BUILD)/fuzz/$$n- $(BUILD)/fuzz/corpus/$$n $$seeds >$$log 2>&1; then \
 	    tail -n 60 $$log; echo "fuzz: $$n FAILED (log: $$log)"; exit 1; fi; \
-	  grep -E '^#[0-9]+ +(INITED|DONE)' $$log | tail -n 2; grep '^Done' $$log; \
+	  grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)' $$log | tail -n 2; grep '^Done' $$log; \
 	done
 
 clean:

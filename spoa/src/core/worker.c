@@ -23,6 +23,8 @@
 #include "stage.h"
 
 #define DRAIN_TIMEOUT 10.0   /* seconds a stopping worker waits for decisions */
+#define ACCEPT_RETRY  0.25   /* seconds accepting pauses when out of fds */
+#define ACCEPT_WARN   60.0   /* at most one "out of fds" warning this often */
 
 static int listen_socket(const char *host, int port)
 {
@@ -57,6 +59,35 @@ static int listen_socket(const char *host, int port)
 	return fd;
 }
 
+static void on_accept_retry(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct worker *w = t->data;
+
+	(void)revents;
+	if (!w->stopping && w->listen_fd >= 0)
+		ev_io_start(loop, &w->accept_w);
+}
+
+/* Out of fds (or of kernel memory): the pending connection stays in the
+ * backlog and the listener stays readable, so accepting again at once
+ * would spin. Stop the watcher, retry on a timer, warn once a minute. */
+static void accept_pause(struct worker *w, int err)
+{
+	ev_tstamp now = ev_now(w->loop);
+
+	ev_io_stop(w->loop, &w->accept_w);
+	ev_timer_stop(w->loop, &w->accept_retry_w);
+	ev_timer_set(&w->accept_retry_w, ACCEPT_RETRY, 0.);
+	ev_timer_start(w->loop, &w->accept_retry_w);
+	w->st.accept_paused++;
+	if (w->accept_warned == 0 || now - w->accept_warned >= ACCEPT_WARN) {
+		log_warn("worker %d: accept: %s with %u connections open; pausing accepts "
+		         "(%lu pauses so far, next warning in %.0f s at the earliest)", w->id,
+		         strerror(err), w->nconns, (unsigned long)w->st.accept_paused, ACCEPT_WARN);
+		w->accept_warned = now;
+	}
+}
+
 static void on_accept(struct ev_loop *loop, ev_io *wio, int revents)
 {
 	struct worker *w = wio->data;
@@ -69,7 +100,9 @@ static void on_accept(struct ev_loop *loop, ev_io *wio, int revents)
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				accept_pause(w, errno);
+			else if (errno != EAGAIN && errno != EWOULDBLOCK)
 				log_warn("worker %d: accept: %s", w->id, strerror(errno));
 			return;
 		}
@@ -103,6 +136,7 @@ static void do_stop(void *arg)
 		return;
 	w->stopping = 1;
 	ev_io_stop(w->loop, &w->accept_w);
+	ev_timer_stop(w->loop, &w->accept_retry_w);
 	close(w->listen_fd);
 	w->listen_fd = -1;
 	conn_shutdown_all(w, 0);
@@ -142,6 +176,8 @@ int worker_init(struct worker *w, struct agent *a, int id)
 	ev_io_init(&w->accept_w, on_accept, w->listen_fd, EV_READ);
 	w->accept_w.data = w;
 	ev_io_start(w->loop, &w->accept_w);
+	ev_timer_init(&w->accept_retry_w, on_accept_retry, ACCEPT_RETRY, 0.);
+	w->accept_retry_w.data = w;
 	ev_async_init(&w->wake_w, on_wake);
 	w->wake_w.data = w;
 	ev_async_start(w->loop, &w->wake_w);

@@ -35,6 +35,9 @@ struct worker_stats {
 	uint64_t pipelined;            /* NOTIFY arriving while another is in flight */
 	uint64_t out_of_order;         /* ACK sent before an older in-flight one */
 	uint64_t max_inflight;         /* largest in-flight count seen on one conn */
+	uint64_t timeouts[2];          /* closed for no HELLO in time, for idleness */
+	uint64_t drains;               /* HAPROXY-DISCONNECTs that waited for ACKs */
+	uint64_t accept_paused;        /* times accepting stopped for lack of fds */
 	uint64_t disconnects[SPOP_ST_RES + 2];  /* by status; last slot = other */
 	uint64_t decisions[5];         /* allow, 401, 403, 429, 503 */
 	uint64_t reasons[GW_R_MAX];
@@ -61,6 +64,8 @@ struct worker {
 	ev_async wake_w;
 	ev_prepare flush_w;
 	ev_timer drain_w;
+	ev_timer accept_retry_w;       /* accepting paused: out of fds */
+	ev_tstamp accept_warned;       /* last "out of fds" warning */
 	pthread_mutex_t jobs_lock;
 	struct worker_job *jobs;
 	struct worker_job **jobs_tail;

@@ -1,7 +1,7 @@
 /*
  * Rate-limit stage: GCRA in Redis (one EVALSHA per decision, both the
- * per-user and the per-IP policy in the same script call), one hiredis
- * async connection per worker on the worker's libev loop.
+ * per-user and the per-IP policy in the same script call), sent through
+ * the worker's Redis client (clients/redis.h).
  *
  * Design and measurements: docs/ratelimit.md.
  */
