@@ -365,21 +365,84 @@ static void rate_str(char *out, size_t n, const struct gen_rate *r)
 		out[0] = '\0';
 }
 
-/* "100;w=60, 1000;w=60": the route's per-user and per-IP policies in the
- * IETF RateLimit-Policy form; empty when the route has none. */
-static void policy_str(char *out, size_t n, const struct gen_route *r)
+/* The route's policies for RateLimit-Policy, only those that apply (a
+ * public route has no per-user policy): structured,
+ * '"user";q=100;w=60, "ip";q=1000;w=60' (IETF draft 09/10), or the older
+ * drafts' '100;w=60, 1000;w=60'. Empty when the route has none. */
+static void policy_str(char *out, size_t n, const struct gen_route *r, int structured)
 {
-	int u = r->eff_user.limit != 0, ip = r->eff_ip.limit != 0;
+	const struct gen_rate *p[2] = { &r->eff_user, &r->eff_ip };
+	static const char *const name[2] = { "user", "ip" };
+	size_t len = 0;
+	int i;
 
-	if (u && ip)
-		snprintf(out, n, "%ld;w=%ld, %ld;w=%ld", r->eff_user.limit, r->eff_user.period,
-			 r->eff_ip.limit, r->eff_ip.period);
-	else if (u)
-		snprintf(out, n, "%ld;w=%ld", r->eff_user.limit, r->eff_user.period);
-	else if (ip)
-		snprintf(out, n, "%ld;w=%ld", r->eff_ip.limit, r->eff_ip.period);
-	else
-		out[0] = '\0';
+	out[0] = '\0';
+	for (i = 0; i < 2 && len < n; i++) {
+		if (!p[i]->limit)
+			continue;
+		if (structured)
+			len += (size_t)snprintf(out + len, n - len, "%s\"%s\";q=%ld;w=%ld",
+						len ? ", " : "", name[i], p[i]->limit, p[i]->period);
+		else
+			len += (size_t)snprintf(out + len, n - len, "%s%ld;w=%ld", len ? ", " : "",
+						p[i]->limit, p[i]->period);
+	}
+}
+
+/* The rate-limit headers the YAML chose, on every response that carries a
+ * verdict's rate-limit numbers (429s included). ids is scratch space for
+ * n route ids. */
+static void emit_rl_headers(const struct gen_gateway *g, struct dynbuf *b, int *ids, size_t n)
+{
+	static const char *const trio[][2] = {
+		{ "Limit", "rl_limit" }, { "Remaining", "rl_remaining" }, { "Reset", "rl_reset" },
+	};
+	int structured = (g->rl.headers & GEN_RLH_RATELIMIT) != 0;
+	size_t i, j;
+
+	if (!g->rl.headers)
+		return;
+	dynbuf_puts(b, "\n    # Rate-limit headers (rate_limiting.headers), also on 429s.\n");
+	if (structured)
+		dynbuf_puts(b, "    http-after-response set-header RateLimit "
+			    "'\"%[var(txn.gw.rl_policy)]\";r=%[var(txn.gw.rl_remaining)];"
+			    "t=%[var(txn.gw.rl_reset)]' if { var(txn.gw.rl_policy) -m found }\n");
+	for (j = 0; j < 2; j++) {
+		if (!(g->rl.headers & (j ? GEN_RLH_X : GEN_RLH_LEGACY)))
+			continue;
+		for (i = 0; i < 3; i++)
+			dynbuf_printf(b, "    http-after-response set-header %sRateLimit-%s "
+				      "\"%%[var(txn.gw.%s)]\" if { var(txn.gw.rl_limit) -m found }\n",
+				      j ? "X-" : "", trio[i][0], trio[i][1]);
+	}
+	if (!(g->rl.headers & (GEN_RLH_RATELIMIT | GEN_RLH_LEGACY)))
+		return;
+	for (i = 0; i < n; i++) {
+		char pol[160];
+		size_t k = 0;
+
+		policy_str(pol, sizeof(pol), g->order[i], structured);
+		if (!pol[0])
+			continue;
+		/* Routes with the same policies share one rule, emitted at the
+		 * first of them. */
+		for (j = 0; j < n; j++) {
+			char other[160];
+
+			policy_str(other, sizeof(other), g->order[j], structured);
+			if (strcmp(other, pol) != 0)
+				continue;
+			if (j < i)
+				break;
+			ids[k++] = g->order[j]->id;
+		}
+		if (k == 0)
+			continue;
+		dynbuf_printf(b, "    http-after-response set-header RateLimit-Policy '%s' "
+			      "if { var(txn.gw.rl_limit) -m found } ", pol);
+		put_rid_cond(b, ids, k);
+		dynbuf_puts(b, "\n");
+	}
 }
 
 /* The TLS bind: certificates (several: HAProxy picks by SNI, the first
@@ -690,39 +753,7 @@ static void emit_frontend(const struct gen_gateway *g, const struct gen_registry
 		emit_hdr_ops(b, "http-response", &g->order[i]->resp, g->order[i]->id);
 
 	if (agent) {
-		dynbuf_puts(b, "\n    # Rate-limit headers (IETF draft and the common X- form), also on 429s.\n");
-		static const char *const hdrs[][2] = {
-			{ "RateLimit-Limit", "rl_limit" }, { "RateLimit-Remaining", "rl_remaining" },
-			{ "RateLimit-Reset", "rl_reset" }, { "X-RateLimit-Limit", "rl_limit" },
-			{ "X-RateLimit-Remaining", "rl_remaining" }, { "X-RateLimit-Reset", "rl_reset" },
-		};
-		for (i = 0; i < sizeof(hdrs) / sizeof(hdrs[0]); i++)
-			dynbuf_printf(b, "    http-after-response set-header %s \"%%[var(txn.gw.%s)]\" "
-				      "if { var(txn.gw.rl_limit) -m found }\n", hdrs[i][0], hdrs[i][1]);
-		for (i = 0; i < n; i++) {
-			char pol[128];
-			size_t k = 0;
-			policy_str(pol, sizeof(pol), g->order[i]);
-			if (!pol[0])
-				continue;
-			/* Routes with the same policies share one rule, emitted at
-			 * the first of them. */
-			for (j = 0; j < n; j++) {
-				char other[128];
-				policy_str(other, sizeof(other), g->order[j]);
-				if (strcmp(other, pol) != 0)
-					continue;
-				if (j < i)
-					break;
-				ids[k++] = g->order[j]->id;
-			}
-			if (k == 0)
-				continue;
-			dynbuf_printf(b, "    http-after-response set-header RateLimit-Policy \"%s\" "
-				      "if { var(txn.gw.rl_limit) -m found } ", pol);
-			put_rid_cond(b, ids, k);
-			dynbuf_puts(b, "\n");
-		}
+		emit_rl_headers(g, b, ids, n);
 	}
 	emit_cors_response(g, b);
 	dynbuf_puts(b, "\n    # The request id goes back to the client, on every answer.\n"

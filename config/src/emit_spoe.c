@@ -23,7 +23,7 @@ void gen_emit_spoe(const struct gen_gateway *g, const struct gen_registry *r, st
 		     * to an agent while decisions are still in flight and ignores
 		     * their ACKs; pipelined frames are waited for. */
 		    "    no option async\n"
-		    "    register-var-names status reason user_id rl_limit rl_remaining rl_reset retry_after");
+		    "    register-var-names status reason user_id rl_limit rl_remaining rl_reset rl_policy retry_after");
 	for (i = 0; i < g->auth.nclaims; i++)
 		if (strcmp(g->auth.claims[i].var, "user_id") != 0)
 			dynbuf_printf(b, " %s", g->auth.claims[i].var);

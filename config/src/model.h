@@ -111,6 +111,12 @@ struct gen_pem_key {
 	char *file;                 /* resolved, owned */
 };
 
+/* Rate-limit header sets (gateway.rate_limiting.headers). */
+#define GEN_RLH_RATELIMIT  1u   /* RateLimit-Policy + RateLimit (IETF draft 09/10) */
+#define GEN_RLH_LEGACY     2u   /* RateLimit-Limit/-Remaining/-Reset (older drafts) */
+#define GEN_RLH_X          4u   /* X-RateLimit-Limit/-Remaining/-Reset */
+#define GEN_RLH_ALL        7u
+
 struct gen_strs {
 	const char **v;
 	size_t n;
@@ -145,6 +151,7 @@ struct gen_gateway {
 		int redis_error_allow;
 		int shadow;
 		long ipv6_prefix;
+		unsigned headers;       /* GEN_RLH_* sets sent on responses */
 	} rl;
 
 	struct {

@@ -24,8 +24,10 @@ static const char *const route_keys[] = {
 static const char *const hdr_keys[] = { "set", "remove", NULL };
 static const char *const route_rl_keys[] = { "enabled", "per_user", "per_ip", NULL };
 static const char *const rl_keys[] = {
-	"enabled", "per_user", "per_ip", "on_redis_error", "shadow", "ipv6_prefix", NULL,
+	"enabled", "per_user", "per_ip", "on_redis_error", "shadow", "ipv6_prefix", "headers", NULL,
 };
+/* gateway.rate_limiting.headers, in GEN_RLH_* bit order. */
+static const char *const rl_header_sets[] = { "ratelimit", "ratelimit_legacy", "x_ratelimit", NULL };
 static const char *const cors_keys[] = {
 	"allowed_origins", "allowed_methods", "allowed_headers", "exposed_headers",
 	"allow_credentials", "max_age", NULL,
@@ -60,11 +62,12 @@ static const char *const auth_modes[] = { "none", "jwt", "service", NULL };
 static const char *const authz_modes[] = { "none", "claims", "service", NULL };
 static const char *const log_levels[] = { "error", "warn", "info", "debug", NULL };
 static const char *const jwt_algs[] = {
-	"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512", NULL,
+	"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512",
+	"PS256", "PS384", "PS512", "EdDSA", NULL,
 };
 /* Variables of the SPOE contract; a claim cannot take one of these names. */
 static const char *const reserved_vars[] = {
-	"status", "reason", "user_id", "rl_limit", "rl_remaining", "rl_reset",
+	"status", "reason", "user_id", "rl_limit", "rl_remaining", "rl_reset", "rl_policy",
 	"retry_after", "error", "ptime", NULL,
 };
 
@@ -771,12 +774,42 @@ static void load_cors(struct gen_ctx *c, struct gen_gateway *g, const struct gy_
 			g->cors.origins.at->line);
 }
 
+/* headers: [ratelimit, ratelimit_legacy, x_ratelimit] (the default: all);
+ * an empty list sends none. */
+static void load_rl_headers(struct gen_ctx *c, struct gen_gateway *g, const struct gy_node *m)
+{
+	struct gen_strs hs = { 0 };
+	size_t i;
+	int k;
+
+	if (gen_get_strs(c, m, "headers", &hs) <= 0) {
+		free(hs.v);
+		return;
+	}
+	g->rl.headers = 0;
+	for (i = 0; i < hs.n; i++) {
+		for (k = 0; rl_header_sets[k] && strcmp(rl_header_sets[k], hs.v[i]) != 0; k++)
+			;
+		if (!rl_header_sets[k]) {
+			const char *hint = gen_did_you_mean(hs.v[i], rl_header_sets);
+
+			gen_err(c, hs.at->kids[i], "headers: unknown header set '%.100s'%s%s%s (known: "
+				"ratelimit, ratelimit_legacy, x_ratelimit)", hs.v[i],
+				hint ? " (did you mean '" : "", hint ? hint : "", hint ? "'?)" : "");
+			continue;
+		}
+		g->rl.headers |= 1u << k;
+	}
+	free(hs.v);
+}
+
 static void load_rl(struct gen_ctx *c, struct gen_gateway *g, const struct gy_node *m)
 {
 	int onerr = 0;
 
 	g->rl.redis_error_allow = 1;
 	g->rl.ipv6_prefix = 64;
+	g->rl.headers = GEN_RLH_ALL;
 	if (!m || gy_is_null(m) || gen_expect_map(c, m, "gateway.rate_limiting") < 0)
 		return;
 	g->rl.present = 1;
@@ -789,6 +822,7 @@ static void load_rl(struct gen_ctx *c, struct gen_gateway *g, const struct gy_no
 		g->rl.redis_error_allow = onerr == 0;
 	gen_get_bool(c, m, "shadow", &g->rl.shadow);
 	gen_get_int(c, m, "ipv6_prefix", 1, 128, &g->rl.ipv6_prefix);
+	load_rl_headers(c, g, m);
 }
 
 static void check_addr(struct gen_ctx *c, const struct gy_node *m, const char *key, const char *v)
@@ -1259,6 +1293,15 @@ int gen_gateway_load(struct gen_gateway *g, const struct gen_opts *o, struct gen
 		if (g->rl.enabled && !r->rl_disabled) {
 			r->eff_user = r->rl_user.limit ? r->rl_user : g->rl.per_user;
 			r->eff_ip = r->rl_ip.limit ? r->rl_ip : g->rl.per_ip;
+			/* A public route has no authenticated user, so a per-user
+			 * policy never applies there: neither sent nor advertised. */
+			if (!r->auth_required) {
+				if (r->rl_user.limit)
+					gen_warn(c, gy_get(gy_get(r->at, "rate_limit"), "per_user"),
+						 "per_user: ignored, because the route is public "
+						 "(auth_required: false) and has no user to count");
+				memset(&r->eff_user, 0, sizeof(r->eff_user));
+			}
 		} else if (g->rl.present && !g->rl.enabled && (r->rl_user.limit || r->rl_ip.limit)) {
 			gen_warn(c, gy_get(r->at, "rate_limit"), "rate_limit: ignored, because "
 				 "gateway.rate_limiting.enabled is false");

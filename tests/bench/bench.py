@@ -689,8 +689,19 @@ def run_http(env, c, t, duration):
                         {p: after.get(p, 0) for p in t.agent_pids})
     r["server_cpu_us_per_req"] = cpu * 1e6 / r["requests"]
     r["agent_cpu_us_per_req"] = agent * 1e6 / r["requests"] if t.agent_pids else None
+    r["redis_cpu_us_per_req"] = (redis_cpu_us(env, before, after, r["requests"])
+                                 if "redis" in (c.get("stage") or {}).get("services", []) else None)
     r["errors"] = r["non_2xx"] + r["socket_errors"]
     return r
+
+
+def redis_cpu_us(env, before, after, requests):
+    """Redis CPU per request over a run (the bench started Redis, so it
+    knows its PID)."""
+    p = env.shared.get("redis")
+    if p is None or not requests:
+        return None
+    return cpu_seconds({p.pid: before.get(p.pid, 0)}, {p.pid: after.get(p.pid, 0)}) * 1e6 / requests
 
 
 def run_spop(env, c, t, duration, warmup):
@@ -705,6 +716,7 @@ def run_spop(env, c, t, duration, warmup):
     return {"requests": j["decisions"], "req_per_s": float(j["decisions_per_s"]),
             "p50_us": float(j["p50_us"]), "p99_us": float(j["p99_us"]),
             "server_cpu_us_per_req": cpu, "agent_cpu_us_per_req": cpu,
+            "redis_cpu_us_per_req": None,
             "allow": j["allow"], "errors": j["decisions"] - j["allow"]}
 
 
@@ -802,13 +814,15 @@ def fmt(v, spec="%.1f"):
 
 def table(results, skipped):
     plain = find(results, "plain")
-    head = ("configuration", "req/s", "vs plain", "p50 us", "p99 us", "server CPU us/req", "agent CPU us/req")
+    head = ("configuration", "req/s", "vs plain", "p50 us", "p99 us", "server CPU us/req", "agent CPU us/req",
+            "Redis CPU us/req")
     rows = []
     for r in results:
         vs = r["req_per_s"] / plain["req_per_s"] if plain and r["kind"] == "http" and plain["req_per_s"] else None
         rows.append((r["name"] + ("  (!) errors" if r["errors"] else ""), fmt(r["req_per_s"], "%.0f"),
                      fmt(vs, "%.2f"), fmt(r["p50_us"], "%.0f"), fmt(r["p99_us"], "%.0f"),
-                     fmt(r["server_cpu_us_per_req"]), fmt(r["agent_cpu_us_per_req"])))
+                     fmt(r["server_cpu_us_per_req"]), fmt(r["agent_cpu_us_per_req"]),
+                     fmt(r.get("redis_cpu_us_per_req"))))
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     lines = ["  ".join(str(x).ljust(w) if i == 0 else str(x).rjust(w)
                        for i, (x, w) in enumerate(zip(row, widths))) for row in [head] + rows]
@@ -831,14 +845,16 @@ def markdown(doc):
               m["commit"], m.get("haproxy") or "HAProxy ?", st["rounds"], st["duration_s"], st["wrk"], st["server_threads"],
               m["loadavg_start"], m["loadavg_end"]),
            "",
-           "| configuration | req/s | vs plain | p50 µs | p99 µs | server CPU µs/req | agent CPU µs/req |",
-           "|---|---:|---:|---:|---:|---:|---:|"]
+           "| configuration | req/s | vs plain | p50 µs | p99 µs | server CPU µs/req | agent CPU µs/req "
+           "| Redis CPU µs/req |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in doc["configurations"]:
         vs = (r["req_per_s"] / plain["req_per_s"]
               if plain and r["kind"] == "http" and plain["req_per_s"] else None)
-        out.append("| `%s` | %s | %s | %s | %s | %s | %s |" % (
+        out.append("| `%s` | %s | %s | %s | %s | %s | %s | %s |" % (
             r["name"], fmt(r["req_per_s"], "%.0f"), fmt(vs, "%.2f"), fmt(r["p50_us"], "%.0f"),
-            fmt(r["p99_us"], "%.0f"), fmt(r["server_cpu_us_per_req"]), fmt(r["agent_cpu_us_per_req"])))
+            fmt(r["p99_us"], "%.0f"), fmt(r["server_cpu_us_per_req"]), fmt(r["agent_cpu_us_per_req"]),
+            fmt(r.get("redis_cpu_us_per_req"))))
     out += ["", "| target | goal | figure | status | basis |", "|---|---|---:|---|---|"]
     for t in doc["targets"]:
         out.append("| %s | %s | %s%s | %s | %s |" % (
@@ -981,6 +997,7 @@ def main():
             "p99_us": median([r["p99_us"] for r in rr]),
             "server_cpu_us_per_req": median([r["server_cpu_us_per_req"] for r in rr]),
             "agent_cpu_us_per_req": median([r["agent_cpu_us_per_req"] for r in rr]),
+            "redis_cpu_us_per_req": median([r.get("redis_cpu_us_per_req") for r in rr]),
             "errors": sum(r["errors"] for r in rr),
             "rounds": rr})
     doc = {

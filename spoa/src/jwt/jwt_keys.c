@@ -50,6 +50,11 @@ int jwt_keys_load(const char *jwks_file, const struct jwt_pem_file *pems, size_t
 	K.jwks_file = jwks_file;
 	K.pems = pems;
 	K.npems = npems;
+	if (!jwks_file && !npems) {
+		/* Keys come from elsewhere (a JWKS fetch): none until then. */
+		jwt_keys_set(NULL);
+		return 0;
+	}
 	ks = load_keys(err, errlen);
 	if (!ks)
 		return -1;
@@ -59,8 +64,11 @@ int jwt_keys_load(const char *jwks_file, const struct jwt_pem_file *pems, size_t
 
 int jwt_keys_reload(char *err, size_t errlen)
 {
-	struct jwt_keyset *ks = load_keys(err, errlen);
+	struct jwt_keyset *ks;
 
+	if (!K.jwks_file && !K.npems)
+		return 0;
+	ks = load_keys(err, errlen);
 	if (!ks)
 		return -1;
 	jwt_keys_set(ks);

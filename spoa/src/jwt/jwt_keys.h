@@ -20,13 +20,15 @@ struct jwt_pem_file {
 };
 
 /* Reads the files (jwks_file may be NULL; the strings must outlive the
- * process's use of keys) into the current set. Main thread. Returns 0, or
- * -1 with a message in err (and the current set unchanged). */
+ * process's use of keys) into the current set; with no file at all the set
+ * is empty until jwt_keys_set() (keys fetched from a provider). Main
+ * thread. Returns 0, or -1 with a message in err (and the current set
+ * unchanged). */
 int jwt_keys_load(const char *jwks_file, const struct jwt_pem_file *pems, size_t npems,
                   char *err, size_t errlen);
 
-/* Reads the same files again and swaps the set in. Returns 0, or -1 with
- * a message in err: the current set stays. */
+/* Reads the same files again and swaps the set in (nothing without files).
+ * Returns 0, or -1 with a message in err: the current set stays. */
 int jwt_keys_reload(char *err, size_t errlen);
 
 /* Replaces the current set with ks (takes its reference). From any thread. */

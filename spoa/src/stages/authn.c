@@ -22,6 +22,7 @@
 #include "decision.h"
 #include "grpc.h"
 #include "identity.h"
+#include "jwks_fetch.h"
 #include "jwt_keys.h"
 #include "log.h"
 #include "metrics.h"
@@ -43,6 +44,8 @@ static struct {
 	struct jwt_policy pol;
 	const char *auds[MAX_AUDIENCES];
 	const char *jwks_file;
+	struct jwks_fetch_cfg remote;  /* jwks_uri or oidc_issuer set: keys over HTTPS */
+	struct jwks_fetcher *fetcher;
 	struct jwt_pem_file pems[MAX_PEM_KEYS];
 	size_t npems;
 	struct claim_map claims[GW_MAX_VARS];
@@ -55,14 +58,27 @@ static struct {
 	struct agent *agent;
 } A;
 
+/* A decision whose token named a kid the key set lacks, waiting for the
+ * early JWKS fetch it asked for (or its deadline). */
+struct kid_wait {
+	struct decision *d;
+	uint8_t key[CACHE_KEY_LEN];    /* its pending cache entry */
+	double deadline;
+	struct kid_wait *next;
+};
+
 struct authn_worker {
+	struct worker *w;
 	struct tokcache *tc;
-	struct jwt_keys_view keys;     /* this worker's hold on the key set */
+	struct jwt_keys_view keys;     /* this worker's hold on the key set, NULL: none yet */
+	/* Every wait lasts timeout_ms, so arrival order is deadline order. */
+	struct kid_wait *waits, **waits_tail;
+	ev_timer wait_w;
 };
 
 static struct {
 	uint64_t hits, misses, coalesced, verified, rejected, rpc_unavailable;
-	uint64_t reloads, reload_errors;
+	uint64_t reloads, reload_errors, no_keys, kid_waits;
 } stats;
 
 static void count(uint64_t *p)
@@ -76,7 +92,7 @@ static int parse_claims(json_t *arr, char *err, size_t errlen)
 {
 	static const char *const known[] = { "claim", "var", "header", NULL };
 	static const char *const reserved[] = {
-		"status", "reason", "user_id", "rl_limit", "rl_remaining", "rl_reset",
+		"status", "reason", "user_id", "rl_limit", "rl_remaining", "rl_reset", "rl_policy",
 		"retry_after", "error", "ptime", NULL
 	};
 	json_t *e;
@@ -178,12 +194,54 @@ static int parse_str_list(json_t *v, const char *name, const char **out, size_t 
 	return 0;
 }
 
+/* auth.jwks_uri / auth.oidc_issuer and their knobs. A.remote.refresh > 0
+ * afterwards means keys come from the provider. Returns 0 or -1. */
+static int parse_remote(json_t *s, char *err, size_t errlen)
+{
+	const char *uri = NULL, *iss = NULL, *ca = NULL;
+	long long n;
+
+	memset(&A.remote, 0, sizeof(A.remote));
+	if (config_get_str(s, "auth", "jwks_uri", &uri, err, errlen) < 0 ||
+	    config_get_str(s, "auth", "oidc_issuer", &iss, err, errlen) < 0 ||
+	    config_get_str(s, "auth", "jwks_ca_file", &ca, err, errlen) < 0)
+		return -1;
+	if (uri && iss) {
+		snprintf(err, errlen, "\"auth.jwks_uri\" and \"auth.oidc_issuer\" exclude each other");
+		return -1;
+	}
+	if ((uri && strncmp(uri, "https://", 8) != 0) || (iss && strncmp(iss, "https://", 8) != 0)) {
+		snprintf(err, errlen, "\"auth.%s\" must be an https:// URL", uri ? "jwks_uri" : "oidc_issuer");
+		return -1;
+	}
+	n = 300000;
+	if (config_get_int(s, "auth", "jwks_refresh_ms", 1000, 86400000, &n, err, errlen) < 0)
+		return -1;
+	A.remote.refresh = (double)n / 1000;
+	n = 5000;
+	if (config_get_int(s, "auth", "jwks_timeout_ms", 100, 60000, &n, err, errlen) < 0)
+		return -1;
+	A.remote.timeout_ms = (long)n;
+	if (!uri && !iss) {
+		A.remote.refresh = 0;
+		return 0;
+	}
+	A.remote.jwks_uri = uri;
+	A.remote.oidc_issuer = iss;
+	A.remote.ca_file = ca;
+	A.remote.min_refresh = 60;
+	A.remote.max_refresh = 86400;
+	A.remote.kick_interval = 10;
+	return 0;
+}
+
 static int authn_configure(const struct agent_config *cfg, char *err, size_t errlen)
 {
 	static const char *const known[] = {
 		"mode", "issuer", "audiences", "jwks_file", "pem_keys", "algorithms",
 		"leeway_ms", "max_token_bytes", "service_target", "timeout_ms", "cache_ttl_ms",
-		"negative_cache_ttl_ms", "cache_size", "claims", "require_exp", NULL
+		"negative_cache_ttl_ms", "cache_size", "claims", "require_exp", "jwks_uri",
+		"oidc_issuer", "jwks_ca_file", "jwks_refresh_ms", "jwks_timeout_ms", NULL
 	};
 	json_t *s = cfg->auth, *v, *e;
 	const char *mode = "none", *algs[JWT_NALGS * 2];
@@ -211,6 +269,7 @@ static int authn_configure(const struct agent_config *cfg, char *err, size_t err
 	    config_get_str(s, "auth", "mode", &mode, err, errlen) < 0 ||
 	    config_get_str(s, "auth", "issuer", &A.pol.issuer, err, errlen) < 0 ||
 	    config_get_str(s, "auth", "jwks_file", &A.jwks_file, err, errlen) < 0 ||
+	    parse_remote(s, err, errlen) < 0 ||
 	    config_get_str(s, "auth", "service_target", &A.target, err, errlen) < 0)
 		return -1;
 	if (parse_str_list(json_object_get(s, "audiences"), "auth.audiences", A.auds,
@@ -226,7 +285,8 @@ static int authn_configure(const struct agent_config *cfg, char *err, size_t err
 			a = jwt_alg_parse(algs[i]);
 			if (a < 0) {
 				snprintf(err, errlen, "\"auth.algorithms\": \"%s\" is not one of HS256, "
-				         "HS384, HS512, RS256, RS384, RS512, ES256, ES384, ES512", algs[i]);
+				         "HS384, HS512, RS256, RS384, RS512, ES256, ES384, ES512, PS256, "
+				         "PS384, PS512, EdDSA", algs[i]);
 				return -1;
 			}
 			A.pol.algs |= JWT_ALG_BIT(a);
@@ -299,12 +359,19 @@ static int authn_configure(const struct agent_config *cfg, char *err, size_t err
 		A.mode = AUTHN_NONE;
 	} else if (strcmp(mode, "jwt") == 0) {
 		A.mode = AUTHN_JWT;
-		if (!A.jwks_file && !A.npems) {
-			snprintf(err, errlen, "auth.mode jwt needs \"jwks_file\" or \"pem_keys\"");
+		if (!A.jwks_file && !A.npems && !A.remote.refresh) {
+			snprintf(err, errlen, "auth.mode jwt needs \"jwks_file\", \"pem_keys\", "
+			         "\"jwks_uri\" or \"oidc_issuer\"");
 			return -1;
 		}
+		/* With remote keys the files are only the start-up fallback; with
+		 * none, there is no key until the first fetch. */
 		if (jwt_keys_load(A.jwks_file, A.pems, A.npems, err, errlen) < 0)
 			return -1;
+		/* Tokens of a discovered provider carry its issuer, unless
+		 * auth.issuer says otherwise. */
+		if (A.remote.oidc_issuer && !A.pol.issuer)
+			A.pol.issuer = A.remote.oidc_issuer;
 	} else if (strcmp(mode, "service") == 0) {
 		A.mode = AUTHN_SERVICE;
 		if (!A.target || !*A.target) {
@@ -324,11 +391,12 @@ static void authn_metrics(struct agent *a, struct dynbuf *b)
 {
 	static const char *const names[] = {
 		"hits", "misses", "coalesced", "verified", "rejected", "rpc_unavailable",
-		"reloads", "reload_errors",
+		"reloads", "reload_errors", "no_keys", "kid_waits",
 	};
 	const uint64_t *vals[] = {
 		&stats.hits, &stats.misses, &stats.coalesced, &stats.verified, &stats.rejected,
-		&stats.rpc_unavailable, &stats.reloads, &stats.reload_errors,
+		&stats.rpc_unavailable, &stats.reloads, &stats.reload_errors, &stats.no_keys,
+		&stats.kid_waits,
 	};
 	size_t i;
 
@@ -340,12 +408,26 @@ static void authn_metrics(struct agent *a, struct dynbuf *b)
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		dynbuf_printf(b, "spogate_auth_events_total{event=\"%s\"} %lu\n", names[i],
 			      (unsigned long)__atomic_load_n(vals[i], __ATOMIC_RELAXED));
+	if (A.fetcher)
+		jwks_fetcher_render(A.fetcher, b);
 }
 
 /* ---- life cycle ---- */
 
 static void apply(struct decision *d, struct identity *r);
 static void on_validated(const uint8_t *key, const Spogate__Auth__V1__ValidateTokenResponse *m);
+static void on_wait_timer(struct ev_loop *loop, ev_timer *t, int revents);
+static void on_jwks(void *arg, struct jwt_keyset *ks);
+
+/* The fetcher posts to the workers, so it goes before the first of them
+ * (stop_worker runs after the jobs posted to it): idempotent. */
+static void stop_fetcher(void)
+{
+	if (A.fetcher) {
+		jwks_fetcher_stop(A.fetcher);
+		A.fetcher = NULL;
+	}
+}
 
 static int authn_worker_start(struct worker *w, void **wctx)
 {
@@ -359,6 +441,10 @@ static int authn_worker_start(struct worker *w, void **wctx)
 		log_error("authn: out of memory");
 		return -1;
 	}
+	aw->w = w;
+	aw->waits_tail = &aw->waits;
+	ev_timer_init(&aw->wait_w, on_wait_timer, 0., 0.);
+	aw->wait_w.data = aw;
 	*wctx = aw;
 	return 0;
 }
@@ -367,7 +453,17 @@ static void authn_worker_stop(struct worker *w, void *wctx)
 {
 	struct authn_worker *aw = wctx;
 
-	(void)w;
+	stop_fetcher();
+	if (w->loop && ev_is_active(&aw->wait_w))
+		ev_timer_stop(w->loop, &aw->wait_w);
+	/* The drain answered every decision; what is left is only the wait
+	 * records of decisions freed with their connection. */
+	while (aw->waits) {
+		struct kid_wait *kw = aw->waits;
+
+		aw->waits = kw->next;
+		free(kw);
+	}
 	tokcache_free(aw->tc);
 	jwt_keys_view_drop(&aw->keys);
 	free(aw);
@@ -381,6 +477,17 @@ static int authn_start(struct agent *a)
 	if (A.mode == AUTHN_SERVICE) {
 		if (authsvc_start(A.target, A.timeout_ms, on_validated) < 0)
 			return -1;
+	} else if (A.remote.refresh > 0) {
+		char err[256];
+
+		A.fetcher = jwks_fetcher_start(&A.remote, on_jwks, NULL, err, sizeof(err));
+		if (!A.fetcher) {
+			log_error("authn: %s", err);
+			return -1;
+		}
+		log_info("authn: local JWT verification, keys from %s every %.0f s (%zu at start)",
+		         A.remote.jwks_uri ? A.remote.jwks_uri : A.remote.oidc_issuer,
+		         A.remote.refresh, jwt_keys_size());
 	} else {
 		log_info("authn: local JWT verification with %zu keys", jwt_keys_size());
 	}
@@ -391,6 +498,7 @@ static int authn_start(struct agent *a)
 static void authn_stop(struct agent *a)
 {
 	(void)a;
+	stop_fetcher();
 	authsvc_stop();
 	jwt_keys_clear();
 }
@@ -401,6 +509,13 @@ static int authn_reload(void)
 
 	if (A.mode != AUTHN_JWT)
 		return 0;
+	/* Remote keys: a signal asks the provider again; the files were only
+	 * the start-up fallback. */
+	if (A.fetcher) {
+		jwks_fetcher_kick(A.fetcher);
+		log_info("authn: SIGHUP: fetching the JWKS again");
+		return 0;
+	}
 	if (jwt_keys_reload(err, sizeof(err)) < 0) {
 		count(&stats.reload_errors);
 		log_error("authn: reload failed, keeping the current keys: %s", err);
@@ -451,15 +566,18 @@ static enum gw_reason jwt_reason(enum jwt_status st)
 	}
 }
 
-/* Verifies locally. Returns the result (one reference) and its expiry. */
+/* Verifies locally. Returns the identity (one reference) and its expiry;
+ * *stp (may be NULL) gets the verifier's status. */
 static struct identity *verify_local(struct authn_worker *aw, const char *tok, size_t len,
-                                     double now, double *expires)
+                                     double now, double *expires, enum jwt_status *stp)
 {
 	json_t *claims = NULL, *exp;
 	enum jwt_status st;
 	struct identity *r;
 
 	st = jwt_verify_token(aw->keys.keys, &A.pol, tok, len, (int64_t)now, &claims);
+	if (stp)
+		*stp = st;
 	if (st != JWT_OK) {
 		count(&stats.rejected);
 		log_debug("authn: token refused: %s", jwt_status_str(st));
@@ -475,6 +593,109 @@ static struct identity *verify_local(struct authn_worker *aw, const char *tok, s
 		*expires = json_number_value(exp) + (double)A.pol.leeway;
 	json_decref(claims);
 	return r;
+}
+
+/* ---- unknown kid: wait for the early JWKS fetch ---- */
+
+/* Decides a waiting decision with the keys the worker has now, fills its
+ * cache entry (waking the identical requests queued behind it) and
+ * resumes it. */
+static void kid_wait_finish(struct authn_worker *aw, struct kid_wait *kw)
+{
+	struct decision *d = kw->d;
+	double now = ev_now(aw->w->loop), expires = 0;
+	struct identity *r;
+
+	if (jwt_keys_sync(&aw->keys))
+		tokcache_clear(aw->tc);
+	if (aw->keys.keys) {
+		r = verify_local(aw, d->token.ptr, d->token.len, now, &expires, NULL);
+	} else {
+		r = NULL;
+		count(&stats.no_keys);
+	}
+	apply(d, r);
+	tokcache_fill(aw->tc, kw->key, r, expires, now, NULL);
+	free(kw);
+	decision_resume(d);
+}
+
+static void arm_wait_timer(struct authn_worker *aw)
+{
+	double now = ev_now(aw->w->loop);
+
+	if (ev_is_active(&aw->wait_w))
+		ev_timer_stop(aw->w->loop, &aw->wait_w);
+	if (!aw->waits)
+		return;
+	ev_timer_set(&aw->wait_w, aw->waits->deadline > now ? aw->waits->deadline - now : 0., 0.);
+	ev_timer_start(aw->w->loop, &aw->wait_w);
+}
+
+/* Takes the waits off aw (all of them, or those past their deadline) and
+ * decides them. */
+static void kid_waits_run(struct authn_worker *aw, int all)
+{
+	double now = ev_now(aw->w->loop);
+	struct kid_wait *kw;
+
+	while ((kw = aw->waits) && (all || kw->deadline <= now)) {
+		aw->waits = kw->next;
+		if (!aw->waits)
+			aw->waits_tail = &aw->waits;
+		kid_wait_finish(aw, kw);
+	}
+	if (aw->w->loop)
+		arm_wait_timer(aw);
+}
+
+static void on_wait_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)loop;
+	(void)revents;
+	kid_waits_run(t->data, 0);
+}
+
+/* Worker job: a fetch ended (new keys or not); every wait is answered. */
+static void on_fetch_done(void *arg)
+{
+	kid_waits_run(arg, 1);
+}
+
+/* Fetcher thread: every attempt ends here. */
+static void on_jwks(void *arg, struct jwt_keyset *ks)
+{
+	int i;
+
+	(void)arg;
+	if (ks)
+		jwt_keys_set(ks);
+	for (i = 0; i < A.agent->nworkers; i++) {
+		struct authn_worker *aw = worker_stage_ctx(&A.agent->workers[i], &authn_stage);
+
+		/* Without memory that worker's waits end at their deadline. */
+		if (aw)
+			worker_post(aw->w, on_fetch_done, aw);
+	}
+}
+
+/* Parks d (its cache entry key pending) until the early fetch it asked for
+ * ends or timeout_ms passes. Returns 0, or -1 when it cannot wait. */
+static int kid_wait_start(struct authn_worker *aw, struct decision *d, const uint8_t *key)
+{
+	struct kid_wait *kw;
+
+	if (!jwks_fetcher_kick(A.fetcher) || !(kw = calloc(1, sizeof(*kw))))
+		return -1;
+	kw->d = d;
+	memcpy(kw->key, key, CACHE_KEY_LEN);
+	kw->deadline = ev_now(aw->w->loop) + A.timeout_ms / 1000.0;
+	*aw->waits_tail = kw;
+	aw->waits_tail = &kw->next;
+	if (!ev_is_active(&aw->wait_w))
+		arm_wait_timer(aw);
+	count(&stats.kid_waits);
+	return 0;
 }
 
 /* The Auth Service's answer (NULL: unavailable), on the completion-queue
@@ -527,9 +748,17 @@ static enum stage_rc authn_run(struct decision *d, void *wctx)
 		gw_verdict_deny(&d->v, 401, GW_R_TOKEN_INVALID);
 		return STAGE_NEXT;
 	}
-	/* The worker's cache holds results of the old keys: they go too. */
-	if (A.mode == AUTHN_JWT && jwt_keys_sync(&aw->keys))
-		tokcache_clear(aw->tc);
+	if (A.mode == AUTHN_JWT) {
+		/* The worker's cache holds results of the old keys: they go too. */
+		if (jwt_keys_sync(&aw->keys))
+			tokcache_clear(aw->tc);
+		if (!aw->keys.keys) {
+			/* Remote keys not fetched yet: nothing can be verified. */
+			count(&stats.no_keys);
+			gw_verdict_deny(&d->v, 503, GW_R_AUTH_UNAVAILABLE);
+			return STAGE_NEXT;
+		}
+	}
 	tokcache_key(d->token.ptr, d->token.len, key);
 	now = ev_now(d->w->loop);
 	rc = tokcache_lookup(aw->tc, key, now, d, &v);
@@ -547,7 +776,16 @@ static enum stage_rc authn_run(struct decision *d, void *wctx)
 	}
 	count(&stats.misses);
 	if (A.mode == AUTHN_JWT) {
-		r = verify_local(aw, d->token.ptr, d->token.len, now, &expires);
+		enum jwt_status st;
+
+		r = verify_local(aw, d->token.ptr, d->token.len, now, &expires, &st);
+		/* A kid the set lacks may be a key the provider just added. */
+		if (st == JWT_E_KID && A.fetcher && rc == CACHE_MISS &&
+		    kid_wait_start(aw, d, key) == 0) {
+			log_debug("authn: unknown kid, waiting for the JWKS fetch");
+			identity_unref(r);
+			return STAGE_PENDING;
+		}
 		apply(d, r);
 		if (rc == CACHE_MISS)
 			tokcache_fill(aw->tc, key, r, expires, now, NULL);

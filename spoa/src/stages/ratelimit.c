@@ -126,6 +126,7 @@ static void apply_outcome(struct rl_worker *rw, struct decision *d,
 	v->rl_limit = o->limit;
 	v->rl_remaining = o->remaining;
 	v->rl_reset = o->reset_s;
+	v->rl_policy = kind == RL_USER ? "user" : "ip";
 	if (o->allowed)
 		return;
 	if (rw->cfg.shadow) {

@@ -293,7 +293,7 @@ void rl_outcome_pick(int allowed, const struct rl_policy *pol,
 
 /* FNV-1a: short keys, no adversary gain from collisions (a collision only
  * evicts an entry, entries are compared in full). */
-static uint32_t hash_key(const char *k, size_t len)
+uint32_t rl_key_hash(const char *k, size_t len)
 {
 	uint32_t h = 2166136261u;
 	size_t i;
@@ -348,7 +348,7 @@ void rl_cache_put(struct rl_cache *c, const char *key, size_t len, double until,
 
 	if (!c->nsets || len > RL_CACHE_KEY_MAX || until <= now)
 		return;
-	h = hash_key(key, len);
+	h = rl_key_hash(key, len);
 	s = set_of(c, h);
 	for (i = 0; i < RL_CACHE_WAYS && !victim; i++)
 		if (entry_is(&s[i], h, key, len))
@@ -380,7 +380,7 @@ const struct rl_cache_entry *rl_cache_get(const struct rl_cache *c, const char *
 
 	if (!c->nsets || len > RL_CACHE_KEY_MAX)
 		return NULL;
-	h = hash_key(key, len);
+	h = rl_key_hash(key, len);
 	s = set_of(c, h);
 	for (i = 0; i < RL_CACHE_WAYS; i++)
 		if (s[i].until > now && entry_is(&s[i], h, key, len))

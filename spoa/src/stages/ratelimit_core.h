@@ -106,6 +106,9 @@ struct rl_outcome {
 void rl_outcome_pick(int allowed, const struct rl_policy *pol,
                      const struct rl_key_result *res, int n, struct rl_outcome *out);
 
+/* FNV-1a of a key, for the local tables. */
+uint32_t rl_key_hash(const char *key, size_t len);
+
 /* The local over-limit cache: key -> "denied until". Fixed size, set
  * associative, no allocation after creation; an entry is evicted by a newer
  * one in its set or by expiry. Only denials are cached, and a denial leaves
