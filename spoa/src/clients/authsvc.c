@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "grpc.h"
 #include "log.h"
+#include "trace.h"
 
 #define VALIDATE_METHOD "/spogate.auth.v1.AuthService/ValidateToken"
 #define KEY_LEN         32
@@ -31,8 +31,10 @@ static void on_validate_done(void *arg, int status, const uint8_t *resp, size_t 
 	free(key);
 }
 
-int authsvc_validate(const uint8_t *key, const char *tok, size_t len)
+int authsvc_validate(const uint8_t *key, const char *tok, size_t len,
+                     const struct gw_request *gr)
 {
+	struct rpc_meta meta;
 	Spogate__Auth__V1__ValidateTokenRequest req = SPOGATE__AUTH__V1__VALIDATE_TOKEN_REQUEST__INIT;
 	uint8_t *buf, *k;
 	char *t;
@@ -50,7 +52,8 @@ int authsvc_validate(const uint8_t *key, const char *tok, size_t len)
 	if (!buf)
 		goto out;
 	spogate__auth__v1__validate_token_request__pack(&req, buf);
-	rc = rpc_call(ch, VALIDATE_METHOD, key, buf, n, on_validate_done, k);
+	trace_meta(gr, &meta);
+	rc = rpc_call(ch, VALIDATE_METHOD, key, &meta, buf, n, on_validate_done, k);
 	free(buf);
 	if (rc == 0)
 		k = NULL;
@@ -60,17 +63,19 @@ int authsvc_validate(const uint8_t *key, const char *tok, size_t len)
 	return rc;
 }
 
-int authsvc_start(const char *target, int timeout_ms, authsvc_done_fn done)
+int authsvc_start(const char *target, int timeout_ms, const struct rpc_tls *tls,
+                  authsvc_done_fn done)
 {
 	on_done = done;
 	if (rpc_start() < 0)
 		return -1;
-	ch = rpc_channel_new(target, "auth", timeout_ms);
+	ch = rpc_channel_new(target, "auth", timeout_ms, tls);
 	if (!ch) {
 		log_error("authn: cannot create a gRPC channel to %s", target);
 		return -1;
 	}
-	log_info("authn: Auth Service at %s, deadline %d ms", target, timeout_ms);
+	log_info("authn: Auth Service at %s%s, deadline %d ms", target,
+	         tls && tls->enabled ? " over TLS" : "", timeout_ms);
 	return 0;
 }
 

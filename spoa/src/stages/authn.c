@@ -55,6 +55,7 @@ static struct {
 	long cache_size;
 	int timeout_ms;
 	const char *target;
+	struct rpc_tls tls;
 	struct agent *agent;
 } A;
 
@@ -241,7 +242,7 @@ static int authn_configure(const struct agent_config *cfg, char *err, size_t err
 		"mode", "issuer", "audiences", "jwks_file", "pem_keys", "algorithms",
 		"leeway_ms", "max_token_bytes", "service_target", "timeout_ms", "cache_ttl_ms",
 		"negative_cache_ttl_ms", "cache_size", "claims", "require_exp", "jwks_uri",
-		"oidc_issuer", "jwks_ca_file", "jwks_refresh_ms", "jwks_timeout_ms", NULL
+		"oidc_issuer", "jwks_ca_file", "jwks_refresh_ms", "jwks_timeout_ms", "grpc_tls", NULL
 	};
 	json_t *s = cfg->auth, *v, *e;
 	const char *mode = "none", *algs[JWT_NALGS * 2];
@@ -270,7 +271,8 @@ static int authn_configure(const struct agent_config *cfg, char *err, size_t err
 	    config_get_str(s, "auth", "issuer", &A.pol.issuer, err, errlen) < 0 ||
 	    config_get_str(s, "auth", "jwks_file", &A.jwks_file, err, errlen) < 0 ||
 	    parse_remote(s, err, errlen) < 0 ||
-	    config_get_str(s, "auth", "service_target", &A.target, err, errlen) < 0)
+	    config_get_str(s, "auth", "service_target", &A.target, err, errlen) < 0 ||
+	    rpc_tls_parse(s, "auth", &A.tls, err, errlen) < 0)
 		return -1;
 	if (parse_str_list(json_object_get(s, "audiences"), "auth.audiences", A.auds,
 	                   MAX_AUDIENCES, &A.pol.naud, err, errlen) < 0)
@@ -475,7 +477,7 @@ static int authn_start(struct agent *a)
 	if (A.mode == AUTHN_NONE)
 		return 0;
 	if (A.mode == AUTHN_SERVICE) {
-		if (authsvc_start(A.target, A.timeout_ms, on_validated) < 0)
+		if (authsvc_start(A.target, A.timeout_ms, &A.tls, on_validated) < 0)
 			return -1;
 	} else if (A.remote.refresh > 0) {
 		char err[256];
@@ -796,7 +798,7 @@ static enum stage_rc authn_run(struct decision *d, void *wctx)
 	/* Service mode: this decision waits on its own pending entry with the
 	 * others, so one wake path serves them all. */
 	if (rc == CACHE_MISS && tokcache_lookup(aw->tc, key, now, d, &v) == CACHE_PENDING) {
-		if (authsvc_validate(key, d->token.ptr, d->token.len) == 0)
+		if (authsvc_validate(key, d->token.ptr, d->token.len, &d->req) == 0)
 			return STAGE_PENDING;
 		/* Breaker open or no memory: everyone waiting gets 503 now. d
 		 * was woken with the others: it is the running stage, not a
