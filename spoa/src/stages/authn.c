@@ -400,16 +400,19 @@ static void authn_metrics(struct agent *a, struct dynbuf *b)
 		&stats.rpc_unavailable, &stats.reloads, &stats.reload_errors, &stats.no_keys,
 		&stats.kid_waits,
 	};
+	char labels[64];
 	size_t i;
 
 	(void)a;
 	if (A.mode == AUTHN_NONE)
 		return;
-	dynbuf_printf(b, "# HELP spogate_auth_events_total Authentication cache and verification events.\n"
-	               "# TYPE spogate_auth_events_total counter\n");
-	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		dynbuf_printf(b, "spogate_auth_events_total{event=\"%s\"} %lu\n", names[i],
-			      (unsigned long)__atomic_load_n(vals[i], __ATOMIC_RELAXED));
+	metrics_family(b, "spogate_auth_events_total", METRICS_COUNTER,
+	               "Authentication cache and verification events.");
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(labels, sizeof(labels), "event=\"%s\"", names[i]);
+		metrics_sample(b, "spogate_auth_events_total", labels,
+		               __atomic_load_n(vals[i], __ATOMIC_RELAXED));
+	}
 	if (A.fetcher)
 		jwks_fetcher_render(A.fetcher, b);
 }
