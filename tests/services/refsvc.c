@@ -28,6 +28,7 @@ static void usage(FILE *out)
 	        "usage: spogate-refsvc serve --listen HOST:PORT [--admin HOST:PORT] [--jwks FILE]\n"
 	        "                            [--key PEM [--kid K] [--alg A]] [--issuer I]\n"
 	        "                            [--audience A]... [--policy FILE] [--delay-ms N]\n"
+	        "                            [--tls-cert PEM [--tls-key PEM] [--client-ca PEM]]\n"
 	        "       spogate-refsvc mint --sub S --key FILE --alg ALG [--kid K] [--ttl 1h]\n"
 	        "                           (ALG: HS*, RS*, ES*, PS256/384/512, EdDSA)\n"
 	        "                           [--iss I] [--aud A] [--roles a,b] [--permissions a,b]\n"

@@ -29,6 +29,7 @@
 #include "jwt_verify.h"
 #include "log.h"
 #include "metrics.h"
+#include "trace.h"
 #include "worker_ctx.h"
 
 enum authn_mode {
@@ -74,6 +75,7 @@ static struct {
 	long cache_size;
 	int timeout_ms;
 	const char *target;
+	struct rpc_tls tls;
 	struct rpc_channel *ch;
 	struct agent *agent;
 	pthread_mutex_t keys_lock;
@@ -642,7 +644,7 @@ static int authn_configure(const struct agent_config *cfg, char *err, size_t err
 		"mode", "issuer", "audiences", "jwks_file", "pem_keys", "algorithms",
 		"leeway_ms", "max_token_bytes", "service_target", "timeout_ms", "cache_ttl_ms",
 		"negative_cache_ttl_ms", "cache_size", "claims", "require_exp", "jwks_uri",
-		"oidc_issuer", "jwks_ca_file", "jwks_refresh_ms", "jwks_timeout_ms", NULL
+		"oidc_issuer", "jwks_ca_file", "jwks_refresh_ms", "jwks_timeout_ms", "grpc_tls", NULL
 	};
 	json_t *s = cfg->auth, *v, *e;
 	const char *mode = "none", *algs[JWT_NALGS * 2];
@@ -671,7 +673,8 @@ static int authn_configure(const struct agent_config *cfg, char *err, size_t err
 	    config_get_str(s, "auth", "issuer", &A.pol.issuer, err, errlen) < 0 ||
 	    config_get_str(s, "auth", "jwks_file", &A.jwks_file, err, errlen) < 0 ||
 	    parse_remote(s, err, errlen) < 0 ||
-	    config_get_str(s, "auth", "service_target", &A.target, err, errlen) < 0)
+	    config_get_str(s, "auth", "service_target", &A.target, err, errlen) < 0 ||
+	    rpc_tls_parse(s, "auth", &A.tls, err, errlen) < 0)
 		return -1;
 	if (parse_str_list(json_object_get(s, "audiences"), "auth.audiences", A.auds,
 	                   MAX_AUDIENCES, &A.pol.naud, err, errlen) < 0)
@@ -881,12 +884,13 @@ static int authn_start(struct agent *a)
 	if (A.mode == AUTHN_SERVICE) {
 		if (rpc_start() < 0)
 			return -1;
-		A.ch = rpc_channel_new(A.target, "auth", A.timeout_ms);
+		A.ch = rpc_channel_new(A.target, "auth", A.timeout_ms, &A.tls);
 		if (!A.ch) {
 			log_error("authn: cannot create a gRPC channel to %s", A.target);
 			return -1;
 		}
-		log_info("authn: Auth Service at %s, deadline %d ms", A.target, A.timeout_ms);
+		log_info("authn: Auth Service at %s%s, deadline %d ms", A.target,
+		         A.tls.enabled ? " over TLS" : "", A.timeout_ms);
 	} else if (A.remote.refresh > 0) {
 		char err[256];
 
@@ -1230,8 +1234,10 @@ static void on_validate_done(void *arg, int status, const uint8_t *resp, size_t 
 	free(key);
 }
 
-static int start_validate(const uint8_t *key, const char *tok, size_t len)
+static int start_validate(const uint8_t *key, const char *tok, size_t len,
+                          const struct gw_request *gr)
 {
+	struct rpc_meta meta;
 	Spogate__Auth__V1__ValidateTokenRequest req = SPOGATE__AUTH__V1__VALIDATE_TOKEN_REQUEST__INIT;
 	uint8_t *buf, *k;
 	char *t;
@@ -1249,7 +1255,8 @@ static int start_validate(const uint8_t *key, const char *tok, size_t len)
 	if (!buf)
 		goto out;
 	spogate__auth__v1__validate_token_request__pack(&req, buf);
-	rc = rpc_call(A.ch, VALIDATE_METHOD, key, buf, n, on_validate_done, k);
+	trace_meta(gr, &meta);
+	rc = rpc_call(A.ch, VALIDATE_METHOD, key, &meta, buf, n, on_validate_done, k);
 	free(buf);
 	if (rc == 0)
 		k = NULL;
@@ -1329,7 +1336,7 @@ static enum stage_rc authn_run(struct decision *d, void *wctx)
 	/* Service mode: this decision waits on its own pending entry with the
 	 * others, so one wake path serves them all. */
 	if (rc == CACHE_MISS && cache_lookup(aw->cache, key, now, d, &v) == CACHE_PENDING) {
-		if (start_validate(key, d->token.ptr, d->token.len) == 0)
+		if (start_validate(key, d->token.ptr, d->token.len, &d->req) == 0)
 			return STAGE_PENDING;
 		/* Breaker open or no memory: everyone waiting gets 503 now. */
 		{
