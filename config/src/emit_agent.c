@@ -123,6 +123,7 @@ int gen_emit_agent(const struct gen_gateway *g, const struct gen_registry *r, st
 	json_object_set_new(auth, "cache_ttl_ms", json_integer(g->auth.cache_ttl_ms));
 	json_object_set_new(auth, "negative_cache_ttl_ms", json_integer(g->auth.neg_cache_ttl_ms));
 	json_object_set_new(auth, "cache_size", json_integer(g->auth.cache_size));
+	json_object_set_new(auth, "cache_max_bytes", json_integer(g->auth.cache_bytes));
 	for (i = 0; i < g->auth.nclaims; i++) {
 		json_t *c = json_object();
 		json_object_set_new(c, "claim", json_string(g->auth.claims[i].claim));

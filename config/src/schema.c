@@ -35,8 +35,8 @@ static const char *const cors_keys[] = {
 static const char *const auth_keys[] = {
 	"mode", "issuer", "audiences", "jwks_file", "pem_keys", "algorithms", "leeway",
 	"service", "timeout", "cache_ttl", "negative_cache_ttl", "max_token_bytes",
-	"claims_to_headers", "require_exp", "cache_size", "jwks_uri", "oidc_issuer",
-	"jwks_ca_file", "jwks_refresh", NULL,
+	"claims_to_headers", "require_exp", "cache_size", "cache_memory", "jwks_uri",
+	"oidc_issuer", "jwks_ca_file", "jwks_refresh", NULL,
 };
 static const char *const pem_keys[] = { "kid", "alg", "file", NULL };
 static const char *const authz_keys[] = { "mode", "service", "cache_ttl", "timeout", "on_error", NULL };
@@ -665,6 +665,7 @@ static void load_auth(struct gen_ctx *c, struct gen_gateway *g, const struct gy_
 	g->auth.require_exp = 1;
 	g->auth.cache_size = 100000;
 	g->auth.jwks_refresh_ms = 300000;
+	g->auth.cache_bytes = 32LL << 20;
 	if (!m || gy_is_null(m)) {
 		load_claims(c, g, NULL);
 		return;
@@ -735,6 +736,10 @@ static void load_auth(struct gen_ctx *c, struct gen_gateway *g, const struct gy_
 	gen_get_int(c, m, "max_token_bytes", 256, 65536, &g->auth.max_token_bytes);
 	gen_get_bool(c, m, "require_exp", &g->auth.require_exp);
 	gen_get_int(c, m, "cache_size", 1, 10000000, &g->auth.cache_size);
+	v = gy_get(m, "cache_memory");
+	if (v && (v->kind != GY_SCALAR || size_parse_bytes(v->str, &g->auth.cache_bytes) < 0))
+		gen_err(c, v, "cache_memory: expected a size such as 32MB or 512KB (B, KB, MB, GB), "
+			"got '%.100s'", v->kind == GY_SCALAR ? v->str : gy_kind_name(v));
 	if (gen_get_str(c, m, "service", &g->auth.service) > 0)
 		g->auth.service_at = gy_get(m, "service");
 	load_remote_keys(c, g, m, base);
