@@ -544,6 +544,21 @@ struct h_proc *h_start_redis(struct h_stack *s)
 	return p;
 }
 
+struct h_proc *h_start_dnsmasq(struct h_stack *s, const char *conf_path)
+{
+	char arg[600];
+	char *argv[] = { (char *)"/usr/sbin/dnsmasq", (char *)"--keep-in-foreground", arg,
+	                 (char *)"--pid-file", (char *)"--log-facility=-", (char *)"--user=root",
+	                 NULL };
+	struct h_proc *p;
+
+	snprintf(arg, sizeof(arg), "--conf-file=%s", conf_path);
+	p = h_spawn(s, "dnsmasq", argv);
+	if (h_wait_log(p, "started", 5000) < 0)
+		die("dnsmasq did not start (%s)", conf_path);
+	return p;
+}
+
 /* HTTP */
 
 struct growbuf {

@@ -113,6 +113,9 @@ struct h_proc *h_start_agent(struct h_stack *s, const char *config_path,
                              const char *const *extra_args);
 struct h_proc *h_start_haproxy(struct h_stack *s, const char *cfg_path);
 struct h_proc *h_start_redis(struct h_stack *s);
+/* dnsmasq in the foreground with conf_path (which names its port);
+ * waits until it says it started. */
+struct h_proc *h_start_dnsmasq(struct h_stack *s, const char *conf_path);
 /* Another HAProxy (a TLS backend, say), waited for on port. */
 struct h_proc *h_start_haproxy_as(struct h_stack *s, const char *name, const char *cfg_path,
                                   int port);

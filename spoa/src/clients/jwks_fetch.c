@@ -410,11 +410,13 @@ static void *run(void *arg)
 			retry = RETRY_MIN;
 			due = mono_now() + next_interval(f, max_age);
 		} else {
+			double wait = retry < f->cfg.refresh ? retry : f->cfg.refresh;
+
 			log_warn("jwks: fetch failed (%s), %s; retrying in %.0f s", outcome_names[o],
 			         __atomic_load_n(&f->last_success, __ATOMIC_RELAXED) ?
-			         "keeping the last good keys" : "no keys yet", retry);
+			         "keeping the last good keys" : "no keys yet", wait);
 			log_warn("jwks: %s", err);
-			due = mono_now() + (retry < f->cfg.refresh ? retry : f->cfg.refresh);
+			due = mono_now() + wait;
 			retry = retry * 2 > RETRY_MAX ? RETRY_MAX : retry * 2;
 		}
 		f->fn(f->arg, ks);
