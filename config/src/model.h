@@ -172,6 +172,10 @@ struct gen_gateway {
 		struct gen_strs audiences, algorithms;
 		char *jwks_file;        /* resolved, owned */
 		const struct gy_node *jwks_at;
+		const char *jwks_uri;   /* keys over HTTPS, or found through */
+		const char *oidc_issuer;        /* OIDC discovery */
+		char *jwks_ca_file;     /* resolved, owned */
+		int64_t jwks_refresh_ms;
 		struct gen_pem_key *pem_keys;
 		size_t npem_keys;
 		int64_t leeway_ms, timeout_ms, cache_ttl_ms, neg_cache_ttl_ms;
