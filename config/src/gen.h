@@ -23,6 +23,12 @@ void gen_output_free(struct gen_output *out);
  * a temporary file and rename(). Returns 0, or -1 with a message in err. */
 int gen_write_files(const char *dir, const struct gen_output *out, char *err, size_t errlen);
 
+/* Creates run_dir/server-state holding only the format version when there
+ * is none, so that HAProxy's first start reads an empty state instead of
+ * warning; a state dumped before a reload is never touched. Returns 0, or
+ * -1 with a message in err. */
+int gen_seed_server_state(const char *run_dir, char *err, size_t errlen);
+
 /* Renderers; each appends to b. */
 void gen_emit_haproxy(const struct gen_gateway *g, const struct gen_registry *r,
 		      const struct gen_opts *o, struct dynbuf *b);
