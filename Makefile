@@ -2,11 +2,15 @@
 #
 # Sources are found by wildcard, so adding a module is adding a file:
 #   spoa/common/*.c   code shared by the agent and the generator (libcommon.a)
-#   spoa/src/*.c      the agent (libspoa.a + main.c -> spogate-agent)
+#   spoa/src/*/*.c    the agent (libspoa.a + core/main.c -> spogate-agent):
+#                     core/ the engine, stages/ the decision stages,
+#                     clients/ the outbound protocol clients, jwt/ the verifier
 #   config/src/*.c    the generator (libgen.a + main.c -> spogate-gen)
 #   proto/*.proto     protobuf-c code generated into $(BUILD)/gen
 #   tests/services    spogate-refsvc (refsvc*.c) and spogate-echo (echo.c)
 #   tests/unit/test_*.c, tests/integration/test_*.c   one cmocka binary each
+#   tests/fuzz/fuzz_*.c  libFuzzer targets (make fuzz); also linked with
+#                        tests/fuzz/driver.c so the suite replays their seeds
 #
 # SANITIZE=address,undefined builds everything with the sanitizers.
 # BUILD=dir puts the output elsewhere (parallel work trees, sanitizer runs).
@@ -22,10 +26,14 @@ PKGS := libev-dev libprotobuf-c-dev protobuf-c-compiler libgrpc-dev \
         libclang-rt-14-dev haproxy redis-server dnsmasq-base curl openssl \
         wrk nginx-light docker-compose procps iproute2 python3
 
+# Every folder of the agent is on the include path, so a header is named by
+# its file name alone wherever it lives.
+SPOA_INC := $(addprefix -I,$(sort $(patsubst %/,%,$(dir $(wildcard spoa/src/*/*.[ch])))))
+
 WARN    := -Wall -Wextra -Wstrict-prototypes -Wwrite-strings -Werror \
            -Wno-missing-field-initializers
 CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g $(WARN) -pthread \
-           -Ispoa/common -Ispoa/src -Iconfig/src -I$(BUILD)/gen $(EXTRA_CFLAGS)
+           -Ispoa/common $(SPOA_INC) -Iconfig/src -I$(BUILD)/gen $(EXTRA_CFLAGS)
 LDFLAGS := -pthread $(EXTRA_LDFLAGS)
 LIBS    := -lev -lhiredis -ljansson -ljwt -lyaml -lprotobuf-c \
            -lgrpc -lgpr -lssl -lcrypto -lm
@@ -40,7 +48,7 @@ PROTO_C     := $(patsubst proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(PROTOS))
 PROTO_H     := $(PROTO_C:.c=.h)
 
 COMMON_SRC  := $(wildcard spoa/common/*.c)
-SPOA_SRC    := $(filter-out spoa/src/main.c,$(wildcard spoa/src/*.c))
+SPOA_SRC    := $(filter-out spoa/src/core/main.c,$(wildcard spoa/src/*/*.c))
 GEN_SRC     := $(filter-out config/src/main.c,$(wildcard config/src/*.c))
 REFSVC_SRC  := $(wildcard tests/services/refsvc*.c)
 HARNESS_SRC := $(wildcard tests/integration/harness*.c)
@@ -63,6 +71,7 @@ ECHO    := $(BUILD)/bin/spogate-echo
 BENCH   := $(BUILD)/bin/spogate-bench
 UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
 INTEG_BIN := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(INTEG_SRC))
+FUZZ_BIN  := $(patsubst tests/fuzz/%.c,$(BUILD)/tests/fuzz/%,$(FUZZ_SRC))
 
 BINS := $(AGENT) $(ECHO) $(if $(wildcard config/src/main.c),$(GEN)) \
         $(if $(BENCH_SRC),$(BENCH)) $(if $(REFSVC_SRC),$(REFSVC))
@@ -70,7 +79,7 @@ BINS := $(AGENT) $(ECHO) $(if $(wildcard config/src/main.c),$(GEN)) \
 .PHONY: all deps run test unit integration bench fuzz clean
 .SECONDARY:
 
-all: $(BINS) $(UNIT_BIN) $(INTEG_BIN)
+all: $(BINS) $(UNIT_BIN) $(INTEG_BIN) $(FUZZ_BIN)
 
 # Installs every Debian package the project needs; idempotent, as root or via sudo.
 deps:
@@ -108,7 +117,7 @@ $(BUILD)/lib/%.a:
 
 ALL_A := $(SPOA_A) $(GEN_A) $(PROTO_A) $(COMMON_A)
 
-$(AGENT): $(call obj,spoa/src/main.c) $(SPOA_A) $(PROTO_A) $(COMMON_A)
+$(AGENT): $(call obj,spoa/src/core/main.c) $(SPOA_A) $(PROTO_A) $(COMMON_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
@@ -136,6 +145,11 @@ $(BUILD)/tests/integration/%: $(call obj,tests/integration/%.c) $(call obj,$(HAR
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka -lcurl
 
+# The fuzz targets without libFuzzer: the driver replays files through them.
+$(BUILD)/tests/fuzz/%: $(call obj,tests/fuzz/%.c) $(call obj,tests/fuzz/driver.c) $(ALL_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
 unit: all
 	@BUILD=$(BUILD) tests/run.sh unit
 
@@ -154,25 +168,31 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) QUICK=$(QUICK) tests/bench/bench.sh
 
-# libFuzzer targets, built with clang into their own tree; FUZZ_SECONDS each.
+# libFuzzer targets, built with clang into their own tree; FUZZ_SECONDS each
+# (CI: make fuzz FUZZ_SECONDS=10). FUZZ_TARGETS=fuzz_jwt picks some. A crash
+# stops the loop with the fuzzer's report and a failing exit status.
 FUZZ_SECONDS ?= 30
+FUZZ_TARGETS ?= $(patsubst tests/fuzz/%.c,%,$(FUZZ_SRC))
 fuzz: deps
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)/fuzz CC=clang \
 	  EXTRA_CFLAGS="-fsanitize=fuzzer-no-link,address,undefined" \
 	  EXTRA_LDFLAGS="-fsanitize=address,undefined" \
 	  $(BUILD)/fuzz/lib/libspoa.a $(BUILD)/fuzz/lib/libgen.a \
 	  $(BUILD)/fuzz/lib/libproto.a $(BUILD)/fuzz/lib/libcommon.a
-	@set -e; for f in $(FUZZ_SRC); do \
-	  n=$$(basename $$f .c); mkdir -p $(BUILD)/fuzz/bin $(BUILD)/fuzz/corpus/$$n; \
-	  clang -std=c11 -D_GNU_SOURCE -g -O1 -Ispoa/common -Ispoa/src -Iconfig/src \
+	@set -e; for n in $(FUZZ_TARGETS); do \
+	  f=tests/fuzz/$$n.c; mkdir -p $(BUILD)/fuzz/bin $(BUILD)/fuzz/corpus/$$n; \
+	  clang -std=c11 -D_GNU_SOURCE -g -O1 -Ispoa/common $(SPOA_INC) -Iconfig/src \
 	    -I$(BUILD)/fuzz/gen -fsanitize=fuzzer,address,undefined $$f \
 	    $(BUILD)/fuzz/lib/libspoa.a $(BUILD)/fuzz/lib/libgen.a \
 	    $(BUILD)/fuzz/lib/libproto.a $(BUILD)/fuzz/lib/libcommon.a \
 	    $(LIBS) -o $(BUILD)/fuzz/bin/$$n; \
 	  seeds=tests/fuzz/corpus/$$n; [ -d $$seeds ] || seeds=; \
 	  echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
-	  $(BUILD)/fuzz/bin/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=70000 \
-	    $(BUILD)/fuzz/corpus/$$n $$seeds 2>&1 | tail -n 3; \
+	  log=$(BUILD)/fuzz/$$n.log; \
+	  if ! $(BUILD)/fuzz/bin/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=70000 \
+	      -artifact_prefix=$(BUILD)/fuzz/$$n- $(BUILD)/fuzz/corpus/$$n $$seeds >$$log 2>&1; then \
+	    tail -n 60 $$log; echo "fuzz: $$n FAILED (log: $$log)"; exit 1; fi; \
+	  grep -E '^#[0-9]+ +(INITED|DONE)' $$log | tail -n 2; grep '^Done' $$log; \
 	done
 
 clean:

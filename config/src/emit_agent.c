@@ -85,11 +85,13 @@ int gen_emit_agent(const struct gen_gateway *g, const struct gen_registry *r, st
 	json_object_set_new(auth, "algorithms", strs(&g->auth.algorithms, default_algs));
 	json_object_set_new(auth, "leeway_ms", json_integer(g->auth.leeway_ms));
 	json_object_set_new(auth, "max_token_bytes", json_integer(g->auth.max_token_bytes));
+	json_object_set_new(auth, "require_exp", json_boolean(g->auth.require_exp));
 	if (g->auth.mode == GEN_AUTH_SERVICE && uses(g, 0))
 		json_object_set_new(auth, "service_target", json_string(grpc_of(r, g->auth.service)));
 	json_object_set_new(auth, "timeout_ms", json_integer(g->auth.timeout_ms));
 	json_object_set_new(auth, "cache_ttl_ms", json_integer(g->auth.cache_ttl_ms));
 	json_object_set_new(auth, "negative_cache_ttl_ms", json_integer(g->auth.neg_cache_ttl_ms));
+	json_object_set_new(auth, "cache_size", json_integer(g->auth.cache_size));
 	for (i = 0; i < g->auth.nclaims; i++) {
 		json_t *c = json_object();
 		json_object_set_new(c, "claim", json_string(g->auth.claims[i].claim));

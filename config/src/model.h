@@ -158,6 +158,8 @@ struct gen_gateway {
 		size_t npem_keys;
 		int64_t leeway_ms, timeout_ms, cache_ttl_ms, neg_cache_ttl_ms;
 		long max_token_bytes;
+		int require_exp;        /* tokens without exp are refused */
+		long cache_size;        /* entries per worker */
 		const char *service;
 		const struct gy_node *service_at;
 		struct gen_claim *claims;

@@ -33,7 +33,7 @@ static const char *const cors_keys[] = {
 static const char *const auth_keys[] = {
 	"mode", "issuer", "audiences", "jwks_file", "pem_keys", "algorithms", "leeway",
 	"service", "timeout", "cache_ttl", "negative_cache_ttl", "max_token_bytes",
-	"claims_to_headers", NULL,
+	"claims_to_headers", "require_exp", "cache_size", NULL,
 };
 static const char *const pem_keys[] = { "kid", "alg", "file", NULL };
 static const char *const authz_keys[] = { "mode", "service", "cache_ttl", "timeout", "on_error", NULL };
@@ -536,6 +536,8 @@ static void load_auth(struct gen_ctx *c, struct gen_gateway *g, const struct gy_
 	g->auth.cache_ttl_ms = 60000;
 	g->auth.neg_cache_ttl_ms = 5000;
 	g->auth.max_token_bytes = 8192;
+	g->auth.require_exp = 1;
+	g->auth.cache_size = 100000;
 	if (!m || gy_is_null(m)) {
 		load_claims(c, g, NULL);
 		return;
@@ -603,6 +605,8 @@ static void load_auth(struct gen_ctx *c, struct gen_gateway *g, const struct gy_
 	gen_get_dur(c, m, "cache_ttl", 0, &g->auth.cache_ttl_ms);
 	gen_get_dur(c, m, "negative_cache_ttl", 0, &g->auth.neg_cache_ttl_ms);
 	gen_get_int(c, m, "max_token_bytes", 256, 65536, &g->auth.max_token_bytes);
+	gen_get_bool(c, m, "require_exp", &g->auth.require_exp);
+	gen_get_int(c, m, "cache_size", 1, 10000000, &g->auth.cache_size);
 	if (gen_get_str(c, m, "service", &g->auth.service) > 0)
 		g->auth.service_at = gy_get(m, "service");
 	if (g->auth.mode == GEN_AUTH_JWT && !g->auth.jwks_file && !g->auth.npem_keys)

@@ -58,7 +58,7 @@ static int setup(void **state)
 	              "\"auth\":{\"mode\":\"jwt\",\"issuer\":\"%s\",\"audiences\":[\"%s\"],"
 	              "\"jwks_file\":\"%s/keys/jwks.json\","
 	              "\"algorithms\":[\"HS256\",\"RS256\",\"ES256\"],\"leeway_ms\":5000,"
-	              "\"claims\":[{\"claim\":\"sub\",\"var\":\"user_id\"},"
+	              "\"require_exp\":true,\"claims\":[{\"claim\":\"sub\",\"var\":\"user_id\"},"
 	              "{\"claim\":\"roles\",\"var\":\"roles\",\"header\":\"X-User-Roles\"},"
 	              "{\"claim\":\"email\",\"var\":\"email\"}]}}",
 	              T_ISS, T_AUD, S.dir);
@@ -133,6 +133,16 @@ static void test_expired_token_is_401_token_expired(void **state)
 	(void)state;
 	t_expect(&S, "/private/x", t, 401, "token_expired");
 	t_expect(&S, "/private/x", t, 401, "token_expired");   /* negative cache */
+	free(t);
+}
+
+static void test_token_without_exp_is_401_when_exp_is_required(void **state)
+{
+	char *t = t_mint(&S, "--sub alice --alg RS256 --key rsa1.pem --kid rsa1 --iss %s --aud %s "
+	                     "--exp none", T_ISS, T_AUD);
+
+	(void)state;
+	t_expect(&S, "/private/x", t, 401, "token_invalid");
 	free(t);
 }
 
@@ -357,6 +367,7 @@ int main(void)
 		cmocka_unit_test(test_valid_hs256_rs256_es256_reach_backend_with_identity),
 		cmocka_unit_test(test_client_supplied_identity_header_is_replaced),
 		cmocka_unit_test(test_expired_token_is_401_token_expired),
+		cmocka_unit_test(test_token_without_exp_is_401_when_exp_is_required),
 		cmocka_unit_test(test_nbf_in_the_future_is_401_token_not_yet_valid),
 		cmocka_unit_test(test_wrong_issuer_or_audience_is_401_with_its_reason),
 		cmocka_unit_test(test_unknown_kid_and_alg_none_are_401_token_invalid),

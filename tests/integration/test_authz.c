@@ -234,6 +234,34 @@ static void test_claims_mode_allows_and_denies_without_rpc(void **state)
 	free(none);
 }
 
+/* Identities used to keep 64 roles and 64 permissions and drop the rest
+ * silently: the 65th permission answered 403. */
+static void test_permissions_past_the_64th_are_kept(void **state)
+{
+	char perms[2048], scope[2048], *t;
+	size_t n = 0, m = 0;
+	int i;
+
+	(void)state;
+	for (i = 0; i < 100; i++) {
+		n += (size_t)snprintf(perms + n, sizeof(perms) - n, "%sp.%d", i ? "," : "", i);
+		m += (size_t)snprintf(scope + m, sizeof(scope) - m, "%ss.%d", i ? " " : "", i);
+	}
+	{
+		char extra[4200];
+
+		snprintf(extra, sizeof(extra), "--permissions %s --scope '%s'", perms, scope);
+		t = tok("gina", extra);
+	}
+	assert_int_equal(req(NULL, "/perm/p.0/x", t, NULL), 200);
+	assert_int_equal(req(NULL, "/perm/p.63/x", t, NULL), 200);
+	assert_int_equal(req(NULL, "/perm/p.64/x", t, NULL), 200);
+	assert_int_equal(req(NULL, "/perm/p.99/x", t, NULL), 200);
+	assert_int_equal(req(NULL, "/perm/s.99/x", t, NULL), 200);
+	assert_int_equal(req(NULL, "/perm/p.100/x", t, NULL), 403);
+	free(t);
+}
+
 /* ---- on_error allow: a dead service lets requests through, counted ---- */
 
 static int setup_on_error_allow(void **state)
@@ -276,6 +304,7 @@ int main(void)
 	};
 	const struct CMUnitTest claims[] = {
 		cmocka_unit_test(test_claims_mode_allows_and_denies_without_rpc),
+		cmocka_unit_test(test_permissions_past_the_64th_are_kept),
 	};
 	const struct CMUnitTest on_error[] = {
 		cmocka_unit_test(test_on_error_allow_lets_requests_through_and_says_so),

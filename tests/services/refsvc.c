@@ -32,7 +32,8 @@ static void usage(FILE *out)
 	        "       spogate-refsvc mint --sub S --key FILE --alg ALG [--kid K] [--ttl 1h]\n"
 	        "                           [--iss I] [--aud A] [--roles a,b] [--permissions a,b]\n"
 	        "                           [--scope \"a b\"] [--claim k=v]... [--nbf T] [--exp T]\n"
-	        "                           [--iat T]   (T: unix seconds, or +N / -N from now)\n"
+	        "                           [--iat T]   (T: unix seconds, or +N / -N from now;\n"
+	        "                                        --exp none: no exp claim)\n"
 	        "       spogate-refsvc keygen --dir DIR [--tag 1]\n");
 }
 
@@ -187,6 +188,9 @@ int refsvc_mint(int argc, char **argv)
 			json_object_set_new(claims, "nbf", json_integer(t));
 			break;
 		case 'e':
+			exp_set = strcmp(optarg, "none") == 0;
+			if (exp_set)
+				break;                  /* a token without exp */
 			if (parse_time(optarg, now, &t) < 0)
 				goto bad;
 			json_object_set_new(claims, "exp", json_integer(t));

@@ -234,6 +234,44 @@ static void test_expired_token_is_refused_after_leeway(void **state)
 	free(t);
 }
 
+/* exp + leeway used to wrap to a negative date: UBSan aborted, a release
+ * build answered token_expired for a token that never expires. */
+static void test_exp_at_int64_max_does_not_overflow(void **state)
+{
+	static const char *const dates[] = {
+		"9223372036854775807", "9223372036854775790", "-9223372036854775808",
+	};
+	static const enum jwt_status want[] = { JWT_OK, JWT_OK, JWT_E_EXPIRED };
+	char c[256], *t;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(dates) / sizeof(dates[0]); i++) {
+		snprintf(c, sizeof(c), "{\"sub\":\"a\",\"iss\":\"https://issuer\","
+		         "\"aud\":\"api\",\"exp\":%s,\"nbf\":%s,\"iat\":1}", dates[i],
+		         i == 2 ? dates[i] : "1");
+		t = hs_raw("{\"alg\":\"HS256\",\"kid\":\"hs1\"}", c, secret, sizeof(secret) - 1);
+		assert_int_equal(verify(t), want[i]);
+		free(t);
+	}
+}
+
+static void test_missing_exp_is_refused_when_required(void **state)
+{
+	const char *c = "{\"sub\":\"a\",\"iss\":\"https://issuer\",\"aud\":\"api\"}";
+	char *t = hs_raw("{\"alg\":\"HS256\",\"kid\":\"hs1\"}", c, secret, sizeof(secret) - 1);
+
+	(void)state;
+	assert_int_equal(verify(t), JWT_OK);
+	pol.require_exp = 1;
+	assert_int_equal(verify(t), JWT_E_EXP_MISSING);
+	free(t);
+	t = mint(JWT_ALG_HS256, (const char *)secret, sizeof(secret) - 1, "hs1", claims(NULL));
+	assert_int_equal(verify(t), JWT_OK);
+	pol.require_exp = 0;
+	free(t);
+}
+
 static void test_nbf_or_iat_in_the_future_is_not_yet_valid(void **state)
 {
 	char c[64], *t;
@@ -542,6 +580,8 @@ int main(void)
 		cmocka_unit_test(test_valid_hs256_rs256_es256_es384_are_accepted),
 		cmocka_unit_test(test_claims_are_returned),
 		cmocka_unit_test(test_expired_token_is_refused_after_leeway),
+		cmocka_unit_test(test_exp_at_int64_max_does_not_overflow),
+		cmocka_unit_test(test_missing_exp_is_refused_when_required),
 		cmocka_unit_test(test_nbf_or_iat_in_the_future_is_not_yet_valid),
 		cmocka_unit_test(test_issuer_and_audience_are_checked),
 		cmocka_unit_test(test_unknown_kid_is_refused),

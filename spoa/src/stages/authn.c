@@ -38,7 +38,10 @@ enum authn_mode {
 
 #define MAX_AUDIENCES   16
 #define MAX_PEM_KEYS    32
-#define MAX_LIST        64      /* roles, permissions kept per identity */
+/* Roles and permissions are all kept: the token or the answer bounds them
+ * (max_token_bytes, RPC_MAX_RESPONSE); a list past this many entries (a
+ * few bytes each) cannot come from either and makes the result fail. */
+#define LIST_MAX_BYTES  (64 * 1024 * sizeof(size_t))
 #define VALIDATE_METHOD "/spogate.auth.v1.AuthService/ValidateToken"
 
 struct claim_map {
@@ -89,8 +92,8 @@ struct result {
 	struct authn_identity id;
 	unsigned nvars;
 	struct gw_var vars[GW_MAX_VARS];
-	char *strs[2 * MAX_LIST];      /* backing store of id.roles / id.perms */
 	char *buf;                     /* every string of the result */
+	const char *strs[];            /* id.roles then id.perms, into buf */
 };
 
 static struct {
@@ -153,8 +156,7 @@ struct rbuild {
 	size_t var_len[GW_MAX_VARS];
 	const char *var_name[GW_MAX_VARS];
 	unsigned nvars;
-	size_t roles[MAX_LIST], perms[MAX_LIST];
-	size_t nroles, nperms;
+	struct dynbuf roles, perms;    /* size_t offsets into sb */
 	int bad;                       /* a value that must never be forwarded */
 };
 
@@ -182,10 +184,31 @@ static void rb_var(struct rbuild *rb, const char *name, const char *s, size_t n)
 	rb->nvars++;
 }
 
-static void rb_list(struct rbuild *rb, size_t *offs, size_t *n, const char *s, size_t len)
+static void rb_init(struct rbuild *rb)
 {
-	if (*n < MAX_LIST && len > 0)
-		offs[(*n)++] = sb_add(&rb->sb, s, len);
+	memset(rb, 0, sizeof(*rb));
+	rb->user = SIZE_MAX;
+	rb->roles.limit = LIST_MAX_BYTES;
+	rb->perms.limit = LIST_MAX_BYTES;
+}
+
+static void rb_list(struct rbuild *rb, struct dynbuf *list, const char *s, size_t len)
+{
+	size_t off;
+
+	if (len == 0)
+		return;
+	off = sb_add(&rb->sb, s, len);
+	dynbuf_add(list, (const char *)&off, sizeof(off));
+}
+
+/* Entry i of an offset list, as a pointer into the finished arena. */
+static const char *rb_entry(const struct rbuild *rb, const struct dynbuf *list, size_t i)
+{
+	size_t off;
+
+	memcpy(&off, list->p + i * sizeof(off), sizeof(off));
+	return rb->sb.p + off;
 }
 
 /* Splits a space-separated scope into entries. */
@@ -199,29 +222,31 @@ static void rb_scope(struct rbuild *rb, const char *s)
 		e = p;
 		while (*e && *e != ' ')
 			e++;
-		rb_list(rb, rb->perms, &rb->nperms, p, (size_t)(e - p));
+		rb_list(rb, &rb->perms, p, (size_t)(e - p));
 		p = e;
 	}
 }
 
+/* Consumes rb: the result owns the arena, the lists are freed. */
 static struct result *rb_finish(struct rbuild *rb)
 {
-	struct result *r;
+	size_t nroles = rb->roles.len / sizeof(size_t), nperms = rb->perms.len / sizeof(size_t);
+	struct result *r = NULL;
 	size_t i;
 
 	if (rb->bad) {
-		free(rb->sb.p);
-		return result_deny(401, GW_R_TOKEN_INVALID);
+		r = result_deny(401, GW_R_TOKEN_INVALID);
+		goto out_free;
 	}
-	if (rb->sb.err || rb->user == SIZE_MAX) {
-		free(rb->sb.p);
-		return rb->sb.err ? NULL : result_deny(401, GW_R_TOKEN_INVALID);
+	if (rb->sb.err || rb->roles.err || rb->perms.err)
+		goto out_free;
+	if (rb->user == SIZE_MAX) {
+		r = result_deny(401, GW_R_TOKEN_INVALID);
+		goto out_free;
 	}
-	r = calloc(1, sizeof(*r));
-	if (!r) {
-		free(rb->sb.p);
-		return NULL;
-	}
+	r = calloc(1, sizeof(*r) + (nroles + nperms) * sizeof(r->strs[0]));
+	if (!r)
+		goto out_free;
 	r->refs = 1;
 	r->buf = rb->sb.p;
 	r->id.user_id = r->buf + rb->user;
@@ -231,14 +256,19 @@ static struct result *rb_finish(struct rbuild *rb)
 		r->vars[i].len = rb->var_len[i];
 	}
 	r->nvars = rb->nvars;
-	for (i = 0; i < rb->nroles; i++)
-		r->strs[i] = r->buf + rb->roles[i];
-	for (i = 0; i < rb->nperms; i++)
-		r->strs[MAX_LIST + i] = r->buf + rb->perms[i];
-	r->id.roles = (const char *const *)r->strs;
-	r->id.nroles = rb->nroles;
-	r->id.perms = (const char *const *)(r->strs + MAX_LIST);
-	r->id.nperms = rb->nperms;
+	for (i = 0; i < nroles; i++)
+		r->strs[i] = rb_entry(rb, &rb->roles, i);
+	for (i = 0; i < nperms; i++)
+		r->strs[nroles + i] = rb_entry(rb, &rb->perms, i);
+	r->id.roles = r->strs;
+	r->id.nroles = nroles;
+	r->id.perms = r->strs + nroles;
+	r->id.nperms = nperms;
+	rb->sb.p = NULL;
+ out_free:
+	free(rb->sb.p);
+	dynbuf_free(&rb->roles);
+	dynbuf_free(&rb->perms);
 	return r;
 }
 
@@ -282,18 +312,18 @@ static char *claim_text(json_t *v)
 	return strb_take(&b);
 }
 
-static void rb_string_list(struct rbuild *rb, size_t *offs, size_t *n, json_t *v)
+static void rb_string_list(struct rbuild *rb, struct dynbuf *list, json_t *v)
 {
 	json_t *e;
 	size_t i;
 
 	if (json_is_string(v)) {
-		rb_list(rb, offs, n, json_string_value(v), json_string_length(v));
+		rb_list(rb, list, json_string_value(v), json_string_length(v));
 		return;
 	}
 	json_array_foreach(v, i, e)
 		if (json_is_string(e))
-			rb_list(rb, offs, n, json_string_value(e), json_string_length(e));
+			rb_list(rb, list, json_string_value(e), json_string_length(e));
 }
 
 /* The identity of verified JWT claims. NULL on no memory. */
@@ -303,8 +333,7 @@ static struct result *result_from_claims(json_t *claims)
 	json_t *sub = json_object_get(claims, "sub"), *v;
 	size_t i;
 
-	memset(&rb, 0, sizeof(rb));
-	rb.user = SIZE_MAX;
+	rb_init(&rb);
 	if (json_is_string(sub) && json_string_length(sub) > 0) {
 		rb.user = sb_add(&rb.sb, json_string_value(sub), json_string_length(sub));
 		rb_var(&rb, "user_id", json_string_value(sub), json_string_length(sub));
@@ -325,8 +354,8 @@ static struct result *result_from_claims(json_t *claims)
 		rb_var(&rb, A.claims[i].var, s, strlen(s));
 		free(s);
 	}
-	rb_string_list(&rb, rb.roles, &rb.nroles, json_object_get(claims, "roles"));
-	rb_string_list(&rb, rb.perms, &rb.nperms, json_object_get(claims, "permissions"));
+	rb_string_list(&rb, &rb.roles, json_object_get(claims, "roles"));
+	rb_string_list(&rb, &rb.perms, json_object_get(claims, "permissions"));
 	v = json_object_get(claims, "scope");
 	if (json_is_string(v))
 		rb_scope(&rb, json_string_value(v));
@@ -370,8 +399,7 @@ static struct result *result_from_response(const Spogate__Auth__V1__ValidateToke
 			reason = GW_R_TOKEN_INVALID;
 		return result_deny(401, reason);
 	}
-	memset(&rb, 0, sizeof(rb));
-	rb.user = SIZE_MAX;
+	rb_init(&rb);
 	if (m->user_id && *m->user_id) {
 		rb.user = sb_add(&rb.sb, m->user_id, strlen(m->user_id));
 		rb_var(&rb, "user_id", m->user_id, strlen(m->user_id));
@@ -406,9 +434,9 @@ static struct result *result_from_response(const Spogate__Auth__V1__ValidateToke
 		free(s);
 	}
 	for (i = 0; i < m->n_roles; i++)
-		rb_list(&rb, rb.roles, &rb.nroles, m->roles[i], strlen(m->roles[i]));
+		rb_list(&rb, &rb.roles, m->roles[i], strlen(m->roles[i]));
 	for (i = 0; i < m->n_permissions; i++)
-		rb_list(&rb, rb.perms, &rb.nperms, m->permissions[i], strlen(m->permissions[i]));
+		rb_list(&rb, &rb.perms, m->permissions[i], strlen(m->permissions[i]));
 	return rb_finish(&rb);
 }
 
@@ -552,7 +580,7 @@ int authn_configure(const struct agent_config *cfg, char *err, size_t errlen)
 	static const char *const known[] = {
 		"mode", "issuer", "audiences", "jwks_file", "pem_keys", "algorithms",
 		"leeway_ms", "max_token_bytes", "service_target", "timeout_ms", "cache_ttl_ms",
-		"negative_cache_ttl_ms", "cache_size", "claims", NULL
+		"negative_cache_ttl_ms", "cache_size", "claims", "require_exp", NULL
 	};
 	json_t *s = cfg->auth, *v, *e;
 	const char *mode = "none", *algs[JWT_NALGS * 2];
@@ -564,6 +592,9 @@ int authn_configure(const struct agent_config *cfg, char *err, size_t errlen)
 	A.pol.algs = JWT_ALG_BIT(JWT_RS256) | JWT_ALG_BIT(JWT_ES256);
 	A.pol.leeway = 30;
 	A.pol.max_len = JWT_DEF_MAX_TOKEN;
+	/* Absent from an older agent.json: keep accepting what it accepted;
+	 * the generator writes true unless the YAML says otherwise. */
+	A.pol.require_exp = 0;
 	A.cache_ttl = 60;
 	A.neg_ttl = 5;
 	A.cache_size = 100000;
@@ -610,6 +641,8 @@ int authn_configure(const struct agent_config *cfg, char *err, size_t errlen)
 	if (config_get_int(s, "auth", "max_token_bytes", 64, 65536, &n, err, errlen) < 0)
 		return -1;
 	A.pol.max_len = (size_t)n;
+	if (config_get_bool(s, "auth", "require_exp", &A.pol.require_exp, err, errlen) < 0)
+		return -1;
 	n = 200;
 	if (config_get_int(s, "auth", "timeout_ms", 1, 60000, &n, err, errlen) < 0)
 		return -1;

@@ -17,6 +17,7 @@
 
 #include "agent.h"
 #include "log.h"
+#include "metrics_http.h"
 #include "worker.h"
 
 #define REQ_MAX 4096
@@ -185,10 +186,11 @@ static void respond(int fd, const char *status, const char *ctype, const char *b
 static void on_client(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct mclient *c = w->data;
+	enum metrics_req rq;
 	ssize_t n;
 
 	(void)revents;
-	n = recv(w->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len, 0);
+	n = recv(w->fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
 	if (n <= 0) {
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			return;
@@ -196,13 +198,14 @@ static void on_client(struct ev_loop *loop, ev_io *w, int revents)
 		return;
 	}
 	c->len += (size_t)n;
-	c->buf[c->len] = '\0';
-	if (!strstr(c->buf, "\r\n\r\n") && !strstr(c->buf, "\n\n")) {
-		if (c->len == sizeof(c->buf) - 1)
-			client_close(loop, c);
+	rq = metrics_http_parse(c->buf, c->len, sizeof(c->buf));
+	if (rq == METRICS_REQ_INCOMPLETE)
+		return;
+	if (rq == METRICS_REQ_TOO_LARGE) {
+		client_close(loop, c);
 		return;
 	}
-	if (strncmp(c->buf, "GET /metrics ", 13) == 0 || strncmp(c->buf, "GET /metrics?", 13) == 0) {
+	if (rq == METRICS_REQ_METRICS) {
 		struct dynbuf b = { .limit = METRICS_MAX_BYTES };
 
 		render(the_agent, &b);
@@ -211,7 +214,7 @@ static void on_client(struct ev_loop *loop, ev_io *w, int revents)
 		else
 			respond(w->fd, "200 OK", "text/plain; version=0.0.4", b.p ? b.p : "", b.len);
 		dynbuf_free(&b);
-	} else if (strncmp(c->buf, "GET /healthz ", 13) == 0) {
+	} else if (rq == METRICS_REQ_HEALTHZ) {
 		respond(w->fd, "200 OK", "text/plain", "ok\n", 3);
 	} else {
 		respond(w->fd, "404 Not Found", "text/plain", "not found\n", 10);

@@ -73,6 +73,7 @@ const char *jwt_status_str(enum jwt_status st)
 	case JWT_E_ISSUER:        return "issuer mismatch";
 	case JWT_E_AUDIENCE:      return "audience mismatch";
 	case JWT_E_NOMEM:         return "out of memory";
+	case JWT_E_EXP_MISSING:   return "no exp claim";
 	}
 	return "?";
 }
@@ -672,7 +673,11 @@ static enum jwt_status check_claims(const struct jwt_policy *p, json_t *c, int64
 
 	if ((r = numeric_date(c, "exp", &t)) < 0)
 		return JWT_E_MALFORMED;
-	if (r && now >= t + p->leeway)
+	if (!r && p->require_exp)
+		return JWT_E_EXP_MISSING;
+	/* exp + leeway past INT64_MAX is a token that never expires, not a
+	 * wrapped (negative, so expired) date. */
+	if (r && !__builtin_add_overflow(t, p->leeway, &t) && now >= t)
 		return JWT_E_EXPIRED;
 	if ((r = numeric_date(c, "nbf", &t)) < 0)
 		return JWT_E_MALFORMED;

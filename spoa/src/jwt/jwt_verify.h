@@ -56,6 +56,7 @@ enum jwt_status {
 	JWT_E_ISSUER        = 8,
 	JWT_E_AUDIENCE      = 9,
 	JWT_E_NOMEM         = 10,
+	JWT_E_EXP_MISSING   = 11,  /* no exp while the policy requires one */
 };
 
 struct jwt_keyset;
@@ -66,7 +67,8 @@ struct jwt_policy {
 	const char *issuer;            /* NULL or "" = not checked */
 	const char *const *audiences;  /* any one must match; naud 0 = not checked */
 	size_t naud;
-	int64_t leeway;                /* seconds */
+	int64_t leeway;                /* seconds, >= 0 */
+	int require_exp;               /* a token without exp is refused */
 	size_t max_len;                /* token bytes */
 };
 
