@@ -2,7 +2,7 @@
 #
 # Sources are found by wildcard, so adding a module is adding a file:
 #   spoa/common/*.c   code shared by the agent and the generator (libcommon.a)
-#   spoa/src/*/*.c    the agent (libspoa.a + core/main.c -> spogate-agent):
+#   spoa/src/*/*.c    the agent (libspoa.a + spoa/src/main.c -> spogate-agent):
 #                     core/ the engine, stages/ the decision stages,
 #                     clients/ the outbound protocol clients, jwt/ the verifier
 #   config/src/*.c    the generator (libgen.a + main.c -> spogate-gen)
@@ -14,6 +14,10 @@
 #
 # SANITIZE=address,undefined builds everything with the sanitizers.
 # BUILD=dir puts the output elsewhere (parallel work trees, sanitizer runs).
+# HAPROXY_VERSION=3.0|3.2: make haproxy fetches that HAProxy from Debian's
+# binary packages into $(BUILD)/haproxy-<version>/haproxy, and make test and
+# make bench run against it (2.6, the default, is the system's). SPOGATE_HAPROXY
+# names any other build.
 
 BUILD    ?= build
 CC       ?= cc
@@ -24,7 +28,7 @@ PKGS := libev-dev libprotobuf-c-dev protobuf-c-compiler libgrpc-dev \
         libhiredis-dev libjansson-dev libjwt-dev libyaml-dev libssl-dev \
         libcmocka-dev libcurl4-openssl-dev pkg-config make gcc clang \
         libclang-rt-14-dev haproxy redis-server dnsmasq-base curl openssl \
-        wrk nginx-light docker-compose procps iproute2 python3
+        wrk nginx-light docker-compose procps iproute2 python3 patchelf
 
 # Every folder of the agent is on the include path, so a header is named by
 # its file name alone wherever it lives.
@@ -48,7 +52,7 @@ PROTO_C     := $(patsubst proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(PROTOS))
 PROTO_H     := $(PROTO_C:.c=.h)
 
 COMMON_SRC  := $(wildcard spoa/common/*.c)
-SPOA_SRC    := $(filter-out spoa/src/core/main.c,$(wildcard spoa/src/*/*.c))
+SPOA_SRC    := $(wildcard spoa/src/*/*.c)
 GEN_SRC     := $(filter-out config/src/main.c,$(wildcard config/src/*.c))
 REFSVC_SRC  := $(wildcard tests/services/refsvc*.c)
 HARNESS_SRC := $(wildcard tests/integration/harness*.c)
@@ -76,7 +80,13 @@ FUZZ_BIN  := $(patsubst tests/fuzz/%.c,$(BUILD)/tests/fuzz/%,$(FUZZ_SRC))
 BINS := $(AGENT) $(ECHO) $(if $(wildcard config/src/main.c),$(GEN)) \
         $(if $(BENCH_SRC),$(BENCH)) $(if $(REFSVC_SRC),$(REFSVC))
 
-.PHONY: all deps run test unit integration bench fuzz clean
+HAPROXY_VERSION ?= 2.6
+ifneq ($(filter-out 2.6,$(HAPROXY_VERSION)),)
+HAPROXY_BIN := $(abspath $(BUILD))/haproxy-$(HAPROXY_VERSION)/haproxy
+export SPOGATE_HAPROXY := $(HAPROXY_BIN)
+endif
+
+.PHONY: all deps run test unit integration bench fuzz clean haproxy
 .SECONDARY:
 
 all: $(BINS) $(UNIT_BIN) $(INTEG_BIN) $(FUZZ_BIN)
@@ -93,6 +103,14 @@ deps:
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    --no-install-recommends $$missing >/dev/null || exit 1; \
 	fi
+
+# HAProxy 3.0 (Debian 13) or 3.2 (sid) beside the system's 2.6; cached.
+haproxy: deps
+ifneq ($(HAPROXY_BIN),)
+	@tests/haproxy-debian.sh $(HAPROXY_VERSION) $(dir $(HAPROXY_BIN))
+else
+	@echo "haproxy: HAPROXY_VERSION=2.6 is the system's /usr/sbin/haproxy; make haproxy HAPROXY_VERSION=3.0|3.2 fetches another"
+endif
 
 $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto
 	@mkdir -p $(BUILD)/gen
@@ -117,7 +135,7 @@ $(BUILD)/lib/%.a:
 
 ALL_A := $(SPOA_A) $(GEN_A) $(PROTO_A) $(COMMON_A)
 
-$(AGENT): $(call obj,spoa/src/core/main.c) $(SPOA_A) $(PROTO_A) $(COMMON_A)
+$(AGENT): $(call obj,spoa/src/main.c) $(SPOA_A) $(PROTO_A) $(COMMON_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
@@ -150,13 +168,13 @@ $(BUILD)/tests/fuzz/%: $(call obj,tests/fuzz/%.c) $(call obj,tests/fuzz/driver.c
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-unit: all
+unit: all $(if $(HAPROXY_BIN),haproxy)
 	@BUILD=$(BUILD) tests/run.sh unit
 
-integration: all
+integration: all $(if $(HAPROXY_BIN),haproxy)
 	@BUILD=$(BUILD) tests/run.sh integration
 
-test: deps
+test: deps $(if $(HAPROXY_BIN),haproxy)
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) tests/run.sh all
 
@@ -164,12 +182,12 @@ test: deps
 # its own (bash -m), so Ctrl-C reaches it and not make: it stops every
 # process and make exits 0 instead of reporting an interrupt.
 RUN_BINS := $(AGENT) $(GEN) $(REFSVC) $(ECHO)
-run: deps
+run: deps $(if $(HAPROXY_BIN),haproxy)
 	@$(MAKE) --no-print-directory $(RUN_BINS)
 	@if [ -t 0 ]; then BUILD=$(BUILD) bash -m -c 'tests/run-stack.sh; exit $$?'; \
 	else BUILD=$(BUILD) tests/run-stack.sh; fi
 
-bench: deps
+bench: deps $(if $(HAPROXY_BIN),haproxy)
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) QUICK=$(QUICK) tests/bench/bench.sh
 
@@ -197,7 +215,7 @@ fuzz: deps
 	  if ! $(BUILD)/fuzz/bin/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=70000 \
 	      -artifact_prefix=$(BUILD)/fuzz/$$n- $(BUILD)/fuzz/corpus/$$n $$seeds >$$log 2>&1; then \
 	    tail -n 60 $$log; echo "fuzz: $$n FAILED (log: $$log)"; exit 1; fi; \
-	  grep -E '^#[0-9]+ +(INITED|DONE)' $$log | tail -n 2; grep '^Done' $$log; \
+	  grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)' $$log | tail -n 2; grep '^Done' $$log; \
 	done
 
 clean:

@@ -3,6 +3,7 @@
 #include "model.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -393,4 +394,43 @@ int gen_glob_covers(const char *a, const char *b)
 		a = ea;
 		b = eb;
 	}
+}
+
+char *gen_resolve_path(const char *base, const char *path)
+{
+	size_t n;
+	char *out;
+
+	if (path[0] == '/' || !base || !*base)
+		return strdup(path);
+	n = strlen(base) + strlen(path) + 2;
+	out = malloc(n);
+	if (!out)
+		return NULL;
+	if (strcmp(base, "/") == 0)
+		snprintf(out, n, "/%s", path);
+	else
+		snprintf(out, n, "%s/%s", base, path);
+	return out;
+}
+
+void gen_base_dir(const char *file, const char *override, char *out, size_t n)
+{
+	char tmp[PATH_MAX], real[PATH_MAX];
+	char *slash;
+
+	if (override) {
+		snprintf(out, n, "%s", override);
+		return;
+	}
+	snprintf(tmp, sizeof(tmp), "%s", file);
+	slash = strrchr(tmp, '/');
+	if (slash)
+		*(slash == tmp ? slash + 1 : slash) = '\0';
+	else
+		snprintf(tmp, sizeof(tmp), ".");
+	if (realpath(tmp, real))
+		snprintf(out, n, "%s", real);
+	else
+		snprintf(out, n, "%s", tmp);
 }

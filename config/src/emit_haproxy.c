@@ -228,20 +228,82 @@ static int p_service(const struct gen_route *r, const void *arg)
 	return strcmp(r->service, (const char *)arg) == 0;
 }
 
-static void emit_cors(const struct gen_gateway *g, struct dynbuf *b)
+/* Whether some used backend speaks gRPC: then the gateway's own denials
+ * on gRPC requests are gRPC answers. */
+static int any_grpc(const struct gen_registry *r)
 {
 	size_t i;
 
+	for (i = 0; i < r->nservices; i++)
+		if (r->services[i].used && r->services[i].grpc_backend)
+			return 1;
+	return 0;
+}
+
+/* One of the gateway's own answers: a JSON body carrying the request id
+ * (and the agent's reason when reason is set), and before it, when grpc
+ * is set, the same denial as a gRPC Trailers-Only answer (HTTP 200,
+ * grpc-status, grpc-message) for requests of content-type
+ * application/grpc. hdrs is appended to the JSON answer ("" for none);
+ * cond is the rule's condition without "if". */
+static void put_answer(struct dynbuf *b, int grpc, int status, const char *error, int reason,
+		       int grpc_code, const char *hdrs, const char *cond)
+{
+	if (grpc)
+		dynbuf_printf(b, "    http-request return status 200 hdr grpc-status %d "
+			      "hdr grpc-message \"%s\" if is_grpc %s\n", grpc_code,
+			      reason ? "%[var(txn.gw.reason)]" : error, cond);
+	dynbuf_printf(b, "    http-request return status %d content-type application/json lf-string "
+		      "'{\"error\":\"%s\"%s,\"request_id\":\"%%[var(txn.req_id),json(utf8s)]\"}'%s%s if %s\n",
+		      status, error, reason ? ",\"reason\":\"%[var(txn.gw.reason),json(utf8s)]\"" : "",
+		      *hdrs ? " " : "", hdrs, cond);
+}
+
+/* Writes a regex (for -m reg) matching one label in place of a leading
+ * "*": pre, then [a-z0-9_-]+ for the label, then the literal rest. */
+static void put_wild_regex(struct dynbuf *b, const char *pre, const char *rest)
+{
+	dynbuf_puts(b, " '^");
+	put_regex_literal(b, pre, strlen(pre));
+	dynbuf_puts(b, "[a-z0-9_-]+");
+	put_regex_literal(b, rest, strlen(rest));
+	dynbuf_puts(b, "$'");
+}
+
+/* CORS, first half, before routing: which origin is allowed. Exact
+ * origins compare as strings; a wildcard origin (https: then *.example.com) allows one label. */
+static void emit_cors(const struct gen_gateway *g, struct dynbuf *b)
+{
+	size_t i, nexact = 0;
+
 	if (!g->cors.present)
 		return;
-	dynbuf_puts(b, "\n    # CORS: preflights are answered here, before any auth, and never forwarded.\n");
+	dynbuf_puts(b, "\n    # CORS: the allowed origin, before routing (404s carry CORS headers too).\n");
+	for (i = 0; i < g->cors.origins.n; i++)
+		if (!strchr(g->cors.origins.v[i], '*'))
+			nexact++;
 	if (g->cors.any_origin) {
 		dynbuf_puts(b, "    acl cors_origin req.hdr(origin) -m found\n");
 	} else if (g->cors.origins.n) {
-		dynbuf_puts(b, "    acl cors_origin req.fhdr(origin) -m str");
-		for (i = 0; i < g->cors.origins.n; i++)
-			dynbuf_printf(b, " %s", g->cors.origins.v[i]);
-		dynbuf_puts(b, "\n");
+		if (nexact) {
+			dynbuf_puts(b, "    acl cors_origin req.fhdr(origin) -m str");
+			for (i = 0; i < g->cors.origins.n; i++)
+				if (!strchr(g->cors.origins.v[i], '*'))
+					dynbuf_printf(b, " %s", g->cors.origins.v[i]);
+			dynbuf_puts(b, "\n");
+		}
+		if (nexact < g->cors.origins.n) {
+			dynbuf_puts(b, "    acl cors_origin req.fhdr(origin) -m reg");
+			for (i = 0; i < g->cors.origins.n; i++) {
+				const char *o = g->cors.origins.v[i], *star = strchr(o, '*');
+				char pre[16];
+				if (!star)
+					continue;
+				snprintf(pre, sizeof(pre), "%.*s", (int)(star - o), o);
+				put_wild_regex(b, pre, star + 1);
+			}
+			dynbuf_puts(b, "\n");
+		}
 	} else {
 		dynbuf_puts(b, "    acl cors_origin always_false\n");
 	}
@@ -249,6 +311,19 @@ static void emit_cors(const struct gen_gateway *g, struct dynbuf *b)
 		    "    acl cors_preflight_acrm req.hdr(access-control-request-method) -m found\n"
 		    "    acl cors_has_origin req.hdr(origin) -m found\n"
 		    "    http-request set-var(txn.cors_origin) req.fhdr(origin) if cors_origin\n");
+}
+
+/* CORS, second half, once the route is known: preflights to a routed path
+ * are answered here, before any auth, and never forwarded. */
+static void emit_cors_preflight(const struct gen_gateway *g, struct dynbuf *b)
+{
+	size_t i;
+
+	if (!g->cors.present)
+		return;
+	dynbuf_puts(b, "\n    # CORS preflights to routed paths are answered here, before any auth.\n"
+		    "    http-request set-var(txn.cors_pf) bool(1) if cors_preflight cors_preflight_acrm "
+		    "cors_has_origin\n");
 	dynbuf_puts(b, "    http-request return status 204 hdr Access-Control-Allow-Methods \"");
 	if (g->cors.methods.n) {
 		for (i = 0; i < g->cors.methods.n; i++)
@@ -267,10 +342,12 @@ static void emit_cors(const struct gen_gateway *g, struct dynbuf *b)
 		/* No list: allow what the browser asks for, as Kong does. */
 		dynbuf_puts(b, " hdr Access-Control-Allow-Headers \"%[req.fhdr(access-control-request-headers)]\"");
 	}
-	dynbuf_printf(b, " hdr Access-Control-Max-Age %ld if cors_preflight cors_preflight_acrm cors_origin\n",
-		      g->cors.max_age);
+	dynbuf_printf(b, " hdr Access-Control-Max-Age %ld"
+		      " hdr Vary \"Origin, Access-Control-Request-Method, Access-Control-Request-Headers\""
+		      " if { var(txn.cors_pf) -m found } cors_origin\n", g->cors.max_age);
 	dynbuf_puts(b, "    # A preflight from an origin not allowed gets no CORS header.\n"
-		    "    http-request return status 204 if cors_preflight cors_preflight_acrm cors_has_origin\n");
+		    "    http-request return status 204 hdr Vary \"Origin, Access-Control-Request-Method, "
+		    "Access-Control-Request-Headers\" if { var(txn.cors_pf) -m found }\n");
 }
 
 static void emit_cors_response(const struct gen_gateway *g, struct dynbuf *b)
@@ -293,7 +370,7 @@ static void emit_cors_response(const struct gen_gateway *g, struct dynbuf *b)
 		dynbuf_puts(b, "\" if { var(txn.cors_origin) -m found }\n");
 	}
 	if (!g->cors.any_origin)
-		dynbuf_puts(b, "    http-after-response add-header Vary Origin\n");
+		dynbuf_puts(b, "    http-after-response add-header Vary Origin unless { var(txn.cors_pf) -m found }\n");
 }
 
 static void emit_hdr_ops(struct dynbuf *b, const char *rule, const struct gen_hdr_ops *ops, int id)
@@ -318,21 +395,210 @@ static void rate_str(char *out, size_t n, const struct gen_rate *r)
 		out[0] = '\0';
 }
 
-/* "100;w=60, 1000;w=60": the route's per-user and per-IP policies in the
- * IETF RateLimit-Policy form; empty when the route has none. */
-static void policy_str(char *out, size_t n, const struct gen_route *r)
+/* The route's policies for RateLimit-Policy, only those that apply (a
+ * public route has no per-user policy): structured,
+ * '"user";q=100;w=60, "ip";q=1000;w=60' (IETF draft 09/10), or the older
+ * drafts' '100;w=60, 1000;w=60'. Empty when the route has none. */
+static void policy_str(char *out, size_t n, const struct gen_route *r, int structured)
 {
-	int u = r->eff_user.limit != 0, ip = r->eff_ip.limit != 0;
+	const struct gen_rate *p[2] = { &r->eff_user, &r->eff_ip };
+	static const char *const name[2] = { "user", "ip" };
+	size_t len = 0;
+	int i;
 
-	if (u && ip)
-		snprintf(out, n, "%ld;w=%ld, %ld;w=%ld", r->eff_user.limit, r->eff_user.period,
-			 r->eff_ip.limit, r->eff_ip.period);
-	else if (u)
-		snprintf(out, n, "%ld;w=%ld", r->eff_user.limit, r->eff_user.period);
-	else if (ip)
-		snprintf(out, n, "%ld;w=%ld", r->eff_ip.limit, r->eff_ip.period);
+	out[0] = '\0';
+	for (i = 0; i < 2 && len < n; i++) {
+		if (!p[i]->limit)
+			continue;
+		if (structured)
+			len += (size_t)snprintf(out + len, n - len, "%s\"%s\";q=%ld;w=%ld",
+						len ? ", " : "", name[i], p[i]->limit, p[i]->period);
+		else
+			len += (size_t)snprintf(out + len, n - len, "%s%ld;w=%ld", len ? ", " : "",
+						p[i]->limit, p[i]->period);
+	}
+}
+
+/* The rate-limit headers the YAML chose, on every response that carries a
+ * verdict's rate-limit numbers (429s included). ids is scratch space for
+ * n route ids. */
+static void emit_rl_headers(const struct gen_gateway *g, struct dynbuf *b, int *ids, size_t n)
+{
+	static const char *const trio[][2] = {
+		{ "Limit", "rl_limit" }, { "Remaining", "rl_remaining" }, { "Reset", "rl_reset" },
+	};
+	int structured = (g->rl.headers & GEN_RLH_RATELIMIT) != 0;
+	size_t i, j;
+
+	if (!g->rl.headers)
+		return;
+	dynbuf_puts(b, "\n    # Rate-limit headers (rate_limiting.headers), also on 429s.\n");
+	if (structured)
+		dynbuf_puts(b, "    http-after-response set-header RateLimit "
+			    "'\"%[var(txn.gw.rl_policy)]\";r=%[var(txn.gw.rl_remaining)];"
+			    "t=%[var(txn.gw.rl_reset)]' if { var(txn.gw.rl_policy) -m found }\n");
+	for (j = 0; j < 2; j++) {
+		if (!(g->rl.headers & (j ? GEN_RLH_X : GEN_RLH_LEGACY)))
+			continue;
+		for (i = 0; i < 3; i++)
+			dynbuf_printf(b, "    http-after-response set-header %sRateLimit-%s "
+				      "\"%%[var(txn.gw.%s)]\" if { var(txn.gw.rl_limit) -m found }\n",
+				      j ? "X-" : "", trio[i][0], trio[i][1]);
+	}
+	if (!(g->rl.headers & (GEN_RLH_RATELIMIT | GEN_RLH_LEGACY)))
+		return;
+	for (i = 0; i < n; i++) {
+		char pol[160];
+		size_t k = 0;
+
+		policy_str(pol, sizeof(pol), g->order[i], structured);
+		if (!pol[0])
+			continue;
+		/* Routes with the same policies share one rule, emitted at the
+		 * first of them. */
+		for (j = 0; j < n; j++) {
+			char other[160];
+
+			policy_str(other, sizeof(other), g->order[j], structured);
+			if (strcmp(other, pol) != 0)
+				continue;
+			if (j < i)
+				break;
+			ids[k++] = g->order[j]->id;
+		}
+		if (k == 0)
+			continue;
+		dynbuf_printf(b, "    http-after-response set-header RateLimit-Policy '%s' "
+			      "if { var(txn.gw.rl_limit) -m found } ", pol);
+		put_rid_cond(b, ids, k);
+		dynbuf_puts(b, "\n");
+	}
+}
+
+/* The TLS bind: certificates (several: HAProxy picks by SNI, the first
+ * is the default), ALPN, protocol floor, ciphers, optional mTLS. */
+static void emit_tls_bind(const struct gen_gateway *g, struct dynbuf *b)
+{
+	size_t i;
+
+	if (strchr(g->bind, ':') && g->bind[0] != '[')
+		dynbuf_printf(b, "    bind [%s]:%ld ssl", g->bind, g->tls.port);
 	else
-		out[0] = '\0';
+		dynbuf_printf(b, "    bind %s:%ld ssl", g->bind, g->tls.port);
+	for (i = 0; i < g->tls.ncerts; i++)
+		dynbuf_printf(b, " crt %s", g->tls.certs[i]);
+	dynbuf_puts(b, " alpn ");
+	if (g->tls.alpn.n) {
+		for (i = 0; i < g->tls.alpn.n; i++)
+			dynbuf_printf(b, "%s%s", i ? "," : "", g->tls.alpn.v[i]);
+	} else {
+		dynbuf_puts(b, "h2,http/1.1");
+	}
+	dynbuf_printf(b, " ssl-min-ver %s ciphers %s ciphersuites %s", g->tls.min_version,
+		      g->tls.ciphers, g->tls.ciphersuites);
+	if (g->tls.client_ca)
+		dynbuf_printf(b, " ca-file %s verify required", g->tls.client_ca);
+	dynbuf_puts(b, "\n");
+}
+
+/* X-Request-ID (a trusted proxy's, when it is a plain token, else a new
+ * UUID) and the W3C trace context: a valid traceparent is kept, anything
+ * else is replaced by a new one, and tracestate only travels with the
+ * traceparent it belongs to. */
+static void emit_request_id(const struct gen_gateway *g, struct dynbuf *b)
+{
+	dynbuf_puts(b, g->trusted_proxies.n ?
+		    "\n    # Request id: a trusted proxy's when it is a plain token, else a new one.\n" :
+		    "\n    # Request id: a new one for every request (no trusted proxy sets it).\n");
+	if (g->trusted_proxies.n)
+		dynbuf_puts(b, "    acl req_id_ok req.fhdr(x-request-id) -m reg '^[A-Za-z0-9._:-]{1,128}$'\n"
+			    "    http-request set-var(txn.req_id) req.fhdr(x-request-id) "
+			    "if from_trusted_proxy req_id_ok\n");
+	dynbuf_puts(b, "    http-request set-var(txn.req_id) uuid(4) unless { var(txn.req_id) -m found }\n"
+		    "    http-request set-header X-Request-ID \"%[var(txn.req_id)]\"\n"
+		    "    # W3C trace context: one well-formed traceparent with non-zero ids is kept.\n"
+		    "    acl tp_one req.hdr_cnt(traceparent) -m int 1\n"
+		    "    acl tp_form req.hdr(traceparent) -m reg '^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$' "
+		    "'^(0[1-9a-f]|[1-9a-e][0-9a-f])-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-.*)?$'\n"
+		    "    acl tp_zero req.hdr(traceparent) -m reg '^..-0{32}-' '^..-[0-9a-f]{32}-0{16}-'\n"
+		    "    http-request set-var(txn.traceparent) req.hdr(traceparent) if tp_one tp_form !tp_zero\n"
+		    "    http-request del-header tracestate unless { var(txn.traceparent) -m found }\n"
+		    "    http-request set-header traceparent \"00-%[uuid(4),regsub(-,,g)]-"
+		    "%[uuid(4),regsub(-,,g),bytes(0,16)]-01\" unless { var(txn.traceparent) -m found }\n"
+		    "    http-request set-var(txn.traceparent) req.hdr(traceparent) "
+		    "unless { var(txn.traceparent) -m found }\n");
+}
+
+/* With TLS: the scheme for the backends and the redirect of plain HTTP. */
+static void emit_tls_request(const struct gen_gateway *g, struct dynbuf *b)
+{
+	char port[16] = "";
+
+	dynbuf_puts(b, "\n    # TLS: the scheme for the backends; plain HTTP is redirected.\n"
+		    "    http-request set-header X-Forwarded-Proto https if { ssl_fc }\n"
+		    "    http-request set-header X-Forwarded-Proto http unless { ssl_fc }\n");
+	if (!g->tls.redirect_http)
+		return;
+	if (g->tls.port != 443)
+		snprintf(port, sizeof(port), ":%ld", g->tls.port);
+	dynbuf_printf(b, "    http-request redirect location "
+		      "'https://%%[req.hdr(host),regsub(:[0-9]+$,),lower]%s%%[pathq]' code %ld "
+		      "unless { ssl_fc }\n", port, g->tls.redirect_code);
+}
+
+/* Route matching. Routes with exact hosts are tried first, then routes
+ * with wildcard hosts, then routes for any host; in each pass the most
+ * specific path first (g->order). The request's port is ignored and
+ * names compare lower-cased. */
+static void emit_routes(const struct gen_gateway *g, struct dynbuf *b, size_t n)
+{
+	size_t i, j;
+	int pass, hosts = 0;
+
+	for (i = 0; i < n; i++)
+		hosts |= g->order[i]->nhosts > 0;
+	dynbuf_puts(b, "\n    # Routes, most specific first; the first match sets txn.rid.\n");
+	if (hosts)
+		dynbuf_puts(b, "    http-request set-var(txn.host) req.hdr(host),regsub(:[0-9]+$,),lower\n");
+	for (i = 0; i < n; i++) {
+		const struct gen_route *r = g->order[i];
+		dynbuf_printf(b, "    # route %d: %s -> %s (line %d)\n", r->id, r->path, r->service,
+			      r->path_at->line);
+		put_route_acl(b, r);
+		if (r->host_exact) {
+			dynbuf_printf(b, "    acl hostx_%d var(txn.host) -m str", r->id);
+			for (j = 0; j < r->nhosts; j++)
+				if (r->hosts[j][0] != '*')
+					dynbuf_printf(b, " %s", r->hosts[j]);
+			dynbuf_puts(b, "\n");
+		}
+		if (r->host_wild) {
+			dynbuf_printf(b, "    acl hostw_%d var(txn.host) -m reg", r->id);
+			for (j = 0; j < r->nhosts; j++)
+				if (r->hosts[j][0] == '*')
+					put_wild_regex(b, "", r->hosts[j] + 1);
+			dynbuf_puts(b, "\n");
+		}
+	}
+	for (pass = 0; pass < 3; pass++) {
+		for (i = 0; i < n; i++) {
+			const struct gen_route *r = g->order[i];
+			const char *host = "";
+			char acl[32];
+			if (pass == 0 && r->host_exact)
+				host = "hostx_";
+			else if (pass == 1 && r->host_wild)
+				host = "hostw_";
+			else if (!(pass == 2 && !r->hosts_at))
+				continue;
+			if (*host)
+				snprintf(acl, sizeof(acl), " %s%d", host, r->id);
+			else
+				acl[0] = '\0';
+			dynbuf_printf(b, "    http-request set-var(txn.rid) int(%d) if !{ var(txn.rid) -m found }"
+				      "%s route_%d\n", r->id, acl, r->id);
+		}
+	}
 }
 
 static void emit_frontend(const struct gen_gateway *g, const struct gen_registry *r,
@@ -340,7 +606,7 @@ static void emit_frontend(const struct gen_gateway *g, const struct gen_registry
 {
 	size_t i, j, n = 0;
 	int *ids = calloc(g->nroutes + 1, sizeof(*ids));
-	int agent = any_agent(g);
+	int agent = any_agent(g), grpc = any_grpc(r);
 	char bind[160];
 
 	if (!ids) {
@@ -355,7 +621,10 @@ static void emit_frontend(const struct gen_gateway *g, const struct gen_registry
 		snprintf(bind, sizeof(bind), "[%s]:%ld", g->bind, g->port);
 	else
 		snprintf(bind, sizeof(bind), "%s:%ld", g->bind, g->port);
-	dynbuf_printf(b, "\nfrontend " FE "\n    bind %s\n    option forwardfor\n", bind);
+	dynbuf_printf(b, "\nfrontend " FE "\n    bind %s\n", bind);
+	if (g->tls.present)
+		emit_tls_bind(g, b);
+	dynbuf_puts(b, "    option forwardfor\n");
 	/* One JSON object per line: ISO 8601 time (UTC) and the accept time in
 	 * epoch seconds, strings through json() and quoted by %{+Q} (which
 	 * writes "" where a plain %[] writes -), numbers always numbers. The
@@ -368,6 +637,8 @@ static void emit_frontend(const struct gen_gateway *g, const struct gen_registry
 		    "\"client\":\"%ci\",\"method\":\"%HM\",");
 	dynbuf_puts(b, "\"uri\":%{+Q}[capture.req.uri,json(utf8s)],\"route\":%{+Q}[var(txn.route),json(utf8s)],"
 		    "\"backend\":\"%b\",\"server\":\"%s\",\"status\":%ST,"
+		    "\"request_id\":%{+Q}[var(txn.req_id),json(utf8s)],"
+		    "\"traceparent\":%{+Q}[var(txn.traceparent),json(utf8s)],"
 		    "\"user\":%{+Q}[var(txn.gw.user_id),json(utf8s)],"
 		    "\"reason\":%{+Q}[var(txn.gw.reason),json(utf8s)],"
 		    "\"spoe_ms\":%[var(txn.gw.ptime,-1)],\"spoe_error\":%[var(txn.gw.error,0)],"
@@ -411,6 +682,9 @@ static void emit_frontend(const struct gen_gateway *g, const struct gen_registry
 	dynbuf_puts(b, " -m reg\n    http-request del-header ");
 	put_name_regex(b, "X-Gateway-", 1);
 	dynbuf_puts(b, " -m reg\n");
+	dynbuf_puts(b, "    http-request del-header ");
+	put_name_regex(b, "X-Client-", 1);
+	dynbuf_puts(b, " -m reg\n");
 	for (i = 0; i < g->auth.nclaims; i++) {
 		const char *h = g->auth.claims[i].header;
 		if (strncasecmp(h, "X-User-", 7) != 0 && strncasecmp(h, "X-Gateway-", 10) != 0) {
@@ -447,20 +721,16 @@ static void emit_frontend(const struct gen_gateway *g, const struct gen_registry
 			    "if from_trusted_proxy { req.hdr(x-forwarded-for) -m found }\n"
 			    "    http-request set-var(txn.client_ip) src unless { var(txn.client_ip) -m found }\n");
 
+	emit_request_id(g, b);
+	if (g->tls.present)
+		emit_tls_request(g, b);
+	if (grpc)
+		dynbuf_puts(b, "    acl is_grpc req.hdr(content-type) -m beg application/grpc\n"
+			    "    http-request set-var(txn.grpc) bool(1) if is_grpc\n");
 	emit_cors(g, b);
-
-	dynbuf_puts(b, "\n    # Routes, most specific first; the first match sets txn.rid.\n");
-	for (i = 0; i < n; i++) {
-		const struct gen_route *r = g->order[i];
-		dynbuf_printf(b, "    # route %d: %s -> %s (line %d)\n", r->id, r->path, r->service,
-			      r->path_at->line);
-		put_route_acl(b, r);
-	}
-	for (i = 0; i < n; i++)
-		dynbuf_printf(b, "    http-request set-var(txn.rid) int(%d) if !{ var(txn.rid) -m found } route_%d\n",
-			      g->order[i]->id, g->order[i]->id);
-	dynbuf_puts(b, "    http-request return status 404 content-type application/json string "
-		    "'{\"error\":\"not_found\"}' unless { var(txn.rid) -m found }\n");
+	emit_routes(g, b, n);
+	put_answer(b, grpc, 404, "not_found", 0, 12, "", "!{ var(txn.rid) -m found }");
+	emit_cors_preflight(g, b);
 
 	dynbuf_puts(b, "\n    # Per-route settings: name, methods, auth, permission, rate-limit policies.\n");
 	for (i = 0; i < n; i++) {
@@ -471,12 +741,19 @@ static void emit_frontend(const struct gen_gateway *g, const struct gen_registry
 		dynbuf_printf(b, "    http-request set-var(txn.route) str(%s) if { var(txn.rid) -m int %d }\n",
 			      r->name, id);
 		if (r->methods) {
-			dynbuf_puts(b, "    http-request return status 405 content-type application/json "
-				    "string '{\"error\":\"method_not_allowed\"}' hdr Allow \"");
-			put_methods(b, r->methods, ", ");
-			dynbuf_printf(b, "\" if { var(txn.rid) -m int %d } !{ method ", id);
-			put_methods(b, r->methods, " ");
-			dynbuf_puts(b, " }\n");
+			struct dynbuf h = { 0 }, cond = { 0 };
+			dynbuf_puts(&h, "hdr Allow \"");
+			put_methods(&h, r->methods, ", ");
+			dynbuf_puts(&h, "\"");
+			dynbuf_printf(&cond, "{ var(txn.rid) -m int %d } !{ method ", id);
+			put_methods(&cond, r->methods, " ");
+			dynbuf_puts(&cond, " }");
+			if (h.err || cond.err)
+				b->err = 1;
+			else
+				put_answer(b, grpc, 405, "method_not_allowed", 0, 12, h.p, cond.p);
+			dynbuf_free(&h);
+			dynbuf_free(&cond);
 		}
 		if (!r->needs_agent)
 			continue;
@@ -506,29 +783,23 @@ static void emit_frontend(const struct gen_gateway *g, const struct gen_registry
 		put_rid_cond(b, ids, k);
 		dynbuf_puts(b, "\n");
 		if (!g->agent.on_error_allow)
-			dynbuf_puts(b, "    http-request return status 503 content-type application/json "
-				    "string '{\"error\":\"gateway_unavailable\"}' if { var(txn.gw.error) -m found }\n");
+			put_answer(b, grpc, 503, "gateway_unavailable", 0, 14, "",
+				   "{ var(txn.gw.error) -m found }");
 		else
 			dynbuf_puts(b, "    # agent.on_error: allow -- requests pass when the agent fails.\n");
-		dynbuf_puts(b,
-			"    http-request return status 401 content-type application/json lf-string "
-			"'{\"error\":\"unauthorized\",\"reason\":\"%[var(txn.gw.reason),json(utf8s)]\"}' "
-			"hdr WWW-Authenticate 'Bearer realm=\"spogate\"' if { var(txn.gw.status) -m int 401 } "
-			"{ var(txn.gw.reason) -m str token_missing }\n"
-			"    http-request return status 401 content-type application/json lf-string "
-			"'{\"error\":\"unauthorized\",\"reason\":\"%[var(txn.gw.reason),json(utf8s)]\"}' "
-			"hdr WWW-Authenticate 'Bearer realm=\"spogate\", error=\"invalid_token\"' "
-			"if { var(txn.gw.status) -m int 401 }\n"
-			"    http-request return status 403 content-type application/json lf-string "
-			"'{\"error\":\"forbidden\",\"reason\":\"%[var(txn.gw.reason),json(utf8s)]\"}' "
-			"if { var(txn.gw.status) -m int 403 }\n"
-			"    http-request return status 429 content-type application/json lf-string "
-			"'{\"error\":\"rate_limited\",\"reason\":\"%[var(txn.gw.reason),json(utf8s)]\"}' "
-			"hdr Retry-After \"%[var(txn.gw.retry_after)]\" if { var(txn.gw.status) -m int 429 }\n"
-			"    # Any other non-zero status fails closed.\n"
-			"    http-request return status 503 content-type application/json lf-string "
-			"'{\"error\":\"service_unavailable\",\"reason\":\"%[var(txn.gw.reason),json(utf8s)]\"}' "
-			"if { var(txn.gw.status) -m int gt 0 }\n");
+		put_answer(b, grpc, 401, "unauthorized", 1, 16,
+			   "hdr WWW-Authenticate 'Bearer realm=\"spogate\"'",
+			   "{ var(txn.gw.status) -m int 401 } { var(txn.gw.reason) -m str token_missing }");
+		put_answer(b, grpc, 401, "unauthorized", 1, 16,
+			   "hdr WWW-Authenticate 'Bearer realm=\"spogate\", error=\"invalid_token\"'",
+			   "{ var(txn.gw.status) -m int 401 }");
+		put_answer(b, grpc, 403, "forbidden", 1, 7, "", "{ var(txn.gw.status) -m int 403 }");
+		put_answer(b, grpc, 429, "rate_limited", 1, 8,
+			   "hdr Retry-After \"%[var(txn.gw.retry_after)]\"",
+			   "{ var(txn.gw.status) -m int 429 }");
+		dynbuf_puts(b, "    # Any other non-zero status fails closed.\n");
+		put_answer(b, grpc, 503, "service_unavailable", 1, 14, "",
+			   "{ var(txn.gw.status) -m int gt 0 }");
 	}
 
 	dynbuf_puts(b, "\n    # Request transformations.\n");
@@ -553,46 +824,34 @@ static void emit_frontend(const struct gen_gateway *g, const struct gen_registry
 				      g->auth.claims[i].header, g->auth.claims[i].var, g->auth.claims[i].var);
 	}
 
+	if (g->tls.client_ca)
+		dynbuf_puts(b, "\n    # The verified client certificate, for the backend (clients' own X-Client-*\n"
+			    "    # headers were dropped above).\n"
+			    "    http-request set-header X-Client-Subject \"%[ssl_c_s_dn]\" if { ssl_c_used }\n"
+			    "    http-request set-header X-Client-Issuer \"%[ssl_c_i_dn]\" if { ssl_c_used }\n"
+			    "    http-request set-header X-Client-Fingerprint \"%[ssl_c_der,sha2(256),hex]\" "
+			    "if { ssl_c_used }\n"
+			    "    http-request set-header X-Client-Serial \"%[ssl_c_serial,hex]\" if { ssl_c_used }\n");
+
 	dynbuf_puts(b, "\n    # Response transformations.\n");
 	for (i = 0; i < n; i++)
 		emit_hdr_ops(b, "http-response", &g->order[i]->resp, g->order[i]->id);
 
 	if (agent) {
-		dynbuf_puts(b, "\n    # Rate-limit headers (IETF draft and the common X- form), also on 429s.\n");
-		static const char *const hdrs[][2] = {
-			{ "RateLimit-Limit", "rl_limit" }, { "RateLimit-Remaining", "rl_remaining" },
-			{ "RateLimit-Reset", "rl_reset" }, { "X-RateLimit-Limit", "rl_limit" },
-			{ "X-RateLimit-Remaining", "rl_remaining" }, { "X-RateLimit-Reset", "rl_reset" },
-		};
-		for (i = 0; i < sizeof(hdrs) / sizeof(hdrs[0]); i++)
-			dynbuf_printf(b, "    http-after-response set-header %s \"%%[var(txn.gw.%s)]\" "
-				      "if { var(txn.gw.rl_limit) -m found }\n", hdrs[i][0], hdrs[i][1]);
-		for (i = 0; i < n; i++) {
-			char pol[128];
-			size_t k = 0;
-			policy_str(pol, sizeof(pol), g->order[i]);
-			if (!pol[0])
-				continue;
-			/* Routes with the same policies share one rule, emitted at
-			 * the first of them. */
-			for (j = 0; j < n; j++) {
-				char other[128];
-				policy_str(other, sizeof(other), g->order[j]);
-				if (strcmp(other, pol) != 0)
-					continue;
-				if (j < i)
-					break;
-				ids[k++] = g->order[j]->id;
-			}
-			if (k == 0)
-				continue;
-			dynbuf_printf(b, "    http-after-response set-header RateLimit-Policy \"%s\" "
-				      "if { var(txn.gw.rl_limit) -m found } ", pol);
-			put_rid_cond(b, ids, k);
-			dynbuf_puts(b, "\n");
-		}
+		emit_rl_headers(g, b, ids, n);
 	}
 	emit_cors_response(g, b);
+	dynbuf_puts(b, "\n    # The request id goes back to the client, on every answer.\n"
+		    "    http-after-response set-header X-Request-ID \"%[var(txn.req_id)]\" "
+		    "if { var(txn.req_id) -m found }\n");
+	if (grpc)
+		dynbuf_puts(b, "    http-after-response set-header content-type application/grpc if { var(txn.grpc) -m found } "
+			    "{ res.hdr(grpc-status) -m found } !{ res.hdr(content-type) -m found }\n");
+	if (g->tls.present && g->tls.hsts_ms) {
+		dynbuf_printf(b, "    http-after-response set-header Strict-Transport-Security "
+			      "\"max-age=%lld%s\" if { ssl_fc }\n", (long long)(g->tls.hsts_ms / 1000),
+			      g->tls.hsts_subdomains ? "; includeSubDomains" : "");
+	}
 
 	/* One use_backend per service, in service-name order. */
 	dynbuf_puts(b, "\n");
@@ -606,6 +865,27 @@ static void emit_frontend(const struct gen_gateway *g, const struct gen_registry
 		dynbuf_puts(b, "\n");
 	}
 	free(ids);
+}
+
+/* TLS to a backend's servers, health checks included: verified against
+ * ca_file (the system's CAs without one) and the SNI name, which is the
+ * DNS name for dns: services unless sni says otherwise. A server whose
+ * certificate does not match fails its checks and its requests, so it
+ * is never used unverified. */
+static void put_server_tls(struct dynbuf *b, const struct gen_service *s)
+{
+	const char *sni = s->tls.sni ? s->tls.sni : s->kind == GEN_SVC_DNS ? s->dns : NULL;
+
+	dynbuf_puts(b, " ssl");
+	if (s->tls.verify_none)
+		dynbuf_puts(b, " verify none");
+	else
+		dynbuf_printf(b, " verify required ca-file %s", s->tls.ca_file ? s->tls.ca_file : "@system-ca");
+	if (sni)
+		dynbuf_printf(b, " sni str(%s) check-sni %s", sni, sni);
+	if (s->tls.cert_file)
+		dynbuf_printf(b, " crt %s", s->tls.cert_file);
+	dynbuf_puts(b, s->h2 ? " alpn h2" : " alpn http/1.1");
 }
 
 static void emit_backends(const struct gen_gateway *g, const struct gen_registry *r, struct dynbuf *b)
@@ -648,7 +928,9 @@ static void emit_backends(const struct gen_gateway *g, const struct gen_registry
 		}
 		if (observe)
 			dynbuf_printf(b, " observe layer7 error-limit %ld on-error mark-down", s->error_limit);
-		if (s->h2)
+		if (s->tls.present)
+			put_server_tls(b, s);
+		else if (s->h2)
 			dynbuf_puts(b, " proto h2");
 		dynbuf_puts(b, "\n");
 		switch (s->kind) {
@@ -716,9 +998,18 @@ void gen_emit_haproxy(const struct gen_gateway *g, const struct gen_registry *r,
 			dynbuf_printf(b, "    server agent%zu %s check inter 2s\n", k + 1,
 				      g->agent.more.n ? g->agent.more.v[k] : g->agent.address);
 	}
+	if (g->admin.stats && g->admin.nusers) {
+		size_t k;
+		dynbuf_puts(b, "\nuserlist admins\n");
+		for (k = 0; k < g->admin.nusers; k++)
+			dynbuf_printf(b, "    user %s password '%s'\n", g->admin.users[k].name,
+				      g->admin.users[k].hash);
+	}
 	if (g->admin.stats) {
-		dynbuf_printf(b, "\nfrontend admin\n    bind %s\n    no log\n"
-			      "    http-request use-service prometheus-exporter if { path /metrics }\n"
-			      "    stats enable\n    stats uri /\n    stats refresh 10s\n", g->admin.stats);
+		dynbuf_printf(b, "\nfrontend admin\n    bind %s\n    no log\n", g->admin.stats);
+		if (g->admin.nusers)
+			dynbuf_puts(b, "    http-request auth realm spogate-admin unless { http_auth(admins) }\n");
+		dynbuf_printf(b, "    http-request use-service prometheus-exporter if { path /metrics }\n"
+			      "    stats enable\n    stats uri /\n    stats refresh 10s\n");
 	}
 }

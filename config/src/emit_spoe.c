@@ -19,7 +19,11 @@ void gen_emit_spoe(const struct gen_gateway *g, const struct gen_registry *r, st
 		    "    option var-prefix gw\n"
 		    "    option set-on-error error\n"
 		    "    option set-process-time ptime\n"
-		    "    register-var-names status reason user_id rl_limit rl_remaining rl_reset retry_after");
+		    /* With async, a stopping HAProxy (every reload) says DISCONNECT
+		     * to an agent while decisions are still in flight and ignores
+		     * their ACKs; pipelined frames are waited for. */
+		    "    no option async\n"
+		    "    register-var-names status reason user_id rl_limit rl_remaining rl_reset rl_policy retry_after");
 	for (i = 0; i < g->auth.nclaims; i++)
 		if (strcmp(g->auth.claims[i].var, "user_id") != 0)
 			dynbuf_printf(b, " %s", g->auth.claims[i].var);
@@ -38,7 +42,12 @@ void gen_emit_spoe(const struct gen_gateway *g, const struct gen_registry *r, st
 	 * txn.client_ip); otherwise the peer address. */
 	dynbuf_puts(b, g->trusted_proxies.n ? "ip=var(txn.client_ip) " : "ip=src ");
 	dynbuf_puts(b, "method=method path=path "
-		    "rl_user=var(txn.rl_user) rl_ip=var(txn.rl_ip)\n\n"
+		    "rl_user=var(txn.rl_user) rl_ip=var(txn.rl_ip) "
+		    "req_id=var(txn.req_id) traceparent=var(txn.traceparent) tracestate=req.fhdr(tracestate)");
+	/* The verified client certificate, when the gateway asks for one. */
+	if (g->tls.client_ca)
+		dynbuf_puts(b, " client_subject=ssl_c_s_dn client_fp=ssl_c_der,sha2(256),hex");
+	dynbuf_puts(b, "\n\n"
 		    "spoe-group gw\n"
 		    "    messages gw-check\n");
 }

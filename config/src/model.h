@@ -71,6 +71,11 @@ struct gen_route {
 	int rl_disabled;
 	struct gen_rate rl_user, rl_ip;
 	int64_t timeout_ms;         /* 0 = the backend's default */
+	/* Host routing: lower-cased names; "*.example.com" is one label. */
+	char **hosts;               /* owned, lower-cased */
+	size_t nhosts;
+	const struct gy_node *hosts_at;
+	int host_exact, host_wild;  /* has exact / wildcard entries */
 
 	/* Derived by the validator. */
 	int glob_ok;
@@ -106,9 +111,21 @@ struct gen_pem_key {
 	char *file;                 /* resolved, owned */
 };
 
+/* Rate-limit header sets (gateway.rate_limiting.headers). */
+#define GEN_RLH_RATELIMIT  1u   /* RateLimit-Policy + RateLimit (IETF draft 09/10) */
+#define GEN_RLH_LEGACY     2u   /* RateLimit-Limit/-Remaining/-Reset (older drafts) */
+#define GEN_RLH_X          4u   /* X-RateLimit-Limit/-Remaining/-Reset */
+#define GEN_RLH_ALL        7u
+
 struct gen_strs {
 	const char **v;
 	size_t n;
+	const struct gy_node *at;
+};
+
+struct gen_user {
+	char *name;                 /* owned */
+	char *hash;                 /* owned: crypt(3) hash */
 	const struct gy_node *at;
 };
 
@@ -134,6 +151,7 @@ struct gen_gateway {
 		int redis_error_allow;
 		int shadow;
 		long ipv6_prefix;
+		unsigned headers;       /* GEN_RLH_* sets sent on responses */
 	} rl;
 
 	struct {
@@ -196,8 +214,28 @@ struct gen_gateway {
 
 	struct {
 		const char *stats, *metrics, *socket;
+		struct gen_user *users;     /* basic auth for stats and /metrics */
+		size_t nusers;
 	} admin;
+
+	/* TLS termination (gateway.tls); absent: cleartext only. */
+	struct {
+		int present;
+		const struct gy_node *at;
+		long port;
+		char **certs;               /* resolved, owned */
+		size_t ncerts;
+		const char *min_version;
+		const char *ciphers, *ciphersuites;
+		struct gen_strs alpn;       /* empty: h2,http/1.1 */
+		int redirect_http;
+		long redirect_code;
+		int64_t hsts_ms;            /* 0 = no HSTS */
+		int hsts_subdomains;
+		char *client_ca;            /* resolved, owned; NULL = no mTLS */
+	} tls;
 };
+
 
 enum gen_svc_kind {
 	GEN_SVC_NONE = 0,     /* gRPC only: no HTTP backend */
@@ -227,6 +265,17 @@ struct gen_service {
 	const char *balance;
 	struct gen_health health;
 	int h2;                   /* protocol: grpc|h2 -> proto h2 */
+	int grpc_backend;         /* protocol: grpc */
+	struct {
+		int present, verify_none;
+		char *ca_file, *cert_file;   /* resolved, owned */
+		const char *sni;
+	} tls;                    /* HTTP servers over TLS */
+	struct {
+		int present;
+		char *ca_file, *cert_file, *key_file;   /* resolved, owned */
+		const char *server_name;
+	} grpc_tls;               /* the agent's channel (auth/authz services) */
 	long retries, error_limit;
 	int used;                 /* referenced by a route */
 };
@@ -301,6 +350,12 @@ void gen_registry_free(struct gen_registry *r);
 int gen_link(struct gen_gateway *g, struct gen_registry *r, struct gen_diags *d);
 
 const struct gen_service *gen_registry_find(const struct gen_registry *r, const char *name);
+
+/* Makes path absolute against base. Returns an allocated string or NULL. */
+char *gen_resolve_path(const char *base, const char *path);
+/* The directory relative paths of file are taken from: override when
+ * given (--base-dir), else file's own directory, made absolute. */
+void gen_base_dir(const char *file, const char *override, char *out, size_t n);
 
 /* Glob helpers, exposed for the tests. */
 int gen_glob_check(const char *path, size_t *err_off, const char **why);

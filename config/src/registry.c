@@ -15,8 +15,11 @@ static const char *const resolver_keys[] = {
 };
 static const char *const svc_keys[] = {
 	"dns", "port", "srv", "servers", "grpc", "instances", "balance", "health",
-	"protocol", "retries", "error_limit", NULL,
+	"protocol", "retries", "error_limit", "tls", "grpc_tls", NULL,
 };
+static const char *const tls_keys[] = { "ca_file", "sni", "verify", "cert_file", "key_file", NULL };
+static const char *const grpc_tls_keys[] = { "ca_file", "cert_file", "key_file", "server_name", NULL };
+static const char *const verify_modes[] = { "required", "none", NULL };
 static const char *const default_keys[] = {
 	"balance", "health", "instances", "retries", "error_limit", "protocol", NULL,
 };
@@ -35,7 +38,7 @@ struct svc_defaults {
 	const char *balance;
 	struct gen_health health;
 	long instances, retries, error_limit;
-	int h2;
+	int h2, grpc_backend;
 };
 
 static int valid_name(const char *s)
@@ -148,12 +151,92 @@ static void load_defaults(struct gen_ctx *c, const struct gy_node *m, struct svc
 	gen_get_int(c, m, "instances", 1, 1000, &df->instances);
 	gen_get_int(c, m, "retries", 0, 10, &df->retries);
 	gen_get_int(c, m, "error_limit", 0, 1000, &df->error_limit);
-	if (gen_get_enum(c, m, "protocol", protocols, &e) > 0)
+	if (gen_get_enum(c, m, "protocol", protocols, &e) > 0) {
 		df->h2 = e != 0;
+		df->grpc_backend = e == 2;
+	}
+}
+
+/* A path that goes into haproxy.cfg or agent.json, resolved against the
+ * registry's directory; NULL (reported) when HAProxy could not read it. */
+static char *tls_path(struct gen_ctx *c, const struct gy_node *m, const char *key, const char *base)
+{
+	const char *v = NULL;
+
+	if (gen_get_str(c, m, key, &v) <= 0)
+		return NULL;
+	if (strpbrk(v, " \t\"'#\\")) {
+		gen_err(c, gy_get(m, key), "%s: '%.200s' has a space or quote", key, v);
+		return NULL;
+	}
+	return gen_resolve_path(base, v);
+}
+
+/* tls: {ca_file, sni, verify, cert_file, key_file}: the servers are
+ * reached over TLS, verified unless verify: none says otherwise. HAProxy
+ * 2.6 takes the client key from the certificate file or from
+ * "<cert_file>.key" beside it, so key_file must be one of those. */
+static void load_backend_tls(struct gen_ctx *c, const struct gy_node *m, struct gen_service *s,
+			     const char *base)
+{
+	char *key;
+	int e;
+
+	if (!m || gy_is_null(m))
+		return;
+	if (m->kind == GY_SCALAR && strcasecmp(m->str, "false") == 0)
+		return;
+	s->tls.present = 1;
+	if (m->kind == GY_SCALAR && strcasecmp(m->str, "true") == 0)
+		return;
+	if (gen_expect_map(c, m, "tls") < 0)
+		return;
+	gen_check_keys(c, m, "tls", tls_keys);
+	s->tls.ca_file = tls_path(c, m, "ca_file", base);
+	if (gen_get_str(c, m, "sni", &s->tls.sni) > 0 && !valid_dns_name(s->tls.sni))
+		gen_err(c, gy_get(m, "sni"), "sni: '%.100s' is not a host name", s->tls.sni);
+	if (gen_get_enum(c, m, "verify", verify_modes, &e) > 0)
+		s->tls.verify_none = e == 1;
+	if (s->tls.verify_none && s->tls.ca_file)
+		gen_warn(c, gy_get(m, "ca_file"), "tls: ca_file is not used with verify: none");
+	s->tls.cert_file = tls_path(c, m, "cert_file", base);
+	key = tls_path(c, m, "key_file", base);
+	if (key && !s->tls.cert_file) {
+		gen_err(c, gy_get(m, "key_file"), "tls: key_file needs cert_file");
+	} else if (key && strcmp(key, s->tls.cert_file) != 0) {
+		size_t n = strlen(s->tls.cert_file);
+		if (strncmp(key, s->tls.cert_file, n) != 0 || strcmp(key + n, ".key") != 0)
+			gen_err(c, gy_get(m, "key_file"), "tls: key_file must be cert_file itself "
+				"(certificate and key in one PEM) or '<cert_file>.key', where HAProxy "
+				"looks for it");
+	}
+	free(key);
+}
+
+/* grpc_tls: {ca_file, cert_file, key_file, server_name} for the agent's
+ * channel to this service (Auth or Authz). */
+static void load_grpc_tls(struct gen_ctx *c, const struct gy_node *m, struct gen_service *s,
+			  const char *base)
+{
+	if (!m || gy_is_null(m))
+		return;
+	if (gen_expect_map(c, m, "grpc_tls") < 0)
+		return;
+	s->grpc_tls.present = 1;
+	gen_check_keys(c, m, "grpc_tls", grpc_tls_keys);
+	s->grpc_tls.ca_file = tls_path(c, m, "ca_file", base);
+	s->grpc_tls.cert_file = tls_path(c, m, "cert_file", base);
+	s->grpc_tls.key_file = tls_path(c, m, "key_file", base);
+	if (!s->grpc_tls.cert_file != !s->grpc_tls.key_file)
+		gen_err(c, m, "grpc_tls: cert_file and key_file go together (client certificate)");
+	if (gen_get_str(c, m, "server_name", &s->grpc_tls.server_name) > 0 &&
+	    !valid_dns_name(s->grpc_tls.server_name))
+		gen_err(c, gy_get(m, "server_name"), "server_name: '%.100s' is not a host name",
+			s->grpc_tls.server_name);
 }
 
 static void load_service(struct gen_ctx *c, const struct gy_node *k, const struct gy_node *m,
-			 const struct svc_defaults *df, struct gen_service *s)
+			 const struct svc_defaults *df, struct gen_service *s, const char *base)
 {
 	char what[160];
 	const char *grpc = NULL, *srv = NULL;
@@ -169,6 +252,7 @@ static void load_service(struct gen_ctx *c, const struct gy_node *k, const struc
 	s->retries = df->retries;
 	s->error_limit = df->error_limit;
 	s->h2 = df->h2;
+	s->grpc_backend = df->grpc_backend;
 	snprintf(what, sizeof(what), "services.%.100s", k->str);
 	if (!valid_name(k->str))
 		gen_err(c, k, "service name '%.100s' has a character outside [A-Za-z0-9._-]", k->str);
@@ -223,9 +307,15 @@ static void load_service(struct gen_ctx *c, const struct gy_node *k, const struc
 	if (gen_get_enum(c, m, "balance", balances, &e) > 0)
 		s->balance = balances[e];
 	load_health(c, gy_get(m, "health"), &s->health);
-	if (gen_get_enum(c, m, "protocol", protocols, &e) > 0)
+	if (gen_get_enum(c, m, "protocol", protocols, &e) > 0) {
 		s->h2 = e != 0;
+		s->grpc_backend = e == 2;
+	}
 	gen_get_int(c, m, "retries", 0, 10, &s->retries);
+	load_backend_tls(c, gy_get(m, "tls"), s, base);
+	load_grpc_tls(c, gy_get(m, "grpc_tls"), s, base);
+	if (s->grpc_tls.present && !s->grpc)
+		gen_err(c, gy_get(m, "grpc_tls"), "grpc_tls: the service has no grpc: target");
 	gen_get_int(c, m, "error_limit", 0, 1000, &s->error_limit);
 }
 
@@ -314,6 +404,7 @@ int gen_registry_load(struct gen_registry *r, const struct gen_opts *o, struct g
 	const struct gy_node *m, *svcs;
 	struct svc_defaults df;
 	size_t errs = d->errors, i;
+	char base[4096];
 
 	memset(r, 0, sizeof(*r));
 	r->file = o->registry_file;
@@ -325,6 +416,7 @@ int gen_registry_load(struct gen_registry *r, const struct gen_opts *o, struct g
 	r->payload_size = 8192;
 	if (gy_load_file(o->registry_file, d, &r->root) < 0)
 		return -1;
+	gen_base_dir(o->registry_file, o->base_dir, base, sizeof(base));
 	if (gen_expect_map(c, r->root, "the registry file") < 0)
 		return -1;
 	if (looks_like_consul(r->root)) {
@@ -363,7 +455,7 @@ int gen_registry_load(struct gen_registry *r, const struct gen_opts *o, struct g
 				return -1;
 			for (i = 0; i < gy_map_size(svcs); i++)
 				load_service(c, gy_map_key(svcs, i), gy_map_val(svcs, i), &df,
-					     &r->services[r->nservices++]);
+					     &r->services[r->nservices++], base);
 		}
 	}
 	if (r->nservices > 1)
@@ -389,6 +481,11 @@ void gen_registry_free(struct gen_registry *r)
 		free(r->services[i].srv);
 		free(r->services[i].grpc);
 		free(r->services[i].servers);
+		free(r->services[i].tls.ca_file);
+		free(r->services[i].tls.cert_file);
+		free(r->services[i].grpc_tls.ca_file);
+		free(r->services[i].grpc_tls.cert_file);
+		free(r->services[i].grpc_tls.key_file);
 	}
 	free(r->services);
 	free(r->nameservers);

@@ -15,17 +15,19 @@
 static const char *const top_keys[] = { "gateway", NULL };
 static const char *const gw_keys[] = {
 	"port", "bind", "routes", "rate_limiting", "cors", "auth", "authz", "agent",
-	"redis", "admin", "nbthread", "maxconn", "timeouts", "log", "trusted_proxies", NULL,
+	"redis", "admin", "nbthread", "maxconn", "timeouts", "log", "trusted_proxies", "tls", NULL,
 };
 static const char *const route_keys[] = {
 	"name", "path", "service", "auth_required", "permission", "permissions", "methods",
-	"strip_prefix", "request_headers", "response_headers", "rate_limit", "timeout", NULL,
+	"strip_prefix", "request_headers", "response_headers", "rate_limit", "timeout", "hosts", NULL,
 };
 static const char *const hdr_keys[] = { "set", "remove", NULL };
 static const char *const route_rl_keys[] = { "enabled", "per_user", "per_ip", NULL };
 static const char *const rl_keys[] = {
-	"enabled", "per_user", "per_ip", "on_redis_error", "shadow", "ipv6_prefix", NULL,
+	"enabled", "per_user", "per_ip", "on_redis_error", "shadow", "ipv6_prefix", "headers", NULL,
 };
+/* gateway.rate_limiting.headers, in GEN_RLH_* bit order. */
+static const char *const rl_header_sets[] = { "ratelimit", "ratelimit_legacy", "x_ratelimit", NULL };
 static const char *const cors_keys[] = {
 	"allowed_origins", "allowed_methods", "allowed_headers", "exposed_headers",
 	"allow_credentials", "max_age", NULL,
@@ -43,7 +45,15 @@ static const char *const agent_keys[] = {
 static const char *const redis_keys[] = {
 	"address", "timeout", "username", "password", "password_file", "db", NULL,
 };
-static const char *const admin_keys[] = { "stats", "metrics", "socket", NULL };
+static const char *const admin_keys[] = {
+	"stats", "metrics", "socket", "users", "password_file", NULL,
+};
+static const char *const tls_keys[] = {
+	"port", "certificates", "min_version", "ciphers", "ciphersuites", "alpn",
+	"redirect_http", "redirect_code", "hsts", "hsts_include_subdomains", "client_ca", NULL,
+};
+static const char *const tls_versions[] = { "TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3", NULL };
+static const char *const alpn_protos[] = { "h2", "http/1.1", NULL };
 static const char *const timeout_keys[] = {
 	"connect", "client", "server", "http_request", "http_keep_alive", "queue", "check", NULL,
 };
@@ -58,7 +68,7 @@ static const char *const jwt_algs[] = {
 };
 /* Variables of the SPOE contract; a claim cannot take one of these names. */
 static const char *const reserved_vars[] = {
-	"status", "reason", "user_id", "rl_limit", "rl_remaining", "rl_reset",
+	"status", "reason", "user_id", "rl_limit", "rl_remaining", "rl_reset", "rl_policy",
 	"retry_after", "error", "ptime", NULL,
 };
 
@@ -183,6 +193,86 @@ static int valid_perm(const char *s)
 		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:/*@~+=-", *s))
 			return 0;
 	return 1;
+}
+
+/* A host name for Host routing: DNS labels of [a-z0-9-] (compared
+ * lower-cased), optionally "*." first for exactly one label. */
+static int valid_route_host(const char *s, const char **why)
+{
+	const char *p = s, *label = s;
+
+	if (strncmp(s, "*.", 2) == 0)
+		p = label = s + 2;
+	if (!*p || strlen(s) > 253) {
+		*why = "is not a host name";
+		return 0;
+	}
+	for (; *p; p++) {
+		if (*p == ':') {
+			*why = "has a port; the request's port is ignored, list the name only";
+			return 0;
+		}
+		if (*p == '*') {
+			*why = "has a '*' that is not the first label (\"*.example.com\" is one label)";
+			return 0;
+		}
+		if (*p == '.') {
+			if (p == label) {
+				*why = "has an empty label";
+				return 0;
+			}
+			label = p + 1;
+			continue;
+		}
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_", *p)) {
+			*why = "has a character that is not allowed in a host name";
+			return 0;
+		}
+	}
+	if (p == label) {
+		*why = "ends with '.'";
+		return 0;
+	}
+	return 1;
+}
+
+static void load_hosts(struct gen_ctx *c, const struct gy_node *m, struct gen_route *r)
+{
+	struct gen_strs hs = { 0 };
+	size_t i, j;
+
+	if (gen_get_strs(c, m, "hosts", &hs) <= 0) {
+		free(hs.v);
+		return;
+	}
+	r->hosts_at = hs.at;
+	if (hs.n == 0)
+		gen_err(c, hs.at, "hosts: the list is empty (omit it to match any host)");
+	r->hosts = calloc(hs.n + 1, sizeof(*r->hosts));
+	for (i = 0; r->hosts && i < hs.n; i++) {
+		const char *why;
+		char *h, *p;
+
+		if (!valid_route_host(hs.v[i], &why)) {
+			gen_err(c, hs.at->kids[i], "hosts: '%.100s' %s", hs.v[i], why);
+			continue;
+		}
+		h = strdup(hs.v[i]);
+		if (!h)
+			break;
+		for (p = h; *p; p++)
+			if (*p >= 'A' && *p <= 'Z')
+				*p = (char)(*p - 'A' + 'a');
+		for (j = 0; j < r->nhosts; j++)
+			if (strcmp(r->hosts[j], h) == 0)
+				gen_warn(c, hs.at->kids[i], "hosts: '%.100s' is listed twice", hs.v[i]);
+		if (h[0] == '*')
+			r->host_wild = 1;
+		else
+			r->host_exact = 1;
+		r->hosts[r->nhosts++] = h;
+	}
+	free(hs.v);
 }
 
 static void load_route(struct gen_ctx *c, const struct gy_node *m, struct gen_route *r)
@@ -321,6 +411,7 @@ static void load_route(struct gen_ctx *c, const struct gy_node *m, struct gen_ro
 		gen_get_rate(c, v, "per_ip", &r->rl_ip);
 	}
 	gen_get_dur(c, m, "timeout", 1, &r->timeout_ms);
+	load_hosts(c, m, r);
 }
 
 /* Kind of the glob segment at *p (just after a '/'): 0 literal, 1 '*',
@@ -366,6 +457,26 @@ static int route_cmp(const void *pa, const void *pb)
 	return a->index < b->index ? -1 : a->index > b->index;
 }
 
+/* Whether two routes can see the same request's host: both match any
+ * host, or both list one same name (*shared names it). Routes of
+ * different host classes never compete: exact, wildcard and no hosts
+ * are tried in that order. */
+static int hosts_overlap(const struct gen_route *a, const struct gen_route *b, const char **shared)
+{
+	size_t i, j;
+
+	*shared = NULL;
+	if (!a->nhosts || !b->nhosts)
+		return !a->nhosts && !b->nhosts;
+	for (i = 0; i < a->nhosts; i++)
+		for (j = 0; j < b->nhosts; j++)
+			if (strcmp(a->hosts[i], b->hosts[j]) == 0) {
+				*shared = a->hosts[i];
+				return 1;
+			}
+	return 0;
+}
+
 static void order_routes(struct gen_ctx *c, struct gen_gateway *g)
 {
 	size_t i, j, n = 0;
@@ -399,8 +510,14 @@ static void order_routes(struct gen_ctx *c, struct gen_gateway *g)
 			continue;
 		for (j = 0; j < i; j++) {
 			struct gen_route *e = &g->routes[j];
-			if (!e->glob_ok)
+			const char *host = NULL;
+			if (!e->glob_ok || !hosts_overlap(e, r, &host))
 				continue;
+			if (strcmp(e->path, r->path) == 0 && host) {
+				gen_err(c, r->hosts_at, "duplicate route: host '%.100s' with path '%.200s' "
+					"is already routed at line %d", host, r->path, e->path_at->line);
+				break;
+			}
 			if (strcmp(e->path, r->path) == 0) {
 				gen_err(c, r->path_at, "duplicate route: path '%.200s' is already "
 					"routed at line %d", r->path, e->path_at->line);
@@ -423,26 +540,6 @@ static void order_routes(struct gen_ctx *c, struct gen_gateway *g)
 				gen_err(c, gy_get(g->routes[j].at, "name"),
 					"duplicate route name '%.100s' (first at line %d)",
 					g->routes[j].name, g->routes[i].at->line);
-}
-
-/* Makes path absolute against base (the gateway file's directory unless
- * --base-dir is given). Returns an allocated string or NULL. */
-static char *resolve_path(const char *base, const char *path)
-{
-	size_t n;
-	char *out;
-
-	if (path[0] == '/' || !base || !*base)
-		return strdup(path);
-	n = strlen(base) + strlen(path) + 2;
-	out = malloc(n);
-	if (!out)
-		return NULL;
-	if (strcmp(base, "/") == 0)
-		snprintf(out, n, "/%s", path);
-	else
-		snprintf(out, n, "%s/%s", base, path);
-	return out;
 }
 
 static void load_claims(struct gen_ctx *c, struct gen_gateway *g, const struct gy_node *m)
@@ -571,7 +668,7 @@ static void load_auth(struct gen_ctx *c, struct gen_gateway *g, const struct gy_
 		}
 	}
 	if (gen_get_str(c, m, "jwks_file", &jwks) > 0) {
-		g->auth.jwks_file = resolve_path(base, jwks);
+		g->auth.jwks_file = gen_resolve_path(base, jwks);
 		g->auth.jwks_at = gy_get(m, "jwks_file");
 	}
 	v = gy_get(m, "pem_keys");
@@ -595,7 +692,7 @@ static void load_auth(struct gen_ctx *c, struct gen_gateway *g, const struct gy_
 					gen_err(c, k, "pem_keys[]: missing required key 'file'");
 					continue;
 				}
-				pk->file = resolve_path(base, file);
+				pk->file = gen_resolve_path(base, file);
 				g->auth.npem_keys++;
 			}
 		}
@@ -638,9 +735,13 @@ static void load_cors(struct gen_ctx *c, struct gen_gateway *g, const struct gy_
 			}
 			host = strncmp(o, "https://", 8) == 0 ? o + 8 :
 			       strncmp(o, "http://", 7) == 0 ? o + 7 : NULL;
+			/* One wildcard label: a host of the form "*.example.com". */
+			if (host && strncmp(host, "*.", 2) == 0 && host[2] && host[2] != '.')
+				host += 2;
 			if (!host || !*host || strpbrk(host, "/?#*\"' \\") || strlen(o) > 200)
-				gen_err(c, at, "allowed_origins: '%.100s' is not an origin (expected \"*\" "
-					"or scheme://host[:port], without path or trailing '/')", o);
+				gen_err(c, at, "allowed_origins: '%.100s' is not an origin (expected \"*\", "
+					"scheme://host[:port] or scheme://*.domain, without path or "
+					"trailing '/')", o);
 		}
 		if (star && g->cors.origins.n > 1)
 			gen_warn(c, g->cors.origins.at, "allowed_origins: \"*\" allows every origin; "
@@ -674,12 +775,42 @@ static void load_cors(struct gen_ctx *c, struct gen_gateway *g, const struct gy_
 			g->cors.origins.at->line);
 }
 
+/* headers: [ratelimit, ratelimit_legacy, x_ratelimit] (the default: all);
+ * an empty list sends none. */
+static void load_rl_headers(struct gen_ctx *c, struct gen_gateway *g, const struct gy_node *m)
+{
+	struct gen_strs hs = { 0 };
+	size_t i;
+	int k;
+
+	if (gen_get_strs(c, m, "headers", &hs) <= 0) {
+		free(hs.v);
+		return;
+	}
+	g->rl.headers = 0;
+	for (i = 0; i < hs.n; i++) {
+		for (k = 0; rl_header_sets[k] && strcmp(rl_header_sets[k], hs.v[i]) != 0; k++)
+			;
+		if (!rl_header_sets[k]) {
+			const char *hint = gen_did_you_mean(hs.v[i], rl_header_sets);
+
+			gen_err(c, hs.at->kids[i], "headers: unknown header set '%.100s'%s%s%s (known: "
+				"ratelimit, ratelimit_legacy, x_ratelimit)", hs.v[i],
+				hint ? " (did you mean '" : "", hint ? hint : "", hint ? "'?)" : "");
+			continue;
+		}
+		g->rl.headers |= 1u << k;
+	}
+	free(hs.v);
+}
+
 static void load_rl(struct gen_ctx *c, struct gen_gateway *g, const struct gy_node *m)
 {
 	int onerr = 0;
 
 	g->rl.redis_error_allow = 1;
 	g->rl.ipv6_prefix = 64;
+	g->rl.headers = GEN_RLH_ALL;
 	if (!m || gy_is_null(m) || gen_expect_map(c, m, "gateway.rate_limiting") < 0)
 		return;
 	g->rl.present = 1;
@@ -692,6 +823,7 @@ static void load_rl(struct gen_ctx *c, struct gen_gateway *g, const struct gy_no
 		g->rl.redis_error_allow = onerr == 0;
 	gen_get_bool(c, m, "shadow", &g->rl.shadow);
 	gen_get_int(c, m, "ipv6_prefix", 1, 128, &g->rl.ipv6_prefix);
+	load_rl_headers(c, g, m);
 }
 
 static void check_addr(struct gen_ctx *c, const struct gy_node *m, const char *key, const char *v)
@@ -742,7 +874,219 @@ static void load_trusted_proxies(struct gen_ctx *c, struct gen_gateway *g,
 				g->trusted_proxies.v[i]);
 }
 
-static void load_misc(struct gen_ctx *c, struct gen_gateway *g, const struct gy_node *gw)
+/* A crypt(3) hash HAProxy's "user ... password" accepts: "$id$...", with
+ * no character the config would need to quote. */
+static int valid_crypt_hash(const char *s)
+{
+	if (s[0] != '$' || strlen(s) < 4 || strlen(s) > 300)
+		return 0;
+	for (; *s; s++)
+		if ((unsigned char)*s <= 0x20 || *s == '\'' || *s == '"' || *s == '\\' || *s == 0x7f)
+			return 0;
+	return 1;
+}
+
+static int valid_user_name(const char *s)
+{
+	if (!*s || strlen(s) > 64)
+		return 0;
+	for (; *s; s++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", *s))
+			return 0;
+	return 1;
+}
+
+static void add_admin_user(struct gen_ctx *c, struct gen_gateway *g, const struct gy_node *at,
+			   const char *name, const char *hash, size_t cap)
+{
+	struct gen_user *u;
+	size_t i;
+
+	if (!valid_user_name(name)) {
+		gen_err(c, at, "users: '%.64s' is not a user name ([A-Za-z0-9._-])", name);
+		return;
+	}
+	if (!valid_crypt_hash(hash)) {
+		gen_err(c, at, "users.%.64s: expected a crypt(3) hash such as the output of "
+			"'openssl passwd -6' ($6$...), not a clear-text password", name);
+		return;
+	}
+	for (i = 0; i < g->admin.nusers; i++)
+		if (strcmp(g->admin.users[i].name, name) == 0) {
+			gen_err(c, at, "users: '%.64s' is defined twice", name);
+			return;
+		}
+	if (g->admin.nusers >= cap)
+		return;
+	u = &g->admin.users[g->admin.nusers];
+	u->hash = strdup(hash);
+	u->name = strdup(name);
+	if (!u->hash || !u->name) {
+		free(u->hash);
+		free(u->name);
+		return;
+	}
+	u->at = at;
+	g->admin.nusers++;
+}
+
+/* admin.users (name: hash) and admin.password_file (htpasswd lines of
+ * name:hash, read now: HAProxy cannot read such a file itself). */
+static void load_admin_users(struct gen_ctx *c, struct gen_gateway *g, const struct gy_node *m,
+			     const char *base)
+{
+	const struct gy_node *users = gy_get(m, "users");
+	const char *pf = NULL;
+	size_t cap = 0, i;
+	char *path = NULL, line[512];
+	FILE *f = NULL;
+
+	if (users && !gy_is_null(users) && gen_expect_map(c, users, "admin.users") == 0)
+		cap += gy_map_size(users);
+	else
+		users = NULL;
+	if (gen_get_str(c, m, "password_file", &pf) > 0) {
+		path = gen_resolve_path(base, pf);
+		f = path ? fopen(path, "r") : NULL;
+		if (!f)
+			gen_err(c, gy_get(m, "password_file"), "password_file: cannot read '%.200s'",
+				path ? path : pf);
+		else
+			cap += 1000;
+	}
+	if (!cap)
+		goto out;
+	g->admin.users = calloc(cap, sizeof(*g->admin.users));
+	if (!g->admin.users)
+		goto out;
+	for (i = 0; users && i < gy_map_size(users); i++) {
+		const struct gy_node *k = gy_map_key(users, i), *v = gy_map_val(users, i);
+		if (v->kind != GY_SCALAR || gy_is_null(v)) {
+			gen_err(c, v, "users.%.64s: expected a password hash, got %s", k->str,
+				gy_kind_name(v));
+			continue;
+		}
+		add_admin_user(c, g, k, k->str, v->str, cap);
+	}
+	while (f && fgets(line, sizeof(line), f)) {
+		char *colon, *end = line + strcspn(line, "\r\n");
+		*end = '\0';
+		if (!line[0] || line[0] == '#')
+			continue;
+		colon = strchr(line, ':');
+		if (!colon) {
+			gen_err(c, gy_get(m, "password_file"), "password_file: '%.200s': a line is not "
+				"name:hash", path);
+			break;
+		}
+		*colon = '\0';
+		add_admin_user(c, g, gy_get(m, "password_file"), line, colon + 1, cap);
+	}
+out:
+	if (f)
+		fclose(f);
+	free(path);
+}
+
+/* Mozilla's "intermediate" profile: forward-secret AEAD suites only. */
+#define TLS_DEFAULT_CIPHERS "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+#define TLS_DEFAULT_SUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+
+/* OpenSSL cipher lists go on the bind line as one word. */
+static int valid_cipher_list(const char *s)
+{
+	for (; *s; s++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_:+!@=", *s))
+			return 0;
+	return 1;
+}
+
+/* A file path for haproxy.cfg: no space or quote (HAProxy words). */
+static int valid_cfg_path(const char *s)
+{
+	return *s && !strpbrk(s, " \t\"'#\\");
+}
+
+static void load_tls(struct gen_ctx *c, struct gen_gateway *g, const struct gy_node *m,
+		     const char *base)
+{
+	struct gen_strs certs = { 0 };
+	const char *ca = NULL;
+	size_t i;
+	int e;
+
+	g->tls.port = 8443;
+	g->tls.min_version = "TLSv1.2";
+	g->tls.ciphers = TLS_DEFAULT_CIPHERS;
+	g->tls.ciphersuites = TLS_DEFAULT_SUITES;
+	g->tls.redirect_http = 1;
+	g->tls.redirect_code = 308;
+	if (!m || gy_is_null(m) || gen_expect_map(c, m, "gateway.tls") < 0)
+		return;
+	g->tls.present = 1;
+	g->tls.at = m;
+	gen_check_keys(c, m, "gateway.tls", tls_keys);
+	gen_get_int(c, m, "port", 1, 65535, &g->tls.port);
+	if (g->tls.port == g->port)
+		gen_err(c, gy_get(m, "port") ? gy_get(m, "port") : m, "tls: port %ld is also the "
+			"plain HTTP port (gateway.port)", g->tls.port);
+	if (gen_get_strs(c, m, "certificates", &certs) > 0 && certs.n) {
+		g->tls.certs = calloc(certs.n, sizeof(*g->tls.certs));
+		for (i = 0; g->tls.certs && i < certs.n; i++) {
+			if (!valid_cfg_path(certs.v[i])) {
+				gen_err(c, certs.at->kids[i], "certificates: '%.200s' has a space or "
+					"quote", certs.v[i]);
+				continue;
+			}
+			g->tls.certs[g->tls.ncerts++] = gen_resolve_path(base, certs.v[i]);
+		}
+	} else if (!gy_get(m, "certificates") || certs.at) {
+		gen_err(c, certs.at ? certs.at : m, "tls: certificates: needs at least one PEM file "
+			"(certificate chain and key) or a directory of them");
+	}
+	free(certs.v);
+	if (gen_get_enum(c, m, "min_version", tls_versions, &e) > 0)
+		g->tls.min_version = tls_versions[e];
+	if (gen_get_str(c, m, "ciphers", &g->tls.ciphers) > 0 && !valid_cipher_list(g->tls.ciphers))
+		gen_err(c, gy_get(m, "ciphers"), "ciphers: '%.200s' is not an OpenSSL cipher list",
+			g->tls.ciphers);
+	if (gen_get_str(c, m, "ciphersuites", &g->tls.ciphersuites) > 0 &&
+	    !valid_cipher_list(g->tls.ciphersuites))
+		gen_err(c, gy_get(m, "ciphersuites"), "ciphersuites: '%.200s' is not an OpenSSL "
+			"TLSv1.3 suite list", g->tls.ciphersuites);
+	if (gen_get_strs(c, m, "alpn", &g->tls.alpn) > 0) {
+		if (g->tls.alpn.n == 0)
+			gen_err(c, g->tls.alpn.at, "alpn: the list is empty (omit it for h2, http/1.1)");
+		for (i = 0; i < g->tls.alpn.n; i++) {
+			int found = 0;
+			const char *const *a;
+			for (a = alpn_protos; *a; a++)
+				if (strcmp(*a, g->tls.alpn.v[i]) == 0)
+					found = 1;
+			if (!found)
+				gen_err(c, g->tls.alpn.at->kids[i], "alpn: '%.100s' is not h2 or http/1.1",
+					g->tls.alpn.v[i]);
+		}
+	}
+	gen_get_bool(c, m, "redirect_http", &g->tls.redirect_http);
+	if (gen_get_int(c, m, "redirect_code", 301, 308, &g->tls.redirect_code) > 0 &&
+	    g->tls.redirect_code != 301 && g->tls.redirect_code != 302 &&
+	    g->tls.redirect_code != 307 && g->tls.redirect_code != 308)
+		gen_err(c, gy_get(m, "redirect_code"), "redirect_code: expected 301, 302, 307 or 308");
+	gen_get_dur(c, m, "hsts", 1000, &g->tls.hsts_ms);
+	gen_get_bool(c, m, "hsts_include_subdomains", &g->tls.hsts_subdomains);
+	if (gen_get_str(c, m, "client_ca", &ca) > 0) {
+		if (!valid_cfg_path(ca))
+			gen_err(c, gy_get(m, "client_ca"), "client_ca: '%.200s' has a space or quote", ca);
+		else
+			g->tls.client_ca = gen_resolve_path(base, ca);
+	}
+}
+
+static void load_misc(struct gen_ctx *c, struct gen_gateway *g, const struct gy_node *gw,
+		      const char *base)
 {
 	const struct gy_node *m;
 	int e = 0;
@@ -806,6 +1150,7 @@ static void load_misc(struct gen_ctx *c, struct gen_gateway *g, const struct gy_
 			check_addr(c, m, "metrics", g->admin.metrics);
 		if (gen_get_str(c, m, "socket", &g->admin.socket) > 0 && g->admin.socket[0] != '/')
 			gen_err(c, gy_get(m, "socket"), "socket: must be an absolute path");
+		load_admin_users(c, g, m, base);
 	}
 
 	g->t_connect = 5000;
@@ -868,7 +1213,7 @@ static void load_redis_secret(struct gen_ctx *c, struct gen_gateway *g, const st
 		if (pw)
 			gen_err(c, gy_get(m, "password_file"),
 				"password_file: give either password or password_file, not both");
-		g->redis.password_file = resolve_path(base, file);
+		g->redis.password_file = gen_resolve_path(base, file);
 	}
 	if (pw && pw[0] == '$' && pw[1] == '{') {
 		size_t i, n = strlen(pw);
@@ -900,20 +1245,7 @@ int gen_gateway_load(struct gen_gateway *g, const struct gen_opts *o, struct gen
 		return -1;
 
 	/* Relative paths are relative to the gateway file's directory. */
-	if (o->base_dir) {
-		snprintf(base, sizeof(base), "%s", o->base_dir);
-	} else {
-		char *slash;
-		char tmp[PATH_MAX];
-		snprintf(tmp, sizeof(tmp), "%s", o->gateway_file);
-		slash = strrchr(tmp, '/');
-		if (slash)
-			*(slash == tmp ? slash + 1 : slash) = '\0';
-		else
-			snprintf(tmp, sizeof(tmp), ".");
-		if (!realpath(tmp, base))
-			snprintf(base, sizeof(base), "%s", tmp);
-	}
+	gen_base_dir(o->gateway_file, o->base_dir, base, sizeof(base));
 
 	if (gen_expect_map(c, g->root, "the gateway file") < 0)
 		return -1;
@@ -981,8 +1313,9 @@ int gen_gateway_load(struct gen_gateway *g, const struct gen_opts *o, struct gen
 				g->authz.on_error_allow = e == 0;
 		}
 	}
-	load_misc(c, g, gw);
+	load_misc(c, g, gw, base);
 	load_redis_secret(c, g, gy_get(gw, "redis"), base);
+	load_tls(c, g, gy_get(gw, "tls"), base);
 	load_trusted_proxies(c, g, gw);
 
 	/* Effective per-route values. */
@@ -991,6 +1324,15 @@ int gen_gateway_load(struct gen_gateway *g, const struct gen_opts *o, struct gen
 		if (g->rl.enabled && !r->rl_disabled) {
 			r->eff_user = r->rl_user.limit ? r->rl_user : g->rl.per_user;
 			r->eff_ip = r->rl_ip.limit ? r->rl_ip : g->rl.per_ip;
+			/* A public route has no authenticated user, so a per-user
+			 * policy never applies there: neither sent nor advertised. */
+			if (!r->auth_required) {
+				if (r->rl_user.limit)
+					gen_warn(c, gy_get(gy_get(r->at, "rate_limit"), "per_user"),
+						 "per_user: ignored, because the route is public "
+						 "(auth_required: false) and has no user to count");
+				memset(&r->eff_user, 0, sizeof(r->eff_user));
+			}
 		} else if (g->rl.present && !g->rl.enabled && (r->rl_user.limit || r->rl_ip.limit)) {
 			gen_warn(c, gy_get(r->at, "rate_limit"), "rate_limit: ignored, because "
 				 "gateway.rate_limiting.enabled is false");
@@ -1005,6 +1347,10 @@ void gen_gateway_free(struct gen_gateway *g)
 	size_t i;
 
 	for (i = 0; i < g->nroutes; i++) {
+		size_t j;
+		for (j = 0; j < g->routes[i].nhosts; j++)
+			free(g->routes[i].hosts[j]);
+		free(g->routes[i].hosts);
 		free(g->routes[i].perms);
 		free(g->routes[i].req.set);
 		free(g->routes[i].req.remove);
@@ -1027,6 +1373,16 @@ void gen_gateway_free(struct gen_gateway *g)
 		free(g->auth.pem_keys[i].file);
 	free(g->auth.pem_keys);
 	free(g->auth.claims);
+	for (i = 0; i < g->admin.nusers; i++) {
+		free(g->admin.users[i].name);
+		free(g->admin.users[i].hash);
+	}
+	free(g->admin.users);
+	for (i = 0; i < g->tls.ncerts; i++)
+		free(g->tls.certs[i]);
+	free(g->tls.certs);
+	free(g->tls.alpn.v);
+	free(g->tls.client_ca);
 	gy_free(g->root);
 	memset(g, 0, sizeof(*g));
 }

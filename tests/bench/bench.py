@@ -46,6 +46,10 @@ SERVER_THREADS = 1
 # Limits in the native and spogate configs are real but never fire here.
 NEVER_FIRING_LIMIT = 100000000
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# The HAProxy under test: SPOGATE_HAPROXY (make bench HAPROXY_VERSION=3.2 sets
+# it to build/haproxy-3.2/haproxy), else Debian's. Every HAProxy of the run,
+# spogate's and its peers' (plain, native JWT), is this one.
+HAPROXY = os.environ.get("SPOGATE_HAPROXY") or "/usr/sbin/haproxy"
 ISSUER = "https://auth.bench.example"
 AUDIENCE = "api"
 HS256_SECRET = "bench-hs256-secret-0123456789abcdef"
@@ -336,11 +340,11 @@ class Env:
     def start_haproxy(self, name, cfg):
         port = self.cfg_port
         strip_haproxy_logs(cfg, SERVER_THREADS)
-        check = subprocess.run(["/usr/sbin/haproxy", "-c", "-q", "-f", cfg],
+        check = subprocess.run([HAPROXY, "-c", "-q", "-f", cfg],
                                capture_output=True, text=True)
         if check.returncode != 0:
             raise BenchError("%s: haproxy -c refused %s: %s" % (name, cfg, (check.stdout + check.stderr).strip()))
-        return self.procs.spawn(name + "-haproxy", ["/usr/sbin/haproxy", "-f", cfg, "-db"], port)
+        return self.procs.spawn(name + "-haproxy", [HAPROXY, "-f", cfg, "-db"], port)
 
     def start_agent(self, name, agent_json, port):
         agent = self.binary("spogate-agent")
@@ -685,8 +689,19 @@ def run_http(env, c, t, duration):
                         {p: after.get(p, 0) for p in t.agent_pids})
     r["server_cpu_us_per_req"] = cpu * 1e6 / r["requests"]
     r["agent_cpu_us_per_req"] = agent * 1e6 / r["requests"] if t.agent_pids else None
+    r["redis_cpu_us_per_req"] = (redis_cpu_us(env, before, after, r["requests"])
+                                 if "redis" in (c.get("stage") or {}).get("services", []) else None)
     r["errors"] = r["non_2xx"] + r["socket_errors"]
     return r
+
+
+def redis_cpu_us(env, before, after, requests):
+    """Redis CPU per request over a run (the bench started Redis, so it
+    knows its PID)."""
+    p = env.shared.get("redis")
+    if p is None or not requests:
+        return None
+    return cpu_seconds({p.pid: before.get(p.pid, 0)}, {p.pid: after.get(p.pid, 0)}) * 1e6 / requests
 
 
 def run_spop(env, c, t, duration, warmup):
@@ -701,6 +716,7 @@ def run_spop(env, c, t, duration, warmup):
     return {"requests": j["decisions"], "req_per_s": float(j["decisions_per_s"]),
             "p50_us": float(j["p50_us"]), "p99_us": float(j["p99_us"]),
             "server_cpu_us_per_req": cpu, "agent_cpu_us_per_req": cpu,
+            "redis_cpu_us_per_req": None,
             "allow": j["allow"], "errors": j["decisions"] - j["allow"]}
 
 
@@ -798,13 +814,15 @@ def fmt(v, spec="%.1f"):
 
 def table(results, skipped):
     plain = find(results, "plain")
-    head = ("configuration", "req/s", "vs plain", "p50 us", "p99 us", "server CPU us/req", "agent CPU us/req")
+    head = ("configuration", "req/s", "vs plain", "p50 us", "p99 us", "server CPU us/req", "agent CPU us/req",
+            "Redis CPU us/req")
     rows = []
     for r in results:
         vs = r["req_per_s"] / plain["req_per_s"] if plain and r["kind"] == "http" and plain["req_per_s"] else None
         rows.append((r["name"] + ("  (!) errors" if r["errors"] else ""), fmt(r["req_per_s"], "%.0f"),
                      fmt(vs, "%.2f"), fmt(r["p50_us"], "%.0f"), fmt(r["p99_us"], "%.0f"),
-                     fmt(r["server_cpu_us_per_req"]), fmt(r["agent_cpu_us_per_req"])))
+                     fmt(r["server_cpu_us_per_req"]), fmt(r["agent_cpu_us_per_req"]),
+                     fmt(r.get("redis_cpu_us_per_req"))))
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     lines = ["  ".join(str(x).ljust(w) if i == 0 else str(x).rjust(w)
                        for i, (x, w) in enumerate(zip(row, widths))) for row in [head] + rows]
@@ -819,22 +837,24 @@ def markdown(doc):
     """The README's Performance section, from one run's results."""
     m, st = doc["machine"], doc["settings"]
     plain = find(doc["configurations"], "plain")
-    out = ["Measured with `%s` on %s (%d cores, %s), %s; commit %s. "
+    out = ["Measured with `%s` on %s (%d cores, %s), %s; commit %s; %s. "
            "%d rounds of %d s per configuration, alternated; medians. Client: `%s` on the same "
            "machine; every server runs %d thread (HAProxy nbthread, nginx worker_processes, agent "
            "threads); no access logs. Load average %.1f at the start, %.1f at the end."
            % (doc["command"], m["cpu_model"] or "?", m["nproc"], m["kernel"], doc["date"][:10],
-              m["commit"], st["rounds"], st["duration_s"], st["wrk"], st["server_threads"],
+              m["commit"], m.get("haproxy") or "HAProxy ?", st["rounds"], st["duration_s"], st["wrk"], st["server_threads"],
               m["loadavg_start"], m["loadavg_end"]),
            "",
-           "| configuration | req/s | vs plain | p50 µs | p99 µs | server CPU µs/req | agent CPU µs/req |",
-           "|---|---:|---:|---:|---:|---:|---:|"]
+           "| configuration | req/s | vs plain | p50 µs | p99 µs | server CPU µs/req | agent CPU µs/req "
+           "| Redis CPU µs/req |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in doc["configurations"]:
         vs = (r["req_per_s"] / plain["req_per_s"]
               if plain and r["kind"] == "http" and plain["req_per_s"] else None)
-        out.append("| `%s` | %s | %s | %s | %s | %s | %s |" % (
+        out.append("| `%s` | %s | %s | %s | %s | %s | %s | %s |" % (
             r["name"], fmt(r["req_per_s"], "%.0f"), fmt(vs, "%.2f"), fmt(r["p50_us"], "%.0f"),
-            fmt(r["p99_us"], "%.0f"), fmt(r["server_cpu_us_per_req"]), fmt(r["agent_cpu_us_per_req"])))
+            fmt(r["p99_us"], "%.0f"), fmt(r["server_cpu_us_per_req"]), fmt(r["agent_cpu_us_per_req"]),
+            fmt(r.get("redis_cpu_us_per_req"))))
     out += ["", "| target | goal | figure | status | basis |", "|---|---|---:|---|---|"]
     for t in doc["targets"]:
         out.append("| %s | %s | %s%s | %s | %s |" % (
@@ -866,7 +886,7 @@ def machine():
     commit = version(["git", "-C", ROOT, "describe", "--always", "--dirty"])
     return {"nproc": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
             "loadavg_start": os.getloadavg()[0],
-            "haproxy": version(["/usr/sbin/haproxy", "-v"]), "nginx": version(["/usr/sbin/nginx", "-v"]),
+            "haproxy": version([HAPROXY, "-v"]), "haproxy_path": HAPROXY, "nginx": version(["/usr/sbin/nginx", "-v"]),
             "wrk": version(["wrk", "--version"]), "redis": version(["/usr/bin/redis-server", "--version"]),
             "commit": commit}
 
@@ -903,8 +923,8 @@ def main():
     env = Env(args.build, workdir)
     started = time.monotonic()
     facts = machine()
-    print("bench: %d configurations x %d rounds (wrk -t%d -c%d --latency), scratch %s"
-          % (len(configs), rounds, WRK_THREADS, WRK_CONNECTIONS, workdir), flush=True)
+    print("bench: %d configurations x %d rounds (wrk -t%d -c%d --latency) on %s, scratch %s"
+          % (len(configs), rounds, WRK_THREADS, WRK_CONNECTIONS, facts["haproxy"], workdir), flush=True)
 
     def on_term(signum, frame):
         raise KeyboardInterrupt
@@ -977,6 +997,7 @@ def main():
             "p99_us": median([r["p99_us"] for r in rr]),
             "server_cpu_us_per_req": median([r["server_cpu_us_per_req"] for r in rr]),
             "agent_cpu_us_per_req": median([r["agent_cpu_us_per_req"] for r in rr]),
+            "redis_cpu_us_per_req": median([r.get("redis_cpu_us_per_req") for r in rr]),
             "errors": sum(r["errors"] for r in rr),
             "rounds": rr})
     doc = {

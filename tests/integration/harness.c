@@ -575,17 +575,27 @@ struct h_proc *h_start_agent(struct h_stack *s, const char *config_path,
 	return p;
 }
 
-struct h_proc *h_start_haproxy(struct h_stack *s, const char *cfg_path)
+const char *h_haproxy_bin(void)
 {
 	/* SPOGATE_HAPROXY runs the suite against another HAProxy build. */
-	const char *bin = getenv("SPOGATE_HAPROXY") ? getenv("SPOGATE_HAPROXY") : "/usr/sbin/haproxy";
-	char *argv[] = { (char *)bin, (char *)"-f", (char *)cfg_path,
-	                 (char *)"-db", NULL };
-	struct h_proc *p = h_spawn(s, "haproxy", argv);
+	return getenv("SPOGATE_HAPROXY") ? getenv("SPOGATE_HAPROXY") : "/usr/sbin/haproxy";
+}
 
-	if (h_wait_port(s->http_port, 5000) < 0)
-		die("haproxy did not listen on %d (see %s)", s->http_port, p->log);
+struct h_proc *h_start_haproxy_as(struct h_stack *s, const char *name, const char *cfg_path,
+                                  int port)
+{
+	char *argv[] = { (char *)h_haproxy_bin(), (char *)"-f", (char *)cfg_path,
+	                 (char *)"-db", NULL };
+	struct h_proc *p = h_spawn(s, name, argv);
+
+	if (h_wait_port(port, 5000) < 0)
+		die("%s did not listen on %d (see %s)", name, port, p->log);
 	return p;
+}
+
+struct h_proc *h_start_haproxy(struct h_stack *s, const char *cfg_path)
+{
+	return h_start_haproxy_as(s, "haproxy", cfg_path, s->http_port);
 }
 
 struct h_proc *h_start_redis(struct h_stack *s)

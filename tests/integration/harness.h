@@ -113,6 +113,11 @@ struct h_proc *h_start_agent(struct h_stack *s, const char *config_path,
                              const char *const *extra_args);
 struct h_proc *h_start_haproxy(struct h_stack *s, const char *cfg_path);
 struct h_proc *h_start_redis(struct h_stack *s);
+/* Another HAProxy (a TLS backend, say), waited for on port. */
+struct h_proc *h_start_haproxy_as(struct h_stack *s, const char *name, const char *cfg_path,
+                                  int port);
+/* The HAProxy the suite runs: $SPOGATE_HAPROXY or Debian's. */
+const char *h_haproxy_bin(void);
 
 /* HTTP. */
 struct h_resp {

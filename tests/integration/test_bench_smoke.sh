@@ -13,7 +13,7 @@ n=0
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 nok() { n=$((n + 1)); echo "not ok $n - $1"; }
 
-if ! command -v wrk >/dev/null || [ ! -x /usr/sbin/haproxy ]; then
+if ! command -v wrk >/dev/null || [ ! -x "${SPOGATE_HAPROXY:-/usr/sbin/haproxy}" ]; then
 	echo "1..0 # SKIP wrk or haproxy not installed (make deps)"
 	exit 0
 fi

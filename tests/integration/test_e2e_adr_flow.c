@@ -27,10 +27,46 @@
 #include <jansson.h>
 
 #include "harness.h"
+#include "harness_sf.h"
 
 static struct h_stack S;
 static char run_dir[600];
 static int p_gw, p_stats, p_agent, p_metrics, p_redis, p_dns, p_refsvc, p_admin;
+
+/* The users route (per user 5/10s, per IP 1000/60s) after one request:
+ * both policies, as structured fields a client library can read
+ * (draft-ietf-httpapi-ratelimit-headers-09/10), and the numbers of the
+ * most restrictive one in RateLimit. */
+static void check_structured_ratelimit(const struct h_resp *r)
+{
+	struct h_sf_item it[H_SF_MAX_ITEMS];
+	char pol[256], rl[256];
+
+	/* h_header's answer lives until its next call: copy each. */
+	assert_non_null(h_header(r, "RateLimit-Policy"));
+	snprintf(pol, sizeof(pol), "%s", h_header(r, "RateLimit-Policy"));
+	assert_non_null(h_header(r, "RateLimit"));
+	snprintf(rl, sizeof(rl), "%s", h_header(r, "RateLimit"));
+	if (h_sf_list(pol, it, H_SF_MAX_ITEMS) != 2)
+		fail_msg("RateLimit-Policy: %s: not a list of two items", pol);
+	assert_int_equal(it[0].v.type, H_SF_STRING);
+	assert_string_equal(it[0].v.text, "user");
+	assert_int_equal(h_sf_param_int(&it[0], "q"), 5);
+	assert_int_equal(h_sf_param_int(&it[0], "w"), 10);
+	assert_int_equal(it[1].v.type, H_SF_STRING);
+	assert_string_equal(it[1].v.text, "ip");
+	assert_int_equal(h_sf_param_int(&it[1], "q"), 1000);
+	assert_int_equal(h_sf_param_int(&it[1], "w"), 60);
+	if (h_sf_list(rl, it, H_SF_MAX_ITEMS) != 1)
+		fail_msg("RateLimit: %s: not a list of one item", rl);
+	assert_int_equal(it[0].v.type, H_SF_STRING);
+	assert_string_equal(it[0].v.text, "user");
+	assert_true(h_sf_param_int(&it[0], "r") >= 0 && h_sf_param_int(&it[0], "r") <= 4);
+	assert_true(h_sf_param_int(&it[0], "t") >= 1 && h_sf_param_int(&it[0], "t") <= 10);
+	/* the older forms are still there */
+	assert_int_equal(strtol(h_header(r, "RateLimit-Limit"), NULL, 10), 5);
+	assert_int_equal(strtol(h_header(r, "X-RateLimit-Limit"), NULL, 10), 5);
+}
 
 static void start_stack(const char *test, const char *gateway)
 {
@@ -184,6 +220,20 @@ static void walk_the_flow(int service_mode)
 	assert_non_null(h_header(&r, "RateLimit-Limit"));
 	assert_non_null(h_header(&r, "RateLimit-Remaining"));
 	assert_string_equal(h_header(&r, "Cache-Control"), "no-store");
+	check_structured_ratelimit(&r);
+	h_resp_free(&r);
+	/* a public route lists only the policy that applies there: per IP */
+	assert_int_equal(h_get(&r, &S, "/api/v1/auth/login", hdrs_a), 0);
+	{
+		struct h_sf_item it[H_SF_MAX_ITEMS];
+
+		assert_non_null(h_header(&r, "RateLimit-Policy"));
+		assert_int_equal(h_sf_list(h_header(&r, "RateLimit-Policy"), it, H_SF_MAX_ITEMS), 1);
+		assert_string_equal(it[0].v.text, "ip");
+		assert_int_equal(h_sf_param_int(&it[0], "q"), 1000);
+		assert_int_equal(h_sf_list(h_header(&r, "RateLimit"), it, H_SF_MAX_ITEMS), 1);
+		assert_string_equal(it[0].v.text, "ip");
+	}
 	h_resp_free(&r);
 
 	/* the rate-limit state is in Redis */

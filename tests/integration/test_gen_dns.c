@@ -274,7 +274,8 @@ static void test_cors_preflight_from_allowed_origin_is_answered(void **state)
 	assert_string_equal(h_header(&r, "Access-Control-Allow-Headers"), "Authorization, Content-Type");
 	assert_string_equal(h_header(&r, "Access-Control-Allow-Credentials"), "true");
 	assert_string_equal(h_header(&r, "Access-Control-Max-Age"), "600");
-	assert_string_equal(h_header(&r, "Vary"), "Origin");
+	assert_string_equal(h_header(&r, "Vary"),
+			    "Origin, Access-Control-Request-Method, Access-Control-Request-Headers");
 	/* Answered by the gateway: the echo backend never saw it. */
 	assert_null(h_header(&r, "X-Echo-Service"));
 	h_resp_free(&r);
@@ -363,6 +364,18 @@ static void test_spoofed_identity_headers_never_reach_a_backend(void **state)
 	h_resp_free(&r);
 }
 
+/* The gateway's own answer: want, then the request id the client was
+ * given in X-Request-ID. */
+static void assert_json_answer(const struct h_resp *r, const char *want)
+{
+	char full[512];
+	const char *id = h_header(r, "X-Request-ID");
+
+	assert_non_null(id);
+	snprintf(full, sizeof(full), "%s,\"request_id\":\"%s\"}", want, id);
+	assert_string_equal(r->body, full);
+}
+
 static void test_unknown_path_is_a_json_404(void **state)
 {
 	struct h_resp r;
@@ -370,7 +383,7 @@ static void test_unknown_path_is_a_json_404(void **state)
 	(void)state;
 	assert_int_equal(h_get(&r, &S, "/api/nothing/here", NULL), 0);
 	assert_int_equal(r.status, 404);
-	assert_string_equal(r.body, "{\"error\":\"not_found\"}");
+	assert_json_answer(&r, "{\"error\":\"not_found\"");
 	assert_string_equal(h_header(&r, "Content-Type"), "application/json");
 	h_resp_free(&r);
 	/* "*" is exactly one segment. */
@@ -388,7 +401,7 @@ static void test_method_not_allowed_is_405(void **state)
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/echo/x", S.http_port);
 	assert_int_equal(h_http(&r, "DELETE", url, NULL, NULL), 0);
 	assert_int_equal(r.status, 405);
-	assert_string_equal(r.body, "{\"error\":\"method_not_allowed\"}");
+	assert_json_answer(&r, "{\"error\":\"method_not_allowed\"");
 	assert_string_equal(h_header(&r, "Allow"), "GET, POST");
 	h_resp_free(&r);
 }

@@ -338,23 +338,30 @@ static void test_healthcheck_hello_is_answered_and_closed(void **state)
 	close(fd);
 }
 
+/* A HAPROXY-DISCONNECT with status 0. Returns its length. */
+static long haproxy_disconnect(uint8_t *buf, size_t cap, const char *msg)
+{
+	struct spop_wr w;
+	struct spop_data d;
+
+	spop_wr_init(&w, buf, cap);
+	spop_wr_frame_begin(&w, SPOP_FRM_HAPROXY_DISCONNECT, SPOP_FLAG_FIN, 0, 0);
+	d = spop_uint32(0);
+	spop_wr_kv(&w, "status-code", &d);
+	d = spop_cstr(msg);
+	spop_wr_kv(&w, "message", &d);
+	return spop_wr_frame_end(&w);
+}
+
 static void test_haproxy_disconnect_is_answered(void **state)
 {
 	uint8_t buf[512];
-	struct spop_wr w;
-	struct spop_data d;
 	int fd = dial();
 	long n;
 
 	(void)state;
 	handshake(fd, 16380);
-	spop_wr_init(&w, buf, sizeof(buf));
-	spop_wr_frame_begin(&w, SPOP_FRM_HAPROXY_DISCONNECT, SPOP_FLAG_FIN, 0, 0);
-	d = spop_uint32(0);
-	spop_wr_kv(&w, "status-code", &d);
-	d = spop_cstr("bye");
-	spop_wr_kv(&w, "message", &d);
-	n = spop_wr_frame_end(&w);
+	n = haproxy_disconnect(buf, sizeof(buf), "bye");
 	send_all(fd, buf, (size_t)n);
 	expect_disconnect(fd, SPOP_ST_NORMAL);
 	close(fd);
@@ -436,6 +443,174 @@ static void test_close_mid_decision_is_harmless(void **state)
 	}
 }
 
+/* ---- limits: a second agent with short timeouts and few fds ---- */
+
+static int setup_limits(void **state)
+{
+	static char listen[64], metrics[64];
+
+	(void)state;
+	h_stack_init(&S, "spop-limits");
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", S.agent_port);
+	snprintf(metrics, sizeof(metrics), "127.0.0.1:%d", S.metrics_port);
+	/* prlimit execs the agent, so the process is the agent itself. */
+	agent = h_spawn(&S, "agent", (char *const[]){
+		(char *)"/usr/bin/prlimit", (char *)"--nofile=96:96", (char *)h_bin("spogate-agent"),
+		(char *)"-c", (char *)h_write(&S, "agent.json",
+		"{\"handshake_timeout_ms\": 300, \"idle_timeout_ms\": 1000,"
+		" \"debug\": {\"delay_ms\": 200}}"),
+		(char *)"--listen", listen, (char *)"--metrics", metrics,
+		(char *)"--threads", (char *)"1", NULL });
+	if (h_wait_port(S.agent_port, 5000) < 0 || h_wait_port(S.metrics_port, 5000) < 0)
+		return -1;
+	return 0;
+}
+
+static int agent_fds(void)
+{
+	char path[64];
+	char *out = NULL;
+	int n;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)agent->pid);
+	assert_int_equal(h_run(&out, "ls %s | wc -l", path), 0);
+	n = (int)strtol(out, NULL, 10);
+	free(out);
+	return n;
+}
+
+/* utime + stime of the agent, in clock ticks. */
+static long agent_cpu_ticks(void)
+{
+	char path[64], buf[1024], *p;
+	long ut = 0, st = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)agent->pid);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(buf, sizeof(buf), f));
+	fclose(f);
+	p = strrchr(buf, ')');
+	assert_non_null(p);
+	/* fields 14 and 15 (utime, stime); p points at the end of field 2 */
+	assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld",
+	                        &ut, &st), 2);
+	return ut + st;
+}
+
+/* A half-sent HELLO used to hold its connection (and fd) forever. */
+static void test_half_sent_hellos_are_closed_after_the_handshake_timeout(void **state)
+{
+	enum { N = 40 };
+	uint8_t buf[512];
+	int fds[N], i, before, during, after;
+	long n = hello(buf, sizeof(buf), "2.0", 16380, "pipelining", 0, SPOP_FLAG_FIN);
+
+	(void)state;
+	before = agent_fds();
+	for (i = 0; i < N; i++) {
+		fds[i] = dial();
+		send_all(fds[i], buf, (size_t)n / 2);
+	}
+	during = agent_fds();
+	for (i = 0; i < N; i++) {
+		assert_true(closed_by_peer(fds[i]));
+		close(fds[i]);
+	}
+	after = agent_fds();
+	printf("# agent fds: %d before, %d with %d half-sent HELLOs, %d after the "
+	       "300 ms handshake timeout\n", before, during, N, after);
+	assert_true(during >= before + N / 2);
+	assert_true(after <= before);
+	assert_true(h_metric(S.metrics_port,
+	                     "spogate_connections_timed_out_total{phase=\"handshake\"}") >= N);
+}
+
+static void test_idle_connection_is_closed_with_status_2(void **state)
+{
+	int fd = dial();
+
+	(void)state;
+	handshake(fd, 16380);
+	expect_disconnect(fd, SPOP_ST_TIMEOUT);
+	close(fd);
+	assert_true(h_metric(S.metrics_port,
+	                     "spogate_connections_timed_out_total{phase=\"idle\"}") >= 1);
+}
+
+/* The agent used to answer HAPROXY-DISCONNECT at once and drop the ACKs
+ * of the decisions in flight (requests lost on every HAProxy reload). */
+static void test_haproxy_disconnect_answers_decisions_in_flight_first(void **state)
+{
+	uint8_t buf[1024], out[1024];
+	struct spop_frame f;
+	int fd = dial(), i;
+	long n, m;
+
+	(void)state;
+	handshake(fd, 16380);
+	/* Three decisions (each takes 200 ms here), then the DISCONNECT, in one write. */
+	n = 0;
+	for (i = 0; i < 3; i++)
+		n += notify(out + n, sizeof(out) - (size_t)n, SPOP_FLAG_FIN, 7, (uint64_t)i + 1,
+		            0, NULL);
+	m = haproxy_disconnect(out + n, sizeof(out) - (size_t)n, "stopping");
+	assert_true(m > 0);
+	send_all(fd, out, (size_t)(n + m));
+	for (i = 0; i < 3; i++) {
+		assert_true(read_frame(fd, buf, sizeof(buf), &f) > 0);
+		assert_int_equal(f.type, SPOP_FRM_ACK);
+		assert_int_equal(f.stream_id, 7);
+	}
+	expect_disconnect(fd, SPOP_ST_NORMAL);
+	close(fd);
+}
+
+/* Out of fds, the accept watcher used to spin (7.2 s of CPU in 8 s and
+ * millions of log lines under prlimit --nofile=256 with 400 connections). */
+static void test_out_of_fds_pauses_accepting_without_spinning(void **state)
+{
+	enum { N = 150 };
+	int fds[N], i, warnings = 0;
+	long t0, t1;
+	char *out = NULL;
+
+	(void)state;
+	for (i = 0; i < N; i++)
+		fds[i] = dial();       /* the backlog takes what the agent cannot */
+	usleep(200 * 1000);
+	t0 = agent_cpu_ticks();
+	usleep(2000 * 1000);
+	t1 = agent_cpu_ticks();
+	assert_int_equal(h_run(&out, "grep -c 'pausing accepts' %s || true", agent->log), 0);
+	warnings = (int)strtol(out, NULL, 10);
+	free(out);
+	printf("# out of fds with %d connections: %ld CPU ticks of %ld in 2 s, %d warnings\n",
+	       N, t1 - t0, sysconf(_SC_CLK_TCK) * 2, warnings);
+	assert_true(h_metric(S.metrics_port, "spogate_accept_paused_total") >= 1);
+	assert_true(t1 - t0 < sysconf(_SC_CLK_TCK));      /* a spin takes all of it */
+	assert_true(warnings >= 1 && warnings <= 2);
+	for (i = 0; i < N; i++)
+		close(fds[i]);
+	/* Accepting resumes once fds are free again. */
+	for (i = 0; i < 50; i++) {
+		int fd = dial();
+		uint8_t b[512];
+		long n = hello(b, sizeof(b), "2.0", 16380, "pipelining,async", 0, SPOP_FLAG_FIN);
+		struct spop_frame f;
+		long r;
+
+		send_all(fd, b, (size_t)n);
+		r = read_frame(fd, b, sizeof(b), &f);
+		close(fd);
+		if (r > 0 && f.type == SPOP_FRM_AGENT_HELLO)
+			return;
+		usleep(100 * 1000);
+	}
+	fail_msg("the agent never accepted again");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -453,5 +628,15 @@ int main(void)
 		cmocka_unit_test(test_close_mid_decision_is_harmless),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	const struct CMUnitTest limits[] = {
+		cmocka_unit_test(test_half_sent_hellos_are_closed_after_the_handshake_timeout),
+		cmocka_unit_test(test_idle_connection_is_closed_with_status_2),
+		cmocka_unit_test(test_haproxy_disconnect_answers_decisions_in_flight_first),
+		cmocka_unit_test(test_out_of_fds_pauses_accepting_without_spinning),
+	};
+	int rc;
+
+	rc = cmocka_run_group_tests_name("spop", tests, setup, teardown);
+	rc += cmocka_run_group_tests_name("spop_limits", limits, setup_limits, teardown);
+	return rc;
 }

@@ -98,6 +98,7 @@ CASE(test_registry_errors_are_reported, "bad_registry", "bad_registry.reg.yaml",
 CASE(test_auth_and_authz_services_must_exist, "missing_auth_service", "missing_auth_service.reg.yaml", -1)
 CASE(test_bad_trusted_proxies_are_errors, "bad_trusted_proxy", NULL, -1)
 CASE(test_bad_agent_addresses_are_errors, "bad_agent_address", NULL, -1)
+CASE(test_unknown_ratelimit_header_sets_and_public_per_user_are_reported, "rl_headers", NULL, -1)
 CASE(test_every_problem_of_both_files_is_reported, "many_errors", "bad_registry.reg.yaml", -1)
 
 static void test_ten_megabyte_file_is_refused(void **state)
@@ -172,6 +173,7 @@ int main(void)
 		cmocka_unit_test(test_duplicate_key_is_an_error),
 		cmocka_unit_test(test_reserved_claim_var_is_refused),
 		cmocka_unit_test(test_registry_errors_are_reported),
+		cmocka_unit_test(test_unknown_ratelimit_header_sets_and_public_per_user_are_reported),
 		cmocka_unit_test(test_auth_and_authz_services_must_exist),
 		cmocka_unit_test(test_bad_trusted_proxies_are_errors),
 		cmocka_unit_test(test_bad_agent_addresses_are_errors),

@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "breaker.h"
 #include "ratelimit_core.h"
 
 static int parse(const char *s, struct rl_policy *p)
@@ -307,65 +308,65 @@ static void test_cache_skips_long_keys_and_can_be_off(void **state)
 
 static void test_breaker_opens_after_n_consecutive_failures(void **state)
 {
-	struct rl_breaker b;
+	struct breaker b;
 
 	(void)state;
-	rl_breaker_init(&b, 3, 0.2);
-	assert_true(rl_breaker_admit(&b, 0.0));
-	assert_int_equal(rl_breaker_failure(&b, 0.0), 0);
-	assert_int_equal(rl_breaker_failure(&b, 0.0), 0);
-	rl_breaker_success(&b);              /* resets the count */
-	assert_int_equal(rl_breaker_failure(&b, 0.0), 0);
-	assert_int_equal(rl_breaker_failure(&b, 0.0), 0);
-	assert_int_equal(rl_breaker_failure(&b, 1.0), 1);
-	assert_int_equal(b.state, RL_BREAKER_OPEN);
+	breaker_init(&b, 3, 0.2);
+	assert_true(breaker_admit(&b, 0.0));
+	assert_int_equal(breaker_failure(&b, 0.0), 0);
+	assert_int_equal(breaker_failure(&b, 0.0), 0);
+	breaker_success(&b);              /* resets the count */
+	assert_int_equal(breaker_failure(&b, 0.0), 0);
+	assert_int_equal(breaker_failure(&b, 0.0), 0);
+	assert_int_equal(breaker_failure(&b, 1.0), 1);
+	assert_int_equal(b.state, BREAKER_OPEN);
 	assert_int_equal(b.opened, 1);
 	/* open: nobody waits for Redis */
-	assert_false(rl_breaker_admit(&b, 1.0));
-	assert_false(rl_breaker_admit(&b, 1.19));
+	assert_false(breaker_admit(&b, 1.0));
+	assert_false(breaker_admit(&b, 1.19));
 	/* late failures of calls sent before do not extend it */
-	assert_int_equal(rl_breaker_failure(&b, 1.1), 0);
+	assert_int_equal(breaker_failure(&b, 1.1), 0);
 	assert_true(b.open_until == 1.2);
 }
 
 static void test_breaker_half_open_lets_one_probe_through(void **state)
 {
-	struct rl_breaker b;
+	struct breaker b;
 
 	(void)state;
-	rl_breaker_init(&b, 1, 0.2);
-	assert_int_equal(rl_breaker_failure(&b, 0.0), 1);
-	assert_true(rl_breaker_admit(&b, 0.25));     /* the probe */
-	assert_int_equal(b.state, RL_BREAKER_HALF_OPEN);
-	assert_false(rl_breaker_admit(&b, 0.25));    /* everyone else fails fast */
-	assert_false(rl_breaker_admit(&b, 0.30));
+	breaker_init(&b, 1, 0.2);
+	assert_int_equal(breaker_failure(&b, 0.0), 1);
+	assert_true(breaker_admit(&b, 0.25));     /* the probe */
+	assert_int_equal(b.state, BREAKER_HALF_OPEN);
+	assert_false(breaker_admit(&b, 0.25));    /* everyone else fails fast */
+	assert_false(breaker_admit(&b, 0.30));
 	/* the probe fails: open again, from now */
-	assert_int_equal(rl_breaker_failure(&b, 0.3), 1);
-	assert_false(rl_breaker_admit(&b, 0.45));
-	assert_true(rl_breaker_admit(&b, 0.5));
+	assert_int_equal(breaker_failure(&b, 0.3), 1);
+	assert_false(breaker_admit(&b, 0.45));
+	assert_true(breaker_admit(&b, 0.5));
 	/* the probe succeeds: closed, everyone goes */
-	rl_breaker_success(&b);
-	assert_int_equal(b.state, RL_BREAKER_CLOSED);
-	assert_true(rl_breaker_admit(&b, 0.5));
-	assert_true(rl_breaker_admit(&b, 0.5));
+	breaker_success(&b);
+	assert_int_equal(b.state, BREAKER_CLOSED);
+	assert_true(breaker_admit(&b, 0.5));
+	assert_true(breaker_admit(&b, 0.5));
 	assert_int_equal(b.opened, 2);
 }
 
 static void test_breaker_probes_at_once_after_a_reconnect(void **state)
 {
-	struct rl_breaker b;
+	struct breaker b;
 
 	(void)state;
-	rl_breaker_init(&b, 1, 10.0);
-	rl_breaker_failure(&b, 0.0);
-	assert_false(rl_breaker_admit(&b, 0.1));
-	rl_breaker_reconnected(&b);
-	assert_true(rl_breaker_admit(&b, 0.1));
-	assert_false(rl_breaker_admit(&b, 0.1));
+	breaker_init(&b, 1, 10.0);
+	breaker_failure(&b, 0.0);
+	assert_false(breaker_admit(&b, 0.1));
+	breaker_reconnected(&b);
+	assert_true(breaker_admit(&b, 0.1));
+	assert_false(breaker_admit(&b, 0.1));
 	/* a reconnect does not reopen a closed breaker's gate */
-	rl_breaker_init(&b, 1, 10.0);
-	rl_breaker_reconnected(&b);
-	assert_int_equal(b.state, RL_BREAKER_CLOSED);
+	breaker_init(&b, 1, 10.0);
+	breaker_reconnected(&b);
+	assert_int_equal(b.state, BREAKER_CLOSED);
 }
 
 static json_t *js(const char *s)

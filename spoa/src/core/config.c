@@ -22,6 +22,8 @@ void config_defaults(struct agent_config *cfg)
 	cfg->listen_port = 12345;
 	cfg->threads = n > 0 && n < 64 ? (int)n : 1;
 	cfg->max_frame_size = SPOP_DEF_FRAME_SIZE;
+	cfg->handshake_timeout_ms = CONFIG_DEF_HANDSHAKE_MS;
+	cfg->idle_timeout_ms = CONFIG_DEF_IDLE_MS;
 	cfg->log_level = LOG_LVL_INFO;
 }
 
@@ -115,7 +117,8 @@ static int parse_core(struct agent_config *cfg, char *err, size_t errlen)
 {
 	static const char *const known[] = {
 		"listen", "threads", "max_frame_size", "log_level", "metrics_listen",
-		"auth", "authz", "redis", "rate_limiting", "debug", NULL
+		"auth", "authz", "redis", "rate_limiting", "debug", "handshake_timeout_ms",
+		"idle_timeout_ms", NULL
 	};
 	json_t *root = cfg->root, *debug = NULL;
 	const char *s = NULL;
@@ -139,6 +142,14 @@ static int parse_core(struct agent_config *cfg, char *err, size_t errlen)
 	                   SPOP_MAX_FRAME_SIZE, &n, err, errlen) < 0)
 		return -1;
 	cfg->max_frame_size = (uint32_t)n;
+	n = cfg->handshake_timeout_ms;
+	if (config_get_int(root, "", "handshake_timeout_ms", 100, 600000, &n, err, errlen) < 0)
+		return -1;
+	cfg->handshake_timeout_ms = (int)n;
+	n = cfg->idle_timeout_ms;
+	if (config_get_int(root, "", "idle_timeout_ms", 1000, 86400000, &n, err, errlen) < 0)
+		return -1;
+	cfg->idle_timeout_ms = (int)n;
 	s = NULL;
 	if (config_get_str(root, "", "log_level", &s, err, errlen) < 0)
 		return -1;

@@ -13,6 +13,12 @@
 
 #define CONFIG_MAX_BYTES (1024 * 1024)
 
+/* A peer that has not finished its HELLO by then is not HAProxy (whose
+ * own `timeout hello` is shorter); one idle this long is closed with a
+ * DISCONNECT (HAProxy's generated `timeout idle` is 2m, so it closes first). */
+#define CONFIG_DEF_HANDSHAKE_MS 5000
+#define CONFIG_DEF_IDLE_MS      (10 * 60 * 1000)
+
 struct agent_config {
 	char listen_host[256];
 	int listen_port;
@@ -22,6 +28,8 @@ struct agent_config {
 	char metrics_host[256];
 	int metrics_port;              /* 0 = no metrics listener */
 	int debug_delay_ms;            /* test aid: defer every decision */
+	int handshake_timeout_ms;      /* HELLO must be complete within this */
+	int idle_timeout_ms;           /* a connection with nothing in flight */
 	json_t *root;                  /* owned; sections below borrow from it */
 	json_t *auth;                  /* each NULL when absent */
 	json_t *authz;

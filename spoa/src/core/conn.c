@@ -2,8 +2,13 @@
  * SPOP connection state machine.
  *
  *   HELLO ──HAPROXY-HELLO ok──► READY ──NOTIFY──► decisions ──► ACKs
- *     │                          │
- *     └── anything wrong ────────┴──► CLOSING (AGENT-DISCONNECT, flush, close)
+ *     │                          │  └──HAPROXY-DISCONNECT──► DRAINING ──last ACK──┐
+ *     └── anything wrong ────────┴──► CLOSING (AGENT-DISCONNECT, flush, close) ◄─┘
+ *
+ * One timer per connection bounds every state: the HELLO must arrive within
+ * handshake_timeout_ms, a READY connection with nothing in flight is closed
+ * after idle_timeout_ms, DRAINING and CLOSING after a few seconds, so a
+ * peer that stalls can never hold a connection (and its fd) for long.
  *
  * Frames are read into one buffer of 4 + max-frame-size bytes; a frame
  * announcing more than the negotiated size is refused (status 3) before a
@@ -22,13 +27,21 @@
 #include "decision.h"
 #include "log.h"
 #include "spop.h"
-#include "worker.h"
+#include "worker_ctx.h"
 
 #define AGENT_CAPABILITIES "pipelining,async"
 
 static void conn_close(struct conn *c);
 static void conn_disconnect(struct conn *c, uint32_t status);
 static void conn_update_read(struct conn *c);
+
+/* (Re)arms the connection's single deadline, secs from now. */
+static void arm(struct conn *c, double secs)
+{
+	ev_timer_stop(c->w->loop, &c->tmo);
+	ev_timer_set(&c->tmo, secs, 0.);
+	ev_timer_start(c->w->loop, &c->tmo);
+}
 
 static void mark_dirty(struct conn *c)
 {
@@ -120,7 +133,8 @@ void conn_flush_dirty(struct worker *w)
  * cannot grow our memory without bound; it resumes as ACKs drain. */
 static void conn_update_read(struct conn *c)
 {
-	int want = c->state != CONN_CLOSING && c->ninflight < CONN_MAX_INFLIGHT &&
+	int want = (c->state == CONN_HELLO || c->state == CONN_READY) &&
+	           c->ninflight < CONN_MAX_INFLIGHT &&
 	           c->wlen - c->woff < CONN_WBUF_SOFT;
 
 	if (want && !ev_is_active(&c->rio))
@@ -144,6 +158,7 @@ static void conn_disconnect(struct conn *c, uint32_t status)
 	c->state = CONN_CLOSING;
 	c->close_after_flush = 1;
 	conn_update_read(c);
+	arm(c, CONN_CLOSE_TIMEOUT);
 	/* Never close here: callers may still hold c. The flush before the
 	 * loop sleeps writes the frame (if it fit) and closes. */
 	if (n < 0 || out_append(c, buf, (size_t)n) < 0)
@@ -186,9 +201,11 @@ static int handle_hello(struct conn *c, const struct spop_frame *f)
 		c->state = CONN_CLOSING;
 		c->close_after_flush = 1;
 		conn_update_read(c);
+		arm(c, CONN_CLOSE_TIMEOUT);
 		return 0;
 	}
 	c->state = CONN_READY;
+	arm(c, cfg->idle_timeout_ms / 1000.);
 	return 0;
 }
 
@@ -203,7 +220,7 @@ static int handle_notify(struct conn *c, const struct spop_frame *f)
 		return 0;   /* an aborted message: nothing to answer */
 	if (f->frame_id == 0 && f->stream_id == 0)
 		return SPOP_ST_INVALID;
-	d = decision_new(c->w, c, f->payload, f->payload_len, f->stream_id,
+	d = decision_new(c->w, c, conn_decision_done, f->payload, f->payload_len, f->stream_id,
 	                 f->frame_id, &status);
 	if (!d)
 		return status;
@@ -244,9 +261,17 @@ static int handle_frame(struct conn *c, const uint8_t *buf, size_t len)
 			status = handle_notify(c, &f);
 			break;
 		case SPOP_FRM_HAPROXY_DISCONNECT:
-			/* HAProxy waits for our DISCONNECT, then we close. */
-			status = SPOP_ST_NORMAL;
-			conn_disconnect(c, status);
+			/* HAProxy waits for our DISCONNECT, then we close; the
+			 * decisions it already sent are answered first, so a
+			 * reload (old process stopping) loses none of them. */
+			if (c->ninflight == 0) {
+				conn_disconnect(c, SPOP_ST_NORMAL);
+				return -1;
+			}
+			c->state = CONN_DRAINING;
+			c->w->st.drains++;
+			conn_update_read(c);
+			arm(c, CONN_DRAIN_TIMEOUT);
 			return -1;
 		case SPOP_FRM_UNSET:
 			/* a fragment continuation: we never negotiated fragmentation */
@@ -268,7 +293,8 @@ static void process_input(struct conn *c)
 {
 	size_t off = 0;
 
-	while (c->state != CONN_CLOSING && c->rlen - off >= SPOP_LEN_BYTES) {
+	while ((c->state == CONN_HELLO || c->state == CONN_READY) &&
+	       c->rlen - off >= SPOP_LEN_BYTES) {
 		uint32_t flen = spop_frame_len(c->rbuf + off);
 
 		if (flen > c->max_frame) {
@@ -304,9 +330,10 @@ static void on_read(struct ev_loop *loop, ev_io *wio, int revents)
 		}
 		n = read(c->fd, c->rbuf + c->rlen, room);
 		if (n > 0) {
+			c->last_active = ev_now(c->w->loop);
 			c->rlen += (size_t)n;
 			process_input(c);
-			if (c->state == CONN_CLOSING || c->read_paused)
+			if (c->state == CONN_CLOSING || c->state == CONN_DRAINING || c->read_paused)
 				return;
 			if ((size_t)n < room)
 				return;   /* drained the socket; saves an EAGAIN read */
@@ -333,6 +360,42 @@ static void on_write(struct ev_loop *loop, ev_io *wio, int revents)
 	conn_flush(wio->data);
 }
 
+/* The connection's deadline passed. Returns after c may have been freed. */
+static void on_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct conn *c = t->data;
+	double idle = c->w->agent->cfg.idle_timeout_ms / 1000., quiet;
+
+	(void)revents;
+	switch (c->state) {
+	case CONN_HELLO:
+		/* Half a HELLO, or none: not worth a DISCONNECT. */
+		c->w->st.timeouts[0]++;
+		log_debug("conn %d: no HELLO within %d ms, closing", c->fd,
+		          c->w->agent->cfg.handshake_timeout_ms);
+		conn_close(c);
+		return;
+	case CONN_READY:
+		quiet = ev_now(loop) - c->last_active;
+		if (c->ninflight > 0 || quiet < idle) {
+			arm(c, c->ninflight > 0 ? idle : idle - quiet);
+			return;
+		}
+		c->w->st.timeouts[1]++;
+		log_debug("conn %d: idle for %.0f s, closing", c->fd, quiet);
+		conn_disconnect(c, SPOP_ST_TIMEOUT);
+		return;
+	case CONN_DRAINING:
+		log_warn("conn %d: %u decisions still in flight %.0f s after HAProxy's "
+		         "DISCONNECT, closing", c->fd, c->ninflight, CONN_DRAIN_TIMEOUT);
+		conn_disconnect(c, SPOP_ST_NORMAL);
+		return;
+	case CONN_CLOSING:
+		conn_close(c);
+		return;
+	}
+}
+
 void conn_accept(struct worker *w, int fd)
 {
 	struct conn *c = calloc(1, sizeof(*c));
@@ -353,8 +416,11 @@ void conn_accept(struct worker *w, int fd)
 	c->rcap = SPOP_LEN_BYTES + (size_t)c->max_frame;
 	ev_io_init(&c->rio, on_read, fd, EV_READ);
 	ev_io_init(&c->wio, on_write, fd, EV_WRITE);
+	ev_timer_init(&c->tmo, on_timeout, w->agent->cfg.handshake_timeout_ms / 1000., 0.);
 	c->rio.data = c;
 	c->wio.data = c;
+	c->tmo.data = c;
+	c->last_active = ev_now(w->loop);
 	c->next = w->conns;
 	if (w->conns)
 		w->conns->prev = c;
@@ -363,6 +429,7 @@ void conn_accept(struct worker *w, int fd)
 	w->st.conns_accepted++;
 	w->st.conns_open++;
 	ev_io_start(w->loop, &c->rio);
+	ev_timer_start(w->loop, &c->tmo);
 }
 
 static void conn_close(struct conn *c)
@@ -373,6 +440,7 @@ static void conn_close(struct conn *c)
 
 	ev_io_stop(w->loop, &c->rio);
 	ev_io_stop(w->loop, &c->wio);
+	ev_timer_stop(w->loop, &c->tmo);
 	close(c->fd);
 	/* Decisions still waiting on Redis or gRPC free themselves on resume. */
 	for (d = c->inflight; d; d = d->next)
@@ -437,7 +505,7 @@ void conn_decision_done(struct decision *d)
 		return;
 	}
 	c->w->st.acks++;
-	if (c->w->stopping && c->ninflight == 0)
+	if ((c->w->stopping || c->state == CONN_DRAINING) && c->ninflight == 0)
 		conn_disconnect(c, SPOP_ST_NORMAL);
 	else if (c->read_paused)
 		conn_update_read(c);

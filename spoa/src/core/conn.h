@@ -17,10 +17,17 @@ struct decision;
 #define CONN_WBUF_MAX       (4 * 1024 * 1024)
 
 enum conn_state {
-	CONN_HELLO   = 0,
-	CONN_READY   = 1,
-	CONN_CLOSING = 2,
+	CONN_HELLO    = 0,
+	CONN_READY    = 1,
+	CONN_CLOSING  = 2,
+	CONN_DRAINING = 3,   /* HAProxy said DISCONNECT; ACKs in flight go first */
 };
+
+/* Seconds a connection may take to flush its DISCONNECT (a peer that stops
+ * reading would hold it forever), and to finish its decisions in flight
+ * after HAProxy's DISCONNECT (far beyond any `timeout processing`). */
+#define CONN_CLOSE_TIMEOUT  5.0
+#define CONN_DRAIN_TIMEOUT  5.0
 
 struct conn {
 	struct worker *w;
@@ -28,6 +35,8 @@ struct conn {
 	enum conn_state state;
 	ev_io rio;
 	ev_io wio;
+	ev_timer tmo;                  /* handshake, idle, drain or close deadline */
+	ev_tstamp last_active;         /* last byte read */
 	uint32_t max_frame;            /* ours until the handshake, then negotiated */
 	uint8_t *rbuf;
 	size_t rlen;

@@ -1,34 +1,16 @@
 /*
- * The decision pipeline: a fixed list of stages over one decision.
+ * The decision pipeline: the stage table over one decision.
  */
 #include "decision.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent.h"
-#include "authn.h"
-#include "authz.h"
-#include "conn.h"
 #include "log.h"
-#include "ratelimit.h"
-#include "worker.h"
+#include "worker_ctx.h"
 
-static enum stage_rc stage_debug_delay(struct decision *d);
-
-typedef enum stage_rc (*stage_fn)(struct decision *d);
-
-/* Order matters: identity first, so authorization and per-user limits know
- * the user. A stage skips itself when a previous one denied. */
-static const stage_fn stages[] = {
-	stage_debug_delay,
-	authn_stage,
-	authz_stage,
-	rl_stage,
-};
-#define NSTAGES (sizeof(stages) / sizeof(stages[0]))
-
-struct decision *decision_new(struct worker *w, struct conn *c, const uint8_t *payload,
+struct decision *decision_new(struct worker *w, struct conn *c,
+                              void (*done)(struct decision *d), const uint8_t *payload,
                               size_t len, uint64_t stream_id, uint64_t frame_id,
                               int *status)
 {
@@ -51,6 +33,7 @@ struct decision *decision_new(struct worker *w, struct conn *c, const uint8_t *p
 	d->has_msg = r;
 	d->w = w;
 	d->conn = c;
+	d->done = done;
 	d->stream_id = stream_id;
 	d->frame_id = frame_id;
 	d->t_start = ev_now(w->loop);
@@ -73,22 +56,24 @@ static void finish(struct decision *d)
 		          (int)d->req.path.len, d->req.path.ptr,
 		          d->v.status, gw_reason_str(d->v.reason));
 	}
-	conn_decision_done(d);
+	d->done(d);
 }
 
 void decision_run(struct decision *d)
 {
-	while (d->stage < NSTAGES) {
+	size_t n = stages_count();
+
+	while (d->stage < n) {
 		if (!d->conn) {
 			/* HAProxy is gone: nobody waits for the rest. */
 			decision_free(d);
 			return;
 		}
 		if (!d->has_msg) {
-			d->stage = NSTAGES;
+			d->stage = (unsigned)n;
 			break;
 		}
-		if (stages[d->stage](d) == STAGE_PENDING)
+		if (stages_at(d->stage)->run(d, d->w->stage_ctx[d->stage]) == STAGE_PENDING)
 			return;
 		d->stage++;
 	}
@@ -103,13 +88,27 @@ void decision_resume(struct decision *d)
 
 void decision_free(struct decision *d)
 {
-	if (d->authn_free)
-		d->authn_free(d->authn_data);
-	if (d->rl_free)
-		d->rl_free(d->rl_data);
-	if (ev_is_active(&d->delay_w))
-		ev_timer_stop(d->w->loop, &d->delay_w);
+	size_t i, n = stages_count();
+
+	for (i = 0; i < n; i++)
+		if (d->stage_ctx[i] && stages_at(i)->release)
+			stages_at(i)->release(d->stage_ctx[i]);
 	free(d);
+}
+
+void *decision_ctx(const struct decision *d, const struct stage_ops *st)
+{
+	int i = stages_index(st);
+
+	return i < 0 ? NULL : d->stage_ctx[i];
+}
+
+void decision_set_ctx(struct decision *d, const struct stage_ops *st, void *ctx)
+{
+	int i = stages_index(st);
+
+	if (i >= 0)
+		d->stage_ctx[i] = ctx;
 }
 
 void decision_batch_add(struct decision_batch *b, struct decision *d)
@@ -140,30 +139,4 @@ void decision_batch_resume(struct decision_batch *b, struct decision *skip)
 		first = 0;
 		b = next;
 	}
-}
-
-static void on_delay(struct ev_loop *loop, ev_timer *t, int revents)
-{
-	struct decision *d = t->data;
-
-	(void)loop;
-	(void)revents;
-	decision_resume(d);
-}
-
-/* debug.delay_ms: hold each decision for 1..delay_ms, with jitter so that
- * completions come out of arrival order. A test aid for the asynchronous
- * path; off (0) in every generated configuration. */
-static enum stage_rc stage_debug_delay(struct decision *d)
-{
-	int ms = d->w->agent->cfg.debug_delay_ms;
-	double delay;
-
-	if (ms <= 0)
-		return STAGE_NEXT;
-	delay = (1 + rand_r(&d->w->rand_state) % ms) / 1000.0;
-	ev_timer_init(&d->delay_w, on_delay, delay, 0.);
-	d->delay_w.data = d;
-	ev_timer_start(d->w->loop, &d->delay_w);
-	return STAGE_PENDING;
 }

@@ -1,10 +1,10 @@
 /*
- * The decision pipeline. A NOTIFY becomes a decision; stages run in order
- * (debug delay, authentication, authorization, rate limiting) and each
- * either finishes at once or goes asynchronous and later calls
- * decision_resume() from the owning worker's loop thread. When the last
- * stage is done the verdict goes back to the connection as an ACK, so ACKs
- * leave in completion order and many decisions can be in flight per
+ * The decision pipeline. A NOTIFY becomes a decision; the stages of the
+ * stage table (stage.h) run in order and each either finishes at once or
+ * goes asynchronous and later calls decision_resume() from the owning
+ * worker's loop thread. When the last stage is done the decision goes back
+ * to its owner (the connection, through the done hook) to become an ACK, so
+ * ACKs leave in completion order and many decisions can be in flight per
  * connection.
  *
  * Ownership: the decision owns a copy of the NOTIFY payload (the request's
@@ -20,18 +20,15 @@
 #include <ev.h>
 
 #include "gwmsg.h"
+#include "stage.h"
 
 struct worker;
 struct conn;
 
-enum stage_rc {
-	STAGE_NEXT    = 0,   /* done, go on (v may now hold a denial) */
-	STAGE_PENDING = 1,   /* the stage will call decision_resume() later */
-};
-
 struct decision {
 	struct worker *w;
 	struct conn *conn;             /* NULL once the connection is gone */
+	void (*done)(struct decision *d);  /* the owner's: sends the ACK, frees d */
 	struct decision *prev, *next;  /* the connection's in-flight list */
 	uint64_t stream_id;
 	uint64_t frame_id;
@@ -42,20 +39,19 @@ struct decision {
 	struct gw_request req;
 	struct spop_str token;         /* bearer token, empty when none */
 	struct gw_verdict v;
-	ev_timer delay_w;              /* debug.delay_ms */
-	/* Stage state. A stage that stores something here frees it in its
-	 * *_free hook, which decision_free() calls. */
-	void *authn_data;
-	void (*authn_free)(void *data);
-	void *rl_data;
-	void (*rl_free)(void *data);
+	/* Per-decision state of each stage, by its slot in the stage table;
+	 * decision_free() hands what is left to the stage's release hook. */
+	void *stage_ctx[STAGE_MAX];
 	size_t payload_len;
 	uint8_t payload[];
 };
 
-/* Copies payload and parses it. Returns the decision, or NULL with *status
- * set to the SPOP status for the DISCONNECT (malformed payload or no memory). */
-struct decision *decision_new(struct worker *w, struct conn *c, const uint8_t *payload,
+/* Copies payload and parses it. done is called with the decision once the
+ * last stage is done, unless the connection went first (then d frees
+ * itself). Returns the decision, or NULL with *status set to the SPOP
+ * status for the DISCONNECT (malformed payload or no memory). */
+struct decision *decision_new(struct worker *w, struct conn *c,
+                              void (*done)(struct decision *d), const uint8_t *payload,
                               size_t len, uint64_t stream_id, uint64_t frame_id,
                               int *status);
 
@@ -66,6 +62,11 @@ void decision_run(struct decision *d);
 void decision_resume(struct decision *d);
 
 void decision_free(struct decision *d);
+
+/* The per-decision state stage st keeps in d (NULL when none), and setting
+ * it: st's release hook frees what is still set when d goes. */
+void *decision_ctx(const struct decision *d, const struct stage_ops *st);
+void decision_set_ctx(struct decision *d, const struct stage_ops *st, void *ctx);
 
 /* Decisions to resume together once a cache is consistent again: a cache
  * fill wakes every decision waiting on the key, and resuming one inside the

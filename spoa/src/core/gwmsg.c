@@ -189,6 +189,7 @@ void gw_verdict_init(struct gw_verdict *v)
 	v->reason = GW_R_NONE;
 	v->has_rl = 0;
 	v->rl_limit = v->rl_remaining = v->rl_reset = v->retry_after = 0;
+	v->rl_policy = NULL;
 	v->nvars = 0;
 	v->arena_used = 0;
 }
@@ -252,6 +253,10 @@ long gw_ack_encode(uint8_t *buf, size_t cap, uint64_t stream_id,
 		spop_wr_set_var(&w, SPOP_SCOPE_TXN, "rl_remaining", &d);
 		d = spop_int64(v->rl_reset);
 		spop_wr_set_var(&w, SPOP_SCOPE_TXN, "rl_reset", &d);
+		if (v->rl_policy) {
+			d = spop_cstr(v->rl_policy);
+			spop_wr_set_var(&w, SPOP_SCOPE_TXN, "rl_policy", &d);
+		}
 		if (v->status == 429) {
 			d = spop_int64(v->retry_after);
 			spop_wr_set_var(&w, SPOP_SCOPE_TXN, "retry_after", &d);

@@ -62,6 +62,7 @@ struct gw_verdict {
 	int64_t rl_limit;
 	int64_t rl_remaining;
 	int64_t rl_reset;
+	const char *rl_policy;     /* static: the policy the numbers are for ("user", "ip") */
 	int64_t retry_after;       /* sent only with 429 */
 	unsigned nvars;
 	struct gw_var vars[GW_MAX_VARS];

@@ -18,7 +18,8 @@
 #include "agent.h"
 #include "log.h"
 #include "metrics_http.h"
-#include "worker.h"
+#include "stage.h"
+#include "worker_ctx.h"
 
 #define REQ_MAX 4096
 
@@ -119,6 +120,17 @@ static void render(struct agent *a, struct dynbuf *b)
 		dynbuf_printf(b, "# TYPE spogate_max_inflight gauge\nspogate_max_inflight %lu\n",
 			      (unsigned long)m);
 	}
+	dynbuf_printf(b, "# HELP spogate_connections_timed_out_total SPOP connections closed for no HELLO in time (handshake) or for idleness (idle).\n"
+	               "# TYPE spogate_connections_timed_out_total counter\n"
+	               "spogate_connections_timed_out_total{phase=\"handshake\"} %lu\n"
+	               "spogate_connections_timed_out_total{phase=\"idle\"} %lu\n",
+	               (unsigned long)SUM(timeouts[0]), (unsigned long)SUM(timeouts[1]));
+	dynbuf_printf(b, "# HELP spogate_disconnect_drains_total HAProxy DISCONNECTs answered only after the decisions in flight were ACKed.\n"
+	               "# TYPE spogate_disconnect_drains_total counter\n"
+	               "spogate_disconnect_drains_total %lu\n", (unsigned long)SUM(drains));
+	dynbuf_printf(b, "# HELP spogate_accept_paused_total Times a worker stopped accepting for a while because it ran out of file descriptors.\n"
+	               "# TYPE spogate_accept_paused_total counter\n"
+	               "spogate_accept_paused_total %lu\n", (unsigned long)SUM(accept_paused));
 	dynbuf_printf(b, "# TYPE spogate_disconnects_total counter\n");
 	for (i = 0; i <= SPOP_ST_RES + 1; i++) {
 		uint64_t s = SUM(disconnects[i]);
@@ -149,6 +161,7 @@ static void render(struct agent *a, struct dynbuf *b)
 		metrics_histogram(b, "spogate_decision_seconds", "", bounds, counts,
 		                  WORKER_LAT_BUCKETS, SUM(lat_count), (double)SUM(lat_sum_us) / 1e6);
 	}
+	stages_metrics(a, b);
 	for (src = sources; src; src = src->next)
 		src->render(a, b);
 }

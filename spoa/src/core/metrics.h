@@ -1,6 +1,7 @@
 /*
  * Prometheus /metrics and /healthz on metrics_listen (main loop).
- * Modules add their own series with metrics_register().
+ * Stages add their series through their metrics hook (stage.h); other
+ * modules (the gRPC client) with metrics_register().
  */
 #ifndef SPOGATE_METRICS_H
 #define SPOGATE_METRICS_H

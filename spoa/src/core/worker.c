@@ -20,14 +20,11 @@
 #include "agent.h"
 #include "conn.h"
 #include "log.h"
-#include "ratelimit.h"
+#include "stage.h"
 
 #define DRAIN_TIMEOUT 10.0   /* seconds a stopping worker waits for decisions */
-
-const double worker_lat_bounds_us[WORKER_LAT_BUCKETS] = {
-	25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000,
-	250000, 1000000,
-};
+#define ACCEPT_RETRY  0.25   /* seconds accepting pauses when out of fds */
+#define ACCEPT_WARN   60.0   /* at most one "out of fds" warning this often */
 
 static int listen_socket(const char *host, int port)
 {
@@ -62,6 +59,35 @@ static int listen_socket(const char *host, int port)
 	return fd;
 }
 
+static void on_accept_retry(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct worker *w = t->data;
+
+	(void)revents;
+	if (!w->stopping && w->listen_fd >= 0)
+		ev_io_start(loop, &w->accept_w);
+}
+
+/* Out of fds (or of kernel memory): the pending connection stays in the
+ * backlog and the listener stays readable, so accepting again at once
+ * would spin. Stop the watcher, retry on a timer, warn once a minute. */
+static void accept_pause(struct worker *w, int err)
+{
+	ev_tstamp now = ev_now(w->loop);
+
+	ev_io_stop(w->loop, &w->accept_w);
+	ev_timer_stop(w->loop, &w->accept_retry_w);
+	ev_timer_set(&w->accept_retry_w, ACCEPT_RETRY, 0.);
+	ev_timer_start(w->loop, &w->accept_retry_w);
+	w->st.accept_paused++;
+	if (w->accept_warned == 0 || now - w->accept_warned >= ACCEPT_WARN) {
+		log_warn("worker %d: accept: %s with %u connections open; pausing accepts "
+		         "(%lu pauses so far, next warning in %.0f s at the earliest)", w->id,
+		         strerror(err), w->nconns, (unsigned long)w->st.accept_paused, ACCEPT_WARN);
+		w->accept_warned = now;
+	}
+}
+
 static void on_accept(struct ev_loop *loop, ev_io *wio, int revents)
 {
 	struct worker *w = wio->data;
@@ -74,7 +100,9 @@ static void on_accept(struct ev_loop *loop, ev_io *wio, int revents)
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				accept_pause(w, errno);
+			else if (errno != EAGAIN && errno != EWOULDBLOCK)
 				log_warn("worker %d: accept: %s", w->id, strerror(errno));
 			return;
 		}
@@ -108,6 +136,7 @@ static void do_stop(void *arg)
 		return;
 	w->stopping = 1;
 	ev_io_stop(w->loop, &w->accept_w);
+	ev_timer_stop(w->loop, &w->accept_retry_w);
 	close(w->listen_fd);
 	w->listen_fd = -1;
 	conn_shutdown_all(w, 0);
@@ -122,38 +151,9 @@ static void do_stop(void *arg)
 
 static void on_wake(struct ev_loop *loop, ev_async *a, int revents)
 {
-	struct worker *w = a->data;
-	struct worker_job *jobs, *j;
-
 	(void)loop;
 	(void)revents;
-	pthread_mutex_lock(&w->jobs_lock);
-	jobs = w->jobs;
-	w->jobs = NULL;
-	w->jobs_tail = &w->jobs;
-	pthread_mutex_unlock(&w->jobs_lock);
-	while ((j = jobs)) {
-		jobs = j->next;
-		j->fn(j->arg);
-		free(j);
-	}
-}
-
-int worker_post(struct worker *w, void (*fn)(void *arg), void *arg)
-{
-	struct worker_job *j = malloc(sizeof(*j));
-
-	if (!j)
-		return -1;
-	j->fn = fn;
-	j->arg = arg;
-	j->next = NULL;
-	pthread_mutex_lock(&w->jobs_lock);
-	*w->jobs_tail = j;
-	w->jobs_tail = &j->next;
-	pthread_mutex_unlock(&w->jobs_lock);
-	ev_async_send(w->loop, &w->wake_w);
-	return 0;
+	worker_run_jobs(a->data);
 }
 
 int worker_init(struct worker *w, struct agent *a, int id)
@@ -176,13 +176,15 @@ int worker_init(struct worker *w, struct agent *a, int id)
 	ev_io_init(&w->accept_w, on_accept, w->listen_fd, EV_READ);
 	w->accept_w.data = w;
 	ev_io_start(w->loop, &w->accept_w);
+	ev_timer_init(&w->accept_retry_w, on_accept_retry, ACCEPT_RETRY, 0.);
+	w->accept_retry_w.data = w;
 	ev_async_init(&w->wake_w, on_wake);
 	w->wake_w.data = w;
 	ev_async_start(w->loop, &w->wake_w);
 	ev_prepare_init(&w->flush_w, on_prepare);
 	w->flush_w.data = w;
 	ev_prepare_start(w->loop, &w->flush_w);
-	return rl_worker_init(w);
+	return stages_worker_start(w, w->stage_ctx);
 }
 
 static void *worker_main(void *arg)
@@ -191,7 +193,7 @@ static void *worker_main(void *arg)
 
 	ev_run(w->loop, 0);
 	/* Run jobs posted while stopping (late gRPC completions) then leave. */
-	on_wake(w->loop, &w->wake_w, 0);
+	worker_run_jobs(w);
 	return NULL;
 }
 
@@ -222,17 +224,12 @@ void worker_join(struct worker *w)
 	pthread_join(w->thread, NULL);
 }
 
-void worker_run_jobs(struct worker *w)
-{
-	on_wake(w->loop, &w->wake_w, 0);
-}
-
 void worker_destroy(struct worker *w)
 {
 	struct worker_job *j;
 
 	conn_shutdown_all(w, 1);
-	rl_worker_destroy(w);
+	stages_worker_stop(w, w->stage_ctx);
 	while ((j = w->jobs)) {
 		w->jobs = j->next;
 		free(j);
@@ -243,33 +240,4 @@ void worker_destroy(struct worker *w)
 		ev_loop_destroy(w->loop);
 	w->loop = NULL;
 	pthread_mutex_destroy(&w->jobs_lock);
-}
-
-static void add(uint64_t *p, uint64_t v)
-{
-	__atomic_fetch_add(p, v, __ATOMIC_RELAXED);
-}
-
-void worker_count_decision(struct worker *w, const struct gw_verdict *v, double seconds)
-{
-	uint64_t us = seconds > 0 ? (uint64_t)(seconds * 1e6) : 0;
-	int slot, i;
-
-	switch (v->status) {
-	case 0:   slot = 0; break;
-	case 401: slot = 1; break;
-	case 403: slot = 2; break;
-	case 429: slot = 3; break;
-	default:  slot = 4; break;
-	}
-	add(&w->st.decisions[slot], 1);
-	if ((unsigned)v->reason < GW_R_MAX)
-		add(&w->st.reasons[v->reason], 1);
-	add(&w->st.lat_count, 1);
-	add(&w->st.lat_sum_us, us);
-	for (i = 0; i < WORKER_LAT_BUCKETS; i++)
-		if ((double)us <= worker_lat_bounds_us[i]) {
-			add(&w->st.lat_bucket[i], 1);
-			break;
-		}
 }

@@ -28,7 +28,7 @@
 #include "jwt_verify.h"
 #include "log.h"
 #include "metrics.h"
-#include "worker.h"
+#include "worker_ctx.h"
 
 enum authn_mode {
 	AUTHN_NONE    = 0,
@@ -446,7 +446,7 @@ static int parse_claims(json_t *arr, char *err, size_t errlen)
 {
 	static const char *const known[] = { "claim", "var", "header", NULL };
 	static const char *const reserved[] = {
-		"status", "reason", "user_id", "rl_limit", "rl_remaining", "rl_reset",
+		"status", "reason", "user_id", "rl_limit", "rl_remaining", "rl_reset", "rl_policy",
 		"retry_after", "error", "ptime", NULL
 	};
 	json_t *e;
@@ -575,7 +575,7 @@ static struct jwt_keyset *load_keys(char *err, size_t errlen)
 	return NULL;
 }
 
-int authn_configure(const struct agent_config *cfg, char *err, size_t errlen)
+static int authn_configure(const struct agent_config *cfg, char *err, size_t errlen)
 {
 	static const char *const known[] = {
 		"mode", "issuer", "audiences", "jwks_file", "pem_keys", "algorithms",
@@ -723,7 +723,7 @@ int authn_configure(const struct agent_config *cfg, char *err, size_t errlen)
 
 /* ---- metrics ---- */
 
-static void render(struct agent *a, struct dynbuf *b)
+static void authn_metrics(struct agent *a, struct dynbuf *b)
 {
 	static const char *const names[] = {
 		"hits", "misses", "coalesced", "verified", "rejected", "rpc_unavailable",
@@ -745,28 +745,40 @@ static void render(struct agent *a, struct dynbuf *b)
 			      (unsigned long)__atomic_load_n(vals[i], __ATOMIC_RELAXED));
 }
 
-static struct metrics_source metrics_src = { render, NULL };
-
 /* ---- life cycle ---- */
 
-int authn_start(struct agent *a)
+static int authn_worker_start(struct worker *w, void **wctx)
 {
-	int i;
+	struct authn_worker *aw;
 
+	if (A.mode == AUTHN_NONE)
+		return 0;
+	aw = calloc(1, sizeof(*aw));
+	if (!aw || !(aw->cache = cache_new((size_t)A.cache_size, result_unref))) {
+		free(aw);
+		log_error("authn: out of memory");
+		return -1;
+	}
+	aw->w = w;
+	*wctx = aw;
+	return 0;
+}
+
+static void authn_worker_stop(struct worker *w, void *wctx)
+{
+	struct authn_worker *aw = wctx;
+
+	(void)w;
+	cache_free(aw->cache);
+	jwt_keyset_unref(aw->keys);
+	free(aw);
+}
+
+static int authn_start(struct agent *a)
+{
 	A.agent = a;
 	if (A.mode == AUTHN_NONE)
 		return 0;
-	for (i = 0; i < a->nworkers; i++) {
-		struct authn_worker *aw = calloc(1, sizeof(*aw));
-
-		if (!aw || !(aw->cache = cache_new((size_t)A.cache_size, result_unref))) {
-			free(aw);
-			log_error("authn: out of memory");
-			return -1;
-		}
-		aw->w = &a->workers[i];
-		a->workers[i].authn = aw;
-	}
 	if (A.mode == AUTHN_SERVICE) {
 		if (rpc_start() < 0)
 			return -1;
@@ -780,25 +792,13 @@ int authn_start(struct agent *a)
 		log_info("authn: local JWT verification with %zu keys",
 		         jwt_keyset_size(A.keys));
 	}
-	metrics_register(&metrics_src);
 	rpc_metrics_register();
 	return 0;
 }
 
-void authn_stop(struct agent *a)
+static void authn_stop(struct agent *a)
 {
-	int i;
-
-	for (i = 0; a && i < a->nworkers; i++) {
-		struct authn_worker *aw = a->workers[i].authn;
-
-		if (!aw)
-			continue;
-		cache_free(aw->cache);
-		jwt_keyset_unref(aw->keys);
-		free(aw);
-		a->workers[i].authn = NULL;
-	}
+	(void)a;
 	if (A.ch) {
 		rpc_channel_free(A.ch);
 		A.ch = NULL;
@@ -807,7 +807,7 @@ void authn_stop(struct agent *a)
 	A.keys = NULL;
 }
 
-int authn_reload(void)
+static int authn_reload(void)
 {
 	struct jwt_keyset *ks, *old;
 	char err[512];
@@ -850,15 +850,14 @@ static void apply(struct decision *d, struct result *r)
 			gw_verdict_deny(&d->v, 401, GW_R_TOKEN_INVALID);
 			return;
 		}
-	d->authn_data = result_ref(r);
-	d->authn_free = result_unref;
+	decision_set_ctx(d, &authn_stage, result_ref(r));
 }
 
 const struct authn_identity *authn_identity(const struct decision *d)
 {
-	const struct result *r = d->authn_data;
+	const struct result *r = decision_ctx(d, &authn_stage);
 
-	return r && d->authn_free == result_unref && r->status == 0 ? &r->id : NULL;
+	return r && r->status == 0 ? &r->id : NULL;
 }
 
 static enum gw_reason jwt_reason(enum jwt_status st)
@@ -977,7 +976,7 @@ static void on_validate_done(void *arg, int status, const uint8_t *resp, size_t 
 			log_warn("authn: malformed ValidateTokenResponse (%zu bytes)", len);
 	}
 	for (i = 0; i < A.agent->nworkers; i++) {
-		struct authn_worker *aw = A.agent->workers[i].authn;
+		struct authn_worker *aw = worker_stage_ctx(&A.agent->workers[i], &authn_stage);
 		struct fill_job *j = malloc(sizeof(*j));
 
 		/* Without memory that worker's waiters stay until HAProxy's
@@ -1026,9 +1025,9 @@ static int start_validate(const uint8_t *key, const char *tok, size_t len)
 	return rc;
 }
 
-enum stage_rc authn_stage(struct decision *d)
+static enum stage_rc authn_run(struct decision *d, void *wctx)
 {
-	struct authn_worker *aw = d->w->authn;
+	struct authn_worker *aw = wctx;
 	uint8_t key[CACHE_KEY_LEN];
 	struct result *r;
 	void *v;
@@ -1099,3 +1098,16 @@ enum stage_rc authn_stage(struct decision *d)
 	gw_verdict_deny(&d->v, 503, GW_R_AUTH_UNAVAILABLE);
 	return STAGE_NEXT;
 }
+
+const struct stage_ops authn_stage = {
+	.name         = "authn",
+	.configure    = authn_configure,
+	.start_worker = authn_worker_start,
+	.start        = authn_start,
+	.run          = authn_run,
+	.release      = result_unref,
+	.reload       = authn_reload,
+	.metrics      = authn_metrics,
+	.stop_worker  = authn_worker_stop,
+	.stop         = authn_stop,
+};

@@ -9,9 +9,8 @@
  * Results are cached per worker by SHA-256 of the token (cache.c); a miss
  * in service mode coalesces with identical requests of every worker.
  *
- * Life cycle, all from the main thread: authn_configure() at load (and for
- * --check), authn_start() once the workers exist and before they run,
- * authn_reload() on SIGHUP, authn_stop() after the workers are joined.
+ * Keys are loaded at configure time and re-read on SIGHUP (the reload
+ * hook); on a failed reload the old keys stay.
  */
 #ifndef SPOGATE_AUTHN_H
 #define SPOGATE_AUTHN_H
@@ -20,11 +19,8 @@
 
 #include "decision.h"
 
-struct agent;
-struct agent_config;
-
 /* What authorization needs to know about the caller; owned by the
- * decision (via d->authn_data) until it is freed. */
+ * decision (the stage's slot) until it is freed. */
 struct authn_identity {
 	const char *user_id;
 	const char *const *roles;      /* nroles strings */
@@ -33,20 +29,7 @@ struct authn_identity {
 	size_t nperms;
 };
 
-/* Validates and keeps the auth section; loads the keys in jwt mode.
- * Returns 0 or -1 with a message in err. */
-int authn_configure(const struct agent_config *cfg, char *err, size_t errlen);
-
-/* Creates the per-worker state and the gRPC channel. Returns 0 or -1. */
-int authn_start(struct agent *a);
-
-/* Re-reads the key files; on error the old keys stay. Never drops a
- * connection or an in-flight decision. Returns 0 or -1 (logged). */
-int authn_reload(void);
-
-void authn_stop(struct agent *a);
-
-enum stage_rc authn_stage(struct decision *d);
+extern const struct stage_ops authn_stage;
 
 /* The identity of an authenticated decision, or NULL. */
 const struct authn_identity *authn_identity(const struct decision *d);

@@ -22,7 +22,7 @@
 #include "grpc.h"
 #include "log.h"
 #include "metrics.h"
-#include "worker.h"
+#include "worker_ctx.h"
 
 enum authz_mode {
 	AUTHZ_NONE    = 0,
@@ -76,7 +76,7 @@ int authz_grant_matches(const char *grant, const char *perm, size_t permlen)
 	return n == permlen && memcmp(grant, perm, n) == 0;
 }
 
-int authz_configure(const struct agent_config *cfg, char *err, size_t errlen)
+static int authz_configure(const struct agent_config *cfg, char *err, size_t errlen)
 {
 	static const char *const known[] = {
 		"mode", "service_target", "timeout_ms", "cache_ttl_ms", "cache_size", "on_error",
@@ -134,7 +134,7 @@ int authz_configure(const struct agent_config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
-static void render(struct agent *a, struct dynbuf *b)
+static void authz_metrics(struct agent *a, struct dynbuf *b)
 {
 	(void)a;
 	if (Z.mode == AUTHZ_NONE)
@@ -153,30 +153,40 @@ static void render(struct agent *a, struct dynbuf *b)
 #undef EV
 }
 
-static struct metrics_source metrics_src = { render, NULL };
-
-int authz_start(struct agent *a)
+static int authz_worker_start(struct worker *w, void **wctx)
 {
-	int i;
+	struct authz_worker *zw;
 
+	if (Z.mode != AUTHZ_SERVICE)
+		return 0;
+	zw = calloc(1, sizeof(*zw));
+	if (!zw || !(zw->cache = cache_new((size_t)Z.cache_size, free))) {
+		free(zw);
+		log_error("authz: out of memory");
+		return -1;
+	}
+	zw->w = w;
+	*wctx = zw;
+	return 0;
+}
+
+static void authz_worker_stop(struct worker *w, void *wctx)
+{
+	struct authz_worker *zw = wctx;
+
+	(void)w;
+	cache_free(zw->cache);
+	free(zw);
+}
+
+static int authz_start(struct agent *a)
+{
 	Z.agent = a;
 	if (Z.mode == AUTHZ_NONE)
 		return 0;
-	metrics_register(&metrics_src);
 	rpc_metrics_register();
 	if (Z.mode != AUTHZ_SERVICE)
 		return 0;
-	for (i = 0; i < a->nworkers; i++) {
-		struct authz_worker *zw = calloc(1, sizeof(*zw));
-
-		if (!zw || !(zw->cache = cache_new((size_t)Z.cache_size, free))) {
-			free(zw);
-			log_error("authz: out of memory");
-			return -1;
-		}
-		zw->w = &a->workers[i];
-		a->workers[i].authz = zw;
-	}
 	if (rpc_start() < 0)
 		return -1;
 	Z.ch = rpc_channel_new(Z.target, "authz", Z.timeout_ms);
@@ -189,19 +199,9 @@ int authz_start(struct agent *a)
 	return 0;
 }
 
-void authz_stop(struct agent *a)
+static void authz_stop(struct agent *a)
 {
-	int i;
-
-	for (i = 0; a && i < a->nworkers; i++) {
-		struct authz_worker *zw = a->workers[i].authz;
-
-		if (!zw)
-			continue;
-		cache_free(zw->cache);
-		free(zw);
-		a->workers[i].authz = NULL;
-	}
+	(void)a;
 	rpc_channel_free(Z.ch);
 	Z.ch = NULL;
 }
@@ -294,7 +294,7 @@ static void on_check_done(void *arg, int status, const uint8_t *resp, size_t len
 
 		if (!j)
 			continue;   /* that worker's waiters meet HAProxy's timeout */
-		j->zw = Z.agent->workers[i].authz;
+		j->zw = worker_stage_ctx(&Z.agent->workers[i], &authz_stage);
 		memcpy(j->key, key, CACHE_KEY_LEN);
 		j->known = known;
 		j->allowed = allowed;
@@ -367,10 +367,10 @@ static enum stage_rc check_claims(struct decision *d, const struct authn_identit
 	return STAGE_NEXT;
 }
 
-enum stage_rc authz_stage(struct decision *d)
+static enum stage_rc authz_run(struct decision *d, void *wctx)
 {
 	const struct authn_identity *id;
-	struct authz_worker *zw = d->w->authz;
+	struct authz_worker *zw = wctx;
 	uint8_t key[CACHE_KEY_LEN];
 	unsigned char kbuf[GW_VAR_MAX_VALUE + 1 + PERM_MAX];
 	size_t ulen;
@@ -426,3 +426,14 @@ enum stage_rc authz_stage(struct decision *d)
 	apply(d, NULL);
 	return STAGE_NEXT;
 }
+
+const struct stage_ops authz_stage = {
+	.name         = "authz",
+	.configure    = authz_configure,
+	.start_worker = authz_worker_start,
+	.start        = authz_start,
+	.run          = authz_run,
+	.metrics      = authz_metrics,
+	.stop_worker  = authz_worker_stop,
+	.stop         = authz_stop,
+};

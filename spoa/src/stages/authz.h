@@ -12,7 +12,6 @@
  * authz_unavailable, or lets the request through with authz.on_error allow
  * (logged as a warning, counted).
  *
- * Life cycle as for authn.h: authz_configure(), authz_start(), authz_stop().
  */
 #ifndef SPOGATE_AUTHZ_H
 #define SPOGATE_AUTHZ_H
@@ -21,14 +20,7 @@
 
 #include "decision.h"
 
-struct agent;
-struct agent_config;
-
-int authz_configure(const struct agent_config *cfg, char *err, size_t errlen);
-int authz_start(struct agent *a);
-void authz_stop(struct agent *a);
-
-enum stage_rc authz_stage(struct decision *d);
+extern const struct stage_ops authz_stage;
 
 /* "*" grants everything, "blog.*" everything under "blog.", any other
  * grant only itself. Returns 1 when grant covers perm. */

@@ -1,19 +1,9 @@
 /*
- * Rate-limit stage and its Redis connection (see ratelimit.h).
- *
- * Per worker: one hiredis async context on the worker's loop. Commands are
- * pipelined by hiredis (each decision appends one EVALSHA; replies come
- * back in order). Every call carries its own timer: when it fires the
- * decision goes on per on_redis_error and the call is orphaned, so the late
- * reply (or the NULL reply of a dropped connection) only frees it.
- *
- * Failure handling, so that an outage never makes a request wait:
- *   - no connection (down, waiting to reconnect): fail fast;
- *   - the circuit breaker opens after breaker_failures consecutive
- *     failures and drops the connection; while open, fail fast; after
- *     breaker_open_ms one probe decision may wait for Redis;
- *   - reconnects back off from 25 ms to 500 ms, so a restarted Redis is
- *     used again within about half a second.
+ * Rate-limit stage (see ratelimit.h): the policy. Per decision it builds the
+ * keys of the user and IP policies, answers from the local over-limit cache
+ * when a key is known to be denied, and otherwise sends one script call for
+ * both keys through the worker's Redis client (clients/redis.c), which owns
+ * the connection, its reconnects, the circuit breaker and the timeouts.
  */
 #include "ratelimit.h"
 
@@ -22,19 +12,15 @@
 #include <string.h>
 
 #include <hiredis/hiredis.h>
-#include <hiredis/async.h>
-#include <hiredis/adapters/libev.h>
-#include <openssl/sha.h>
 
 #include "agent.h"
+#include "decision.h"
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit_core.h"
-#include "worker.h"
+#include "redis.h"
+#include "worker_ctx.h"
 
-#define RECONNECT_MIN_S   0.025
-#define RECONNECT_MAX_S   0.5
-#define MAX_PENDING       65536   /* calls hiredis holds; beyond, fail fast */
 #define MAX_KEYS          2
 
 /*
@@ -85,23 +71,9 @@ static const char gcra_lua[] =
 	"end\n"
 	"return out\n";
 
-enum redis_state {
-	REDIS_DOWN       = 0,   /* waiting for the reconnect timer */
-	REDIS_CONNECTING = 1,   /* commands queue in hiredis until connected */
-	REDIS_UP         = 2,
-};
-
-#define RL_LAT_BUCKETS WORKER_LAT_BUCKETS
-
 /* Written by the owning worker, read by the metrics scrape (relaxed). */
 struct rl_stats {
 	uint64_t checks;            /* decisions the stage looked at with a policy */
-	uint64_t calls;             /* script calls sent */
-	uint64_t keys;              /* keys evaluated by Redis */
-	uint64_t noscript;          /* NOSCRIPT answered by a resend with EVAL */
-	uint64_t errors;            /* error replies, dropped connections */
-	uint64_t timeouts;
-	uint64_t late_replies;      /* replies after their timeout */
 	uint64_t fail_fast;         /* no wait: down or breaker open */
 	uint64_t cache_hits;
 	uint64_t denied_user;
@@ -109,40 +81,25 @@ struct rl_stats {
 	uint64_t shadow_denied;
 	uint64_t error_allowed;
 	uint64_t error_denied;
-	uint64_t connects;
-	uint64_t disconnects;
 	uint64_t bad_policy;
-	uint64_t lat_count;
-	uint64_t lat_sum_us;
-	uint64_t lat_bucket[RL_LAT_BUCKETS];
 };
 
 struct rl_worker {
 	struct worker *w;
 	struct rl_config cfg;
-	redisAsyncContext *ac;
-	enum redis_state state;
-	ev_timer reconnect_w;
-	double backoff;
-	int logged_down;            /* one log line per outage */
-	unsigned pending;           /* calls hiredis still holds */
-	struct rl_breaker br;
+	struct redis_client *redis;
 	struct rl_cache cache;
-	char sha[2 * SHA_DIGEST_LENGTH + 1];
 	struct rl_stats st;
 };
 
-/* One script call. Owned by hiredis from the send until its callback ran
- * (a reply, or NULL when the context goes away); d is NULL once the
- * decision went on without it (timeout) or was freed. */
+/* One decision's script call, from the send until the answer (or its
+ * absence) came back or the decision went away (call_abandon). */
 struct rl_call {
 	struct rl_worker *rw;
 	struct decision *d;
-	ev_timer timeout_w;
+	struct redis_call *call;
 	double t_start;             /* loop time when the decision asked */
-	double t_sent;              /* wall time of the send, for latency */
 	int n;
-	int resent;                 /* NOSCRIPT: already resent with EVAL */
 	enum rl_kind kind[MAX_KEYS];
 	struct rl_policy pol[MAX_KEYS];
 	size_t keylen[MAX_KEYS];
@@ -159,164 +116,6 @@ static uint64_t ld(const uint64_t *p)
 	return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
-static void schedule_reconnect(struct rl_worker *rw);
-
-/* Forgets ac when it is the current context (it is being freed by
- * hiredis or by us) and plans a reconnect. Idempotent. */
-static void mark_down(struct rl_worker *rw, const redisAsyncContext *ac)
-{
-	if (rw->ac != ac || !ac)
-		return;
-	rw->ac = NULL;
-	rw->state = REDIS_DOWN;
-	add(&rw->st.disconnects, 1);
-	schedule_reconnect(rw);
-}
-
-/* Drops the connection now: hiredis runs every pending callback with a
- * NULL reply (deferred until the current callback returns when called
- * from one). */
-static void redis_drop(struct rl_worker *rw)
-{
-	redisAsyncContext *ac = rw->ac;
-
-	if (!ac)
-		return;
-	mark_down(rw, ac);
-	redisAsyncFree(ac);
-}
-
-static void on_connect(const redisAsyncContext *ac, int status)
-{
-	struct rl_worker *rw = ac->data;
-
-	if (status != REDIS_OK) {
-		if (!rw->logged_down)
-			log_warn("worker %d: redis %s:%d: connect: %s", rw->w->id,
-			         rw->cfg.redis_host, rw->cfg.redis_port, ac->errstr);
-		rw->logged_down = 1;
-		mark_down(rw, ac);
-		return;
-	}
-	if (rw->ac != ac)
-		return;
-	rw->state = REDIS_UP;
-	add(&rw->st.connects, 1);
-	rl_breaker_reconnected(&rw->br);
-	if (rw->logged_down)
-		log_info("worker %d: redis %s:%d: connected", rw->w->id, rw->cfg.redis_host,
-		         rw->cfg.redis_port);
-	rw->logged_down = 0;
-}
-
-static void on_disconnect(const redisAsyncContext *ac, int status)
-{
-	struct rl_worker *rw = ac->data;
-
-	if (rw->ac == ac) {
-		if (!rw->logged_down)
-			log_warn("worker %d: redis %s:%d: connection lost: %s", rw->w->id,
-			         rw->cfg.redis_host, rw->cfg.redis_port,
-			         status == REDIS_OK ? "closed" : ac->errstr);
-		rw->logged_down = 1;
-	}
-	mark_down(rw, ac);
-}
-
-/* Replies to AUTH, SELECT and SCRIPT LOAD. A refused AUTH or SELECT makes
- * the connection useless: drop it and retry with backoff. */
-static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
-{
-	struct rl_worker *rw = ac->data;
-	redisReply *reply = r;
-	const char *what = privdata;
-
-	if (!reply) {
-		mark_down(rw, ac);
-		return;
-	}
-	if (reply->type == REDIS_REPLY_ERROR) {
-		if (!rw->logged_down)
-			log_error("worker %d: redis %s: %s", rw->w->id, what, reply->str);
-		rw->logged_down = 1;
-		if (rw->ac == ac)
-			redis_drop(rw);
-	}
-}
-
-static void redis_connect(struct rl_worker *rw)
-{
-	const struct rl_config *c = &rw->cfg;
-	redisAsyncContext *ac;
-	char db[16];
-
-	ac = redisAsyncConnect(c->redis_host, c->redis_port);
-	if (!ac) {
-		schedule_reconnect(rw);
-		return;
-	}
-	if (ac->err) {
-		if (!rw->logged_down)
-			log_warn("worker %d: redis %s:%d: %s", rw->w->id, c->redis_host,
-			         c->redis_port, ac->errstr);
-		rw->logged_down = 1;
-		redisAsyncFree(ac);
-		schedule_reconnect(rw);
-		return;
-	}
-	ac->data = rw;
-	if (redisLibevAttach(rw->w->loop, ac) != REDIS_OK) {
-		redisAsyncFree(ac);
-		schedule_reconnect(rw);
-		return;
-	}
-	redisAsyncSetConnectCallback(ac, on_connect);
-	redisAsyncSetDisconnectCallback(ac, on_disconnect);
-	rw->ac = ac;
-	rw->state = REDIS_CONNECTING;
-	/* Pipelined ahead of any decision's command: hiredis sends in order. */
-	if (c->redis_password[0]) {
-		if (c->redis_username[0])
-			redisAsyncCommand(ac, on_setup_reply, (void *)"AUTH", "AUTH %s %s",
-			                  c->redis_username, c->redis_password);
-		else
-			redisAsyncCommand(ac, on_setup_reply, (void *)"AUTH", "AUTH %s",
-			                  c->redis_password);
-	}
-	if (c->redis_db) {
-		snprintf(db, sizeof(db), "%d", c->redis_db);
-		redisAsyncCommand(ac, on_setup_reply, (void *)"SELECT", "SELECT %s", db);
-	}
-	/* A restarted Redis has an empty script cache; loading the script now
-	 * saves every decision the NOSCRIPT round trip. */
-	redisAsyncCommand(ac, on_setup_reply, (void *)"SCRIPT LOAD", "SCRIPT LOAD %s", gcra_lua);
-}
-
-static void on_reconnect(struct ev_loop *loop, ev_timer *t, int revents)
-{
-	struct rl_worker *rw = t->data;
-
-	(void)loop;
-	(void)revents;
-	if (!rw->ac)
-		redis_connect(rw);
-}
-
-static void schedule_reconnect(struct rl_worker *rw)
-{
-	double jitter;
-
-	if (ev_is_active(&rw->reconnect_w))
-		return;
-	rw->backoff = rw->backoff <= 0 ? RECONNECT_MIN_S : rw->backoff * 2;
-	if (rw->backoff > RECONNECT_MAX_S)
-		rw->backoff = RECONNECT_MAX_S;
-	/* +-20 % so that many workers and gateways do not reconnect in step. */
-	jitter = 0.8 + 0.4 * (double)(rand_r(&rw->w->rand_state) % 1000) / 1000.0;
-	ev_timer_set(&rw->reconnect_w, rw->backoff * jitter, 0.);
-	ev_timer_start(rw->w->loop, &rw->reconnect_w);
-}
-
 /* Sets the verdict from an outcome: 429 unless shadow mode, headers always. */
 static void apply_outcome(struct rl_worker *rw, struct decision *d,
                           const struct rl_outcome *o, enum rl_kind kind)
@@ -327,6 +126,7 @@ static void apply_outcome(struct rl_worker *rw, struct decision *d,
 	v->rl_limit = o->limit;
 	v->rl_remaining = o->remaining;
 	v->rl_reset = o->reset_s;
+	v->rl_policy = kind == RL_USER ? "user" : "ip";
 	if (o->allowed)
 		return;
 	if (rw->cfg.shadow) {
@@ -351,40 +151,22 @@ static void apply_error(struct rl_worker *rw, struct decision *d)
 	}
 }
 
-static void count_latency(struct rl_worker *rw, double seconds)
-{
-	uint64_t us = seconds > 0 ? (uint64_t)(seconds * 1e6) : 0;
-	int i;
-
-	add(&rw->st.lat_count, 1);
-	add(&rw->st.lat_sum_us, us);
-	for (i = 0; i < RL_LAT_BUCKETS; i++)
-		if ((double)us <= worker_lat_bounds_us[i]) {
-			add(&rw->st.lat_bucket[i], 1);
-			break;
-		}
-}
-
-/* decision_free() hook: the decision goes away before its call came back.
- * The call stays with hiredis and is freed by its callback. */
+/* decision_free() hook: the decision goes away before its answer came
+ * back. The call stays with the client, which frees it. */
 static void call_abandon(void *data)
 {
 	struct rl_call *c = data;
 
-	if (ev_is_active(&c->timeout_w))
-		ev_timer_stop(c->rw->w->loop, &c->timeout_w);
-	c->d = NULL;
+	redis_call_cancel(c->call);
+	free(c);
 }
 
 /* Detaches the decision from its call and lets the pipeline go on. */
 static void resume(struct decision *d)
 {
-	d->rl_data = NULL;
-	d->rl_free = NULL;
+	decision_set_ctx(d, &ratelimit_stage, NULL);
 	decision_resume(d);
 }
-
-static int send_call(struct rl_call *c, int with_source);
 
 static int parse_reply(const redisReply *r, int n, int *allowed, struct rl_key_result *res)
 {
@@ -404,55 +186,24 @@ static int parse_reply(const redisReply *r, int n, int *allowed, struct rl_key_r
 	return 0;
 }
 
-static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
+/* The client's answer to one call: reply NULL when there is none (timeout,
+ * connection lost). Returns -1 when the reply is not the script's. */
+static int on_answer(void *arg, const redisReply *reply)
 {
-	struct rl_call *c = privdata;
+	struct rl_call *c = arg;
 	struct rl_worker *rw = c->rw;
 	struct decision *d = c->d;
-	redisReply *reply = r;
 	struct rl_key_result res[MAX_KEYS];
 	struct rl_outcome o;
 	double now = ev_now(rw->w->loop);
 	int allowed, i;
 
-	if (!reply) {
-		/* The context is going away; its other callbacks follow. */
-		mark_down(rw, ac);
-	} else if (reply->type == REDIS_REPLY_ERROR &&
-	           strncmp(reply->str, "NOSCRIPT", 8) == 0 && !c->resent) {
-		/* Script cache flushed (SCRIPT FLUSH, a failover): EVAL both runs
-		 * and caches it; the call keeps its timer and its decision. */
-		add(&rw->st.noscript, 1);
-		c->resent = 1;
-		if (send_call(c, 1) == 0)
-			return;
-		reply = NULL;
-	}
-	rw->pending--;
-	if (!d) {
-		if (reply)
-			add(&rw->st.late_replies, 1);
-		free(c);
-		return;
-	}
-	ev_timer_stop(rw->w->loop, &c->timeout_w);
-	count_latency(rw, ev_time() - c->t_sent);
 	if (!reply || parse_reply(reply, c->n, &allowed, res) < 0) {
-		if (reply && !rw->logged_down)
-			log_warn("worker %d: redis: unexpected reply to the rate-limit script%s%s",
-			         rw->w->id, reply->type == REDIS_REPLY_ERROR ? ": " : "",
-			         reply->type == REDIS_REPLY_ERROR ? reply->str : "");
-		add(&rw->st.errors, 1);
 		free(c);
 		apply_error(rw, d);
-		if (rl_breaker_failure(&rw->br, now) && reply)
-			redis_drop(rw);
 		resume(d);
-		return;
+		return -1;
 	}
-	rl_breaker_success(&rw->br);
-	/* Only an answer proves Redis well: a frozen one still accepts TCP. */
-	rw->backoff = 0;
 	rl_outcome_pick(allowed, c->pol, res, c->n, &o);
 	if (!allowed) {
 		/* Remember each denying key until Redis would admit it again,
@@ -467,48 +218,18 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
 	apply_outcome(rw, d, &o, c->kind[o.index]);
 	free(c);
 	resume(d);
+	return 0;
 }
 
-static void on_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+/* Hands c to the client: KEYS are the policies' keys, ARGV their limit and
+ * period. Returns 0, or -1 when it could not be sent. */
+static int send_call(struct rl_call *c)
 {
-	struct rl_call *c = t->data;
-	struct rl_worker *rw = c->rw;
-	struct decision *d = c->d;
-
-	(void)revents;
-	/* From here the call belongs to hiredis alone: the reply, or the NULL
-	 * of a dropped connection, frees it. Do not touch c after this. */
-	c->d = NULL;
-	add(&rw->st.timeouts, 1);
-	apply_error(rw, d);
-	if (rl_breaker_failure(&rw->br, ev_now(loop)))
-		redis_drop(rw);
-	resume(d);
-}
-
-/* Appends the script call to the pipeline. Returns 0, or -1 when hiredis
- * refused it (the context is closing): the caller still owns c. */
-static int send_call(struct rl_call *c, int with_source)
-{
-	struct rl_worker *rw = c->rw;
-	const char *argv[3 + 3 * MAX_KEYS];
-	size_t argl[3 + 3 * MAX_KEYS];
+	const char *argv[3 * MAX_KEYS];
+	size_t argl[3 * MAX_KEYS];
 	char nbuf[MAX_KEYS][2][24];
-	char nkeys[4];
-	int argc = 0, i;
+	int i, argc = 0;
 
-	if (!rw->ac)
-		return -1;
-	snprintf(nkeys, sizeof(nkeys), "%d", c->n);
-	argv[argc] = with_source ? "EVAL" : "EVALSHA";
-	argl[argc] = strlen(argv[argc]);
-	argc++;
-	argv[argc] = with_source ? gcra_lua : rw->sha;
-	argl[argc] = strlen(argv[argc]);
-	argc++;
-	argv[argc] = nkeys;
-	argl[argc] = strlen(nkeys);
-	argc++;
 	for (i = 0; i < c->n; i++) {
 		argv[argc] = c->key[i];
 		argl[argc++] = c->keylen[i];
@@ -523,13 +244,8 @@ static int send_call(struct rl_call *c, int with_source)
 		argl[argc] = strlen(nbuf[i][1]);
 		argc++;
 	}
-	if (redisAsyncCommandArgv(rw->ac, on_reply, c, argc, argv, argl) != REDIS_OK)
-		return -1;
-	add(&rw->st.calls, 1);
-	add(&rw->st.keys, (uint64_t)c->n);
-	if (!with_source)
-		rw->pending++;
-	return 0;
+	c->call = redis_script_call(c->rw->redis, c->n, argc, argv, argl, on_answer, c);
+	return c->call ? 0 : -1;
 }
 
 /* The authenticated user: the user_id var the authentication stage set. */
@@ -608,9 +324,9 @@ static int answer_from_cache(struct rl_worker *rw, struct decision *d,
 	return 1;
 }
 
-enum stage_rc rl_stage(struct decision *d)
+static enum stage_rc rl_run(struct decision *d, void *wctx)
 {
-	struct rl_worker *rw = d->w->rl;
+	struct rl_worker *rw = wctx;
 	struct rl_call *c;
 	char subject[64];
 	const char *uid;
@@ -628,9 +344,8 @@ enum stage_rc rl_stage(struct decision *d)
 		return STAGE_NEXT;
 	}
 	c->rw = rw;
-	c->d = NULL;
+	c->d = d;
 	c->n = 0;
-	c->resent = 0;
 	if (d->req.rl_user.len && find_user(d, &uid, &ulen))
 		add_key(rw, c, RL_USER, d->req.rl_user, uid, ulen);
 	if (d->req.rl_ip.len && d->req.ip_family) {
@@ -649,52 +364,39 @@ enum stage_rc rl_stage(struct decision *d)
 		free(c);
 		return STAGE_NEXT;
 	}
-	/* Never queue behind a dead or drowning Redis. */
-	if (rw->state == REDIS_DOWN || rw->pending >= MAX_PENDING ||
-	    !rl_breaker_admit(&rw->br, now)) {
+	if (!redis_client_admit(rw->redis, now)) {
 		add(&rw->st.fail_fast, 1);
 		free(c);
 		apply_error(rw, d);
 		return STAGE_NEXT;
 	}
 	c->t_start = now;
-	c->t_sent = ev_time();
-	if (send_call(c, 0) < 0) {
-		add(&rw->st.errors, 1);
+	if (send_call(c) < 0) {
 		free(c);
 		apply_error(rw, d);
-		if (rl_breaker_failure(&rw->br, now))
-			redis_drop(rw);
 		return STAGE_NEXT;
 	}
-	c->d = d;
-	ev_timer_init(&c->timeout_w, on_timeout, rw->cfg.redis_timeout_s, 0.);
-	c->timeout_w.data = c;
-	ev_timer_start(d->w->loop, &c->timeout_w);
-	d->rl_data = c;
-	d->rl_free = call_abandon;
+	decision_set_ctx(d, &ratelimit_stage, c);
 	return STAGE_PENDING;
 }
 
-static void render(struct agent *a, struct dynbuf *b);
-static struct metrics_source rl_metrics = { render, NULL };
+static int rl_enabled;             /* some worker rate limits: render metrics */
 
-int rl_config_check(const struct agent_config *cfg, char *err, size_t errlen)
+static int rl_configure(const struct agent_config *cfg, char *err, size_t errlen)
 {
 	struct rl_config c;
 
 	return rl_config_parse(cfg->redis, cfg->rate_limiting, &c, err, errlen);
 }
 
-int rl_worker_init(struct worker *w)
+/* Connects to Redis on w->loop when rate limiting is enabled (*wctx stays
+ * NULL otherwise). From the main thread before the loop runs. */
+static int rl_worker_start(struct worker *w, void **wctx)
 {
-	static int registered;
 	struct rl_worker *rw;
-	unsigned char md[SHA_DIGEST_LENGTH];
+	struct redis_opts ro;
 	char err[512];
-	int i;
 
-	w->rl = NULL;
 	rw = calloc(1, sizeof(*rw));
 	if (!rw) {
 		log_error("worker %d: out of memory", w->id);
@@ -721,52 +423,59 @@ int rl_worker_init(struct worker *w)
 		return -1;
 	}
 	rw->w = w;
-	rl_breaker_init(&rw->br, rw->cfg.breaker_failures, rw->cfg.breaker_open_s);
-	SHA1((const unsigned char *)gcra_lua, strlen(gcra_lua), md);
-	for (i = 0; i < SHA_DIGEST_LENGTH; i++)
-		snprintf(rw->sha + 2 * i, 3, "%02x", md[i]);
-	ev_timer_init(&rw->reconnect_w, on_reconnect, 0., 0.);
-	rw->reconnect_w.data = rw;
-	w->rl = rw;
-	if (!registered) {
-		registered = 1;
-		metrics_register(&rl_metrics);
+	memset(&ro, 0, sizeof(ro));
+	ro.host = rw->cfg.redis_host;
+	ro.port = rw->cfg.redis_port;
+	ro.username = rw->cfg.redis_username;
+	ro.password = rw->cfg.redis_password;
+	ro.db = rw->cfg.redis_db;
+	ro.timeout_s = rw->cfg.redis_timeout_s;
+	ro.breaker_failures = rw->cfg.breaker_failures;
+	ro.breaker_open_s = rw->cfg.breaker_open_s;
+	ro.script = gcra_lua;
+	ro.what = "the rate-limit script";
+	rw->redis = redis_client_new(w, &ro);
+	if (!rw->redis) {
+		rl_cache_free(&rw->cache);
+		free(rw);
+		return -1;
 	}
-	redis_connect(rw);
+	*wctx = rw;
+	rl_enabled = 1;
 	return 0;
 }
 
-void rl_worker_destroy(struct worker *w)
+/* Closes the connection, resumes (and so frees) decisions still waiting on
+ * Redis and frees rw. After the worker's connections are closed. */
+static void rl_worker_stop(struct worker *w, void *wctx)
 {
-	struct rl_worker *rw = w->rl;
+	struct rl_worker *rw = wctx;
 
-	if (!rw)
-		return;
-	if (ev_is_active(&rw->reconnect_w))
-		ev_timer_stop(w->loop, &rw->reconnect_w);
-	if (rw->ac) {
-		redisAsyncContext *ac = rw->ac;
-
-		rw->ac = NULL;      /* no reconnect from the callbacks below */
-		redisAsyncFree(ac);
-	}
-	if (ev_is_active(&rw->reconnect_w))
-		ev_timer_stop(w->loop, &rw->reconnect_w);
+	(void)w;
+	redis_client_free(rw->redis);
 	rl_cache_free(&rw->cache);
 	free(rw);
-	w->rl = NULL;
 }
 
-#define SUMRL(field) sum_rl(a, offsetof(struct rl_stats, field))
+#define SUMRL(field) sum_at(a, 0, offsetof(struct rl_stats, field))
+#define SUMREDIS(field) sum_at(a, 1, offsetof(struct redis_stats, field))
 
-static uint64_t sum_rl(const struct agent *a, size_t off)
+/* Sums one counter over the workers: of the stage's stats, or of its Redis
+ * client's (redis), given by its offset. */
+static uint64_t sum_at(const struct agent *a, int redis, size_t off)
 {
+	const struct rl_worker *rw;
+	const char *base;
 	uint64_t s = 0;
 	int i;
 
-	for (i = 0; i < a->nworkers; i++)
-		if (a->workers[i].rl)
-			s += ld((const uint64_t *)((const char *)&a->workers[i].rl->st + off));
+	for (i = 0; i < a->nworkers; i++) {
+		rw = worker_stage_ctx(&a->workers[i], &ratelimit_stage);
+		if (!rw)
+			continue;
+		base = redis ? (const char *)redis_client_stats(rw->redis) : (const char *)&rw->st;
+		s += ld((const uint64_t *)(base + off));
+	}
 	return s;
 }
 
@@ -776,24 +485,26 @@ static void counter(struct dynbuf *b, const char *name, const char *help, uint64
 		      (unsigned long)v);
 }
 
-static void render(struct agent *a, struct dynbuf *b)
+static void rl_metrics(struct agent *a, struct dynbuf *b)
 {
 	int i, up = 0, open = 0;
 
+	if (!rl_enabled)
+		return;
 	counter(b, "spogate_ratelimit_checks_total", "Decisions checked against a rate-limit policy.",
 	        SUMRL(checks));
 	counter(b, "spogate_ratelimit_redis_calls_total", "Rate-limit script calls sent to Redis.",
-	        SUMRL(calls));
+	        SUMREDIS(calls));
 	counter(b, "spogate_ratelimit_redis_keys_total", "Keys evaluated by those calls.",
-	        SUMRL(keys));
+	        SUMREDIS(keys));
 	counter(b, "spogate_ratelimit_redis_noscript_total", "Calls resent with EVAL after NOSCRIPT.",
-	        SUMRL(noscript));
+	        SUMREDIS(noscript));
 	counter(b, "spogate_ratelimit_redis_errors_total", "Error replies and calls lost with a connection.",
-	        SUMRL(errors));
+	        SUMREDIS(errors));
 	counter(b, "spogate_ratelimit_redis_timeouts_total", "Calls that exceeded redis.timeout_ms.",
-	        SUMRL(timeouts));
+	        SUMREDIS(timeouts));
 	counter(b, "spogate_ratelimit_redis_late_replies_total", "Replies that came after their timeout.",
-	        SUMRL(late_replies));
+	        SUMREDIS(late_replies));
 	counter(b, "spogate_ratelimit_fail_fast_total", "Decisions that did not wait: Redis down or breaker open.",
 	        SUMRL(fail_fast));
 	counter(b, "spogate_ratelimit_cache_hits_total", "Denials answered by the local over-limit cache.",
@@ -803,9 +514,9 @@ static void render(struct agent *a, struct dynbuf *b)
 	counter(b, "spogate_ratelimit_bad_policy_total", "Policies ignored as malformed.",
 	        SUMRL(bad_policy));
 	counter(b, "spogate_ratelimit_redis_connects_total", "Redis connections established.",
-	        SUMRL(connects));
+	        SUMREDIS(connects));
 	counter(b, "spogate_ratelimit_redis_disconnects_total", "Redis connections lost, dropped or refused.",
-	        SUMRL(disconnects));
+	        SUMREDIS(disconnects));
 	dynbuf_printf(b, "# HELP spogate_ratelimit_denied_total Requests denied with 429.\n"
 	               "# TYPE spogate_ratelimit_denied_total counter\n"
 	               "spogate_ratelimit_denied_total{policy=\"user\"} %lu\n"
@@ -817,12 +528,12 @@ static void render(struct agent *a, struct dynbuf *b)
 	               "spogate_ratelimit_redis_unavailable_total{action=\"deny\"} %lu\n",
 		      (unsigned long)SUMRL(error_allowed), (unsigned long)SUMRL(error_denied));
 	for (i = 0; i < a->nworkers; i++) {
-		const struct rl_worker *rw = a->workers[i].rl;
+		const struct rl_worker *rw = worker_stage_ctx(&a->workers[i], &ratelimit_stage);
 
 		if (!rw)
 			continue;
-		up += __atomic_load_n(&rw->state, __ATOMIC_RELAXED) == REDIS_UP;
-		open += __atomic_load_n(&rw->br.state, __ATOMIC_RELAXED) != RL_BREAKER_CLOSED;
+		up += redis_client_state(rw->redis) == REDIS_UP;
+		open += redis_client_breaker_open(rw->redis);
 	}
 	dynbuf_printf(b, "# HELP spogate_ratelimit_redis_up Workers with a live Redis connection.\n"
 	               "# TYPE spogate_ratelimit_redis_up gauge\nspogate_ratelimit_redis_up %d\n", up);
@@ -832,14 +543,24 @@ static void render(struct agent *a, struct dynbuf *b)
 	dynbuf_printf(b, "# HELP spogate_ratelimit_redis_seconds Round trip of a rate-limit script call.\n"
 	               "# TYPE spogate_ratelimit_redis_seconds histogram\n");
 	{
-		uint64_t counts[RL_LAT_BUCKETS];
-		double bounds[RL_LAT_BUCKETS];
+		uint64_t counts[REDIS_LAT_BUCKETS];
+		double bounds[REDIS_LAT_BUCKETS];
 
-		for (i = 0; i < RL_LAT_BUCKETS; i++) {
-			counts[i] = SUMRL(lat_bucket[i]);
+		for (i = 0; i < REDIS_LAT_BUCKETS; i++) {
+			counts[i] = SUMREDIS(lat_bucket[i]);
 			bounds[i] = worker_lat_bounds_us[i] / 1e6;
 		}
 		metrics_histogram(b, "spogate_ratelimit_redis_seconds", "", bounds, counts,
-		                  RL_LAT_BUCKETS, SUMRL(lat_count), (double)SUMRL(lat_sum_us) / 1e6);
+		                  REDIS_LAT_BUCKETS, SUMREDIS(lat_count), (double)SUMREDIS(lat_sum_us) / 1e6);
 	}
 }
+
+const struct stage_ops ratelimit_stage = {
+	.name         = "ratelimit",
+	.configure    = rl_configure,
+	.start_worker = rl_worker_start,
+	.run          = rl_run,
+	.release      = call_abandon,
+	.metrics      = rl_metrics,
+	.stop_worker  = rl_worker_stop,
+};

@@ -297,7 +297,7 @@ void rl_outcome_pick(int allowed, const struct rl_policy *pol,
 
 /* FNV-1a: short keys, no adversary gain from collisions (a collision only
  * evicts an entry, entries are compared in full). */
-static uint32_t hash_key(const char *k, size_t len)
+uint32_t rl_key_hash(const char *k, size_t len)
 {
 	uint32_t h = 2166136261u;
 	size_t i;
@@ -352,7 +352,7 @@ void rl_cache_put(struct rl_cache *c, const char *key, size_t len, double until,
 
 	if (!c->nsets || len > RL_CACHE_KEY_MAX || until <= now)
 		return;
-	h = hash_key(key, len);
+	h = rl_key_hash(key, len);
 	s = set_of(c, h);
 	for (i = 0; i < RL_CACHE_WAYS && !victim; i++)
 		if (entry_is(&s[i], h, key, len))
@@ -384,67 +384,10 @@ const struct rl_cache_entry *rl_cache_get(const struct rl_cache *c, const char *
 
 	if (!c->nsets || len > RL_CACHE_KEY_MAX)
 		return NULL;
-	h = hash_key(key, len);
+	h = rl_key_hash(key, len);
 	s = set_of(c, h);
 	for (i = 0; i < RL_CACHE_WAYS; i++)
 		if (s[i].until > now && entry_is(&s[i], h, key, len))
 			return &s[i];
 	return NULL;
-}
-
-void rl_breaker_init(struct rl_breaker *b, int threshold, double open_s)
-{
-	memset(b, 0, sizeof(*b));
-	b->state = RL_BREAKER_CLOSED;
-	b->threshold = threshold > 0 ? threshold : 1;
-	b->open_s = open_s;
-}
-
-int rl_breaker_admit(struct rl_breaker *b, double now)
-{
-	switch (b->state) {
-	case RL_BREAKER_CLOSED:
-		return 1;
-	case RL_BREAKER_OPEN:
-		if (now < b->open_until)
-			return 0;
-		b->state = RL_BREAKER_HALF_OPEN;
-		b->probe_inflight = 0;
-		/* fall through */
-	case RL_BREAKER_HALF_OPEN:
-		if (b->probe_inflight)
-			return 0;
-		b->probe_inflight = 1;
-		return 1;
-	}
-	return 0;
-}
-
-void rl_breaker_success(struct rl_breaker *b)
-{
-	b->state = RL_BREAKER_CLOSED;
-	b->failures = 0;
-	b->probe_inflight = 0;
-}
-
-int rl_breaker_failure(struct rl_breaker *b, double now)
-{
-	if (b->state == RL_BREAKER_OPEN)
-		return 0;               /* a late failure of a call sent before */
-	if (b->state == RL_BREAKER_CLOSED && ++b->failures < b->threshold)
-		return 0;
-	b->state = RL_BREAKER_OPEN;
-	b->open_until = now + b->open_s;
-	b->probe_inflight = 0;
-	b->failures = 0;
-	b->opened++;
-	return 1;
-}
-
-void rl_breaker_reconnected(struct rl_breaker *b)
-{
-	if (b->state == RL_BREAKER_OPEN) {
-		b->state = RL_BREAKER_HALF_OPEN;
-		b->probe_inflight = 0;
-	}
 }

@@ -1,9 +1,9 @@
 /*
  * Rate limiting, the pure part: configuration, policy strings, Redis key
- * names, the per-worker "over limit until T" cache, the circuit breaker and
- * the choice of the most restrictive result. No I/O and no event loop, so
- * every rule here is unit-tested (tests/unit/test_ratelimit.c); the stage
- * and the Redis connection live in ratelimit.c.
+ * names, the per-worker "over limit until T" cache and the choice of the
+ * most restrictive result. No I/O and no event loop, so every rule here is
+ * unit-tested (tests/unit/test_ratelimit.c); the stage lives in
+ * ratelimit.c, the Redis connection in clients/redis.c.
  *
  * Times are in seconds as doubles (the loop's ev_now()), passed in by the
  * caller.
@@ -106,6 +106,9 @@ struct rl_outcome {
 void rl_outcome_pick(int allowed, const struct rl_policy *pol,
                      const struct rl_key_result *res, int n, struct rl_outcome *out);
 
+/* FNV-1a of a key, for the local tables. */
+uint32_t rl_key_hash(const char *key, size_t len);
+
 /* The local over-limit cache: key -> "denied until". Fixed size, set
  * associative, no allocation after creation; an entry is evicted by a newer
  * one in its set or by expiry. Only denials are cached, and a denial leaves
@@ -140,39 +143,5 @@ void rl_cache_put(struct rl_cache *c, const char *key, size_t len, double until,
 /* Returns the live entry for key, or NULL. */
 const struct rl_cache_entry *rl_cache_get(const struct rl_cache *c, const char *key,
                                           size_t len, double now);
-
-/* Circuit breaker in front of Redis. Closed: calls go through and
- * consecutive failures are counted. Open: no call at all until open_until.
- * Half-open: exactly one probe call; its success closes, its failure
- * re-opens. */
-enum rl_breaker_state {
-	RL_BREAKER_CLOSED    = 0,
-	RL_BREAKER_OPEN      = 1,
-	RL_BREAKER_HALF_OPEN = 2,
-};
-
-struct rl_breaker {
-	enum rl_breaker_state state;
-	int failures;
-	int threshold;
-	int probe_inflight;
-	double open_s;
-	double open_until;
-	uint64_t opened;               /* times it opened, for metrics */
-};
-
-void rl_breaker_init(struct rl_breaker *b, int threshold, double open_s);
-
-/* Returns 1 when a call may go to Redis now (a half-open breaker then
- * counts it as its probe), 0 when the caller must not wait for Redis. */
-int rl_breaker_admit(struct rl_breaker *b, double now);
-
-/* Reports the outcome of an admitted call. Returns 1 when this failure
- * opened the breaker (the caller drops its connection), else 0. */
-void rl_breaker_success(struct rl_breaker *b);
-int rl_breaker_failure(struct rl_breaker *b, double now);
-
-/* A fresh connection is worth a probe right away. */
-void rl_breaker_reconnected(struct rl_breaker *b);
 
 #endif

@@ -18,12 +18,11 @@
 
 #include "addr.h"
 #include "agent.h"
-#include "authn.h"
-#include "authz.h"
 #include "grpc.h"
 #include "log.h"
 #include "metrics.h"
-#include "ratelimit.h"
+#include "stage.h"
+#include "stages.h"
 #include "version.h"
 #include "worker.h"
 
@@ -55,7 +54,7 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 	/* Keys are swapped atomically; connections and decisions in flight
 	 * keep the keys they started with. */
 	log_info("SIGHUP: reloading keys");
-	authn_reload();
+	stages_reload();
 }
 
 static int parse_int(const char *s, long min, long max, long *out)
@@ -92,6 +91,10 @@ int main(int argc, char **argv)
 	int check = 0, opt, i, started = 0, rc = 0;
 
 	memset(&a, 0, sizeof(a));
+	if (stages_install(stage_table, stage_table_len) < 0) {
+		fprintf(stderr, "spogate-agent: more than %d stages\n", STAGE_MAX);
+		return 1;
+	}
 	while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': a.config_path = optarg; break;
@@ -143,9 +146,7 @@ int main(int argc, char **argv)
 		a.cfg.log_level = l;
 	}
 	log_threshold = a.cfg.log_level;
-	if (authn_configure(&a.cfg, err, sizeof(err)) < 0 ||
-	    authz_configure(&a.cfg, err, sizeof(err)) < 0 ||
-	    rl_config_check(&a.cfg, err, sizeof(err)) < 0) {
+	if (stages_configure(&a.cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s: error: %s\n", a.config_path ? a.config_path : "defaults", err);
 		config_free(&a.cfg);
 		return 1;
@@ -170,7 +171,7 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (authn_start(&a) < 0 || authz_start(&a) < 0) {
+	if (stages_start(&a) < 0) {
 		rc = 1;
 		goto out;
 	}
@@ -212,11 +213,10 @@ int main(int argc, char **argv)
 	for (i = 0; i < a.nworkers; i++)
 		if (a.workers[i].loop)
 			worker_run_jobs(&a.workers[i]);
-	authn_stop(&a);
-	authz_stop(&a);
 	for (i = 0; i < a.nworkers; i++)
 		if (a.workers[i].loop)
 			worker_destroy(&a.workers[i]);
+	stages_stop(&a);
 	rpc_stop();
 	free(a.workers);
 	config_free(&a.cfg);

@@ -1,0 +1,444 @@
+/*
+ * Redis client (see redis.h).
+ *
+ * A call is owned by hiredis from the send until its callback ran (a
+ * reply, or NULL when the context goes away); cb is NULL once the caller
+ * stopped waiting (timeout, cancel), and the late reply only frees it.
+ */
+#include "redis.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+#include <hiredis/adapters/libev.h>
+#include <openssl/sha.h>
+
+#include "breaker.h"
+#include "log.h"
+
+#define RECONNECT_MIN_S   0.025
+#define RECONNECT_MAX_S   0.5
+#define MAX_PENDING       65536   /* calls hiredis holds; beyond, fail fast */
+
+struct redis_client {
+	struct worker *w;
+	struct redis_opts o;
+	redisAsyncContext *ac;
+	enum redis_state state;
+	ev_timer reconnect_w;
+	double backoff;
+	int logged_down;            /* one log line per outage */
+	unsigned pending;           /* calls hiredis still holds */
+	struct breaker br;
+	char sha[2 * SHA_DIGEST_LENGTH + 1];
+	struct redis_stats st;
+};
+
+struct redis_call {
+	struct redis_client *rc;
+	redis_reply_fn cb;          /* NULL once nobody waits */
+	void *arg;
+	ev_timer timeout_w;
+	double t_sent;              /* wall time of the send, for latency */
+	int resent;                 /* NOSCRIPT: already resent with EVAL */
+	int nkeys;
+	int argc;
+	size_t *argl;               /* argc lengths, then the bytes, in data */
+	char data[];
+};
+
+static void add(uint64_t *p, uint64_t v)
+{
+	__atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+}
+
+static void schedule_reconnect(struct redis_client *rc);
+
+/* Forgets ac when it is the current context (it is being freed by
+ * hiredis or by us) and plans a reconnect. Idempotent. */
+static void mark_down(struct redis_client *rc, const redisAsyncContext *ac)
+{
+	if (rc->ac != ac || !ac)
+		return;
+	rc->ac = NULL;
+	rc->state = REDIS_DOWN;
+	add(&rc->st.disconnects, 1);
+	schedule_reconnect(rc);
+}
+
+/* Drops the connection now: hiredis runs every pending callback with a
+ * NULL reply (deferred until the current callback returns when called
+ * from one). */
+static void redis_drop(struct redis_client *rc)
+{
+	redisAsyncContext *ac = rc->ac;
+
+	if (!ac)
+		return;
+	mark_down(rc, ac);
+	redisAsyncFree(ac);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+	struct redis_client *rc = ac->data;
+
+	if (status != REDIS_OK) {
+		if (!rc->logged_down)
+			log_warn("worker %d: redis %s:%d: connect: %s", rc->w->id,
+			         rc->o.host, rc->o.port, ac->errstr);
+		rc->logged_down = 1;
+		mark_down(rc, ac);
+		return;
+	}
+	if (rc->ac != ac)
+		return;
+	rc->state = REDIS_UP;
+	add(&rc->st.connects, 1);
+	breaker_reconnected(&rc->br);
+	if (rc->logged_down)
+		log_info("worker %d: redis %s:%d: connected", rc->w->id, rc->o.host,
+		         rc->o.port);
+	rc->logged_down = 0;
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+	struct redis_client *rc = ac->data;
+
+	if (rc->ac == ac) {
+		if (!rc->logged_down)
+			log_warn("worker %d: redis %s:%d: connection lost: %s", rc->w->id,
+			         rc->o.host, rc->o.port,
+			         status == REDIS_OK ? "closed" : ac->errstr);
+		rc->logged_down = 1;
+	}
+	mark_down(rc, ac);
+}
+
+/* Replies to AUTH, SELECT and SCRIPT LOAD. A refused AUTH or SELECT makes
+ * the connection useless: drop it and retry with backoff. */
+static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct redis_client *rc = ac->data;
+	redisReply *reply = r;
+	const char *what = privdata;
+
+	if (!reply) {
+		mark_down(rc, ac);
+		return;
+	}
+	if (reply->type == REDIS_REPLY_ERROR) {
+		if (!rc->logged_down)
+			log_error("worker %d: redis %s: %s", rc->w->id, what, reply->str);
+		rc->logged_down = 1;
+		if (rc->ac == ac)
+			redis_drop(rc);
+	}
+}
+
+static void redis_connect(struct redis_client *rc)
+{
+	const struct redis_opts *o = &rc->o;
+	redisAsyncContext *ac;
+	char db[16];
+
+	ac = redisAsyncConnect(o->host, o->port);
+	if (!ac) {
+		schedule_reconnect(rc);
+		return;
+	}
+	if (ac->err) {
+		if (!rc->logged_down)
+			log_warn("worker %d: redis %s:%d: %s", rc->w->id, o->host, o->port,
+			         ac->errstr);
+		rc->logged_down = 1;
+		redisAsyncFree(ac);
+		schedule_reconnect(rc);
+		return;
+	}
+	ac->data = rc;
+	if (redisLibevAttach(rc->w->loop, ac) != REDIS_OK) {
+		redisAsyncFree(ac);
+		schedule_reconnect(rc);
+		return;
+	}
+	redisAsyncSetConnectCallback(ac, on_connect);
+	redisAsyncSetDisconnectCallback(ac, on_disconnect);
+	rc->ac = ac;
+	rc->state = REDIS_CONNECTING;
+	/* Pipelined ahead of any caller's command: hiredis sends in order. */
+	if (o->password[0]) {
+		if (o->username[0])
+			redisAsyncCommand(ac, on_setup_reply, (void *)"AUTH", "AUTH %s %s",
+			                  o->username, o->password);
+		else
+			redisAsyncCommand(ac, on_setup_reply, (void *)"AUTH", "AUTH %s",
+			                  o->password);
+	}
+	if (o->db) {
+		snprintf(db, sizeof(db), "%d", o->db);
+		redisAsyncCommand(ac, on_setup_reply, (void *)"SELECT", "SELECT %s", db);
+	}
+	/* A restarted Redis has an empty script cache; loading the script now
+	 * saves every call the NOSCRIPT round trip. */
+	redisAsyncCommand(ac, on_setup_reply, (void *)"SCRIPT LOAD", "SCRIPT LOAD %s", o->script);
+}
+
+static void on_reconnect(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct redis_client *rc = t->data;
+
+	(void)loop;
+	(void)revents;
+	if (!rc->ac)
+		redis_connect(rc);
+}
+
+static void schedule_reconnect(struct redis_client *rc)
+{
+	double jitter;
+
+	if (ev_is_active(&rc->reconnect_w))
+		return;
+	rc->backoff = rc->backoff <= 0 ? RECONNECT_MIN_S : rc->backoff * 2;
+	if (rc->backoff > RECONNECT_MAX_S)
+		rc->backoff = RECONNECT_MAX_S;
+	/* +-20 % so that many workers and gateways do not reconnect in step. */
+	jitter = 0.8 + 0.4 * (double)(rand_r(&rc->w->rand_state) % 1000) / 1000.0;
+	ev_timer_set(&rc->reconnect_w, rc->backoff * jitter, 0.);
+	ev_timer_start(rc->w->loop, &rc->reconnect_w);
+}
+
+static void count_latency(struct redis_client *rc, double seconds)
+{
+	uint64_t us = seconds > 0 ? (uint64_t)(seconds * 1e6) : 0;
+	int i;
+
+	add(&rc->st.lat_count, 1);
+	add(&rc->st.lat_sum_us, us);
+	for (i = 0; i < REDIS_LAT_BUCKETS; i++)
+		if ((double)us <= worker_lat_bounds_us[i]) {
+			add(&rc->st.lat_bucket[i], 1);
+			break;
+		}
+}
+
+static int send_call(struct redis_call *c, int with_source);
+
+static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct redis_call *c = privdata;
+	struct redis_client *rc = c->rc;
+	redisReply *reply = r;
+	redis_reply_fn cb = c->cb;
+	void *arg = c->arg;
+	double now = ev_now(rc->w->loop);
+
+	if (!reply) {
+		/* The context is going away; its other callbacks follow. */
+		mark_down(rc, ac);
+	} else if (reply->type == REDIS_REPLY_ERROR &&
+	           strncmp(reply->str, "NOSCRIPT", 8) == 0 && !c->resent) {
+		/* Script cache flushed (SCRIPT FLUSH, a failover): EVAL both runs
+		 * and caches it; the call keeps its timer and its caller. */
+		add(&rc->st.noscript, 1);
+		c->resent = 1;
+		if (send_call(c, 1) == 0)
+			return;
+		reply = NULL;
+	}
+	rc->pending--;
+	if (!cb) {
+		if (reply)
+			add(&rc->st.late_replies, 1);
+		free(c);
+		return;
+	}
+	ev_timer_stop(rc->w->loop, &c->timeout_w);
+	count_latency(rc, ev_time() - c->t_sent);
+	free(c);
+	if (cb(arg, reply) < 0 || !reply) {
+		if (reply && !rc->logged_down)
+			log_warn("worker %d: redis: unexpected reply to %s%s%s", rc->w->id,
+			         rc->o.what, reply->type == REDIS_REPLY_ERROR ? ": " : "",
+			         reply->type == REDIS_REPLY_ERROR ? reply->str : "");
+		add(&rc->st.errors, 1);
+		if (breaker_failure(&rc->br, now) && reply)
+			redis_drop(rc);
+		return;
+	}
+	breaker_success(&rc->br);
+	/* Only an answer proves Redis well: a frozen one still accepts TCP. */
+	rc->backoff = 0;
+}
+
+static void on_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct redis_call *c = t->data;
+	struct redis_client *rc = c->rc;
+	redis_reply_fn cb = c->cb;
+	void *arg = c->arg;
+
+	(void)revents;
+	/* From here the call belongs to hiredis alone: the reply, or the NULL
+	 * of a dropped connection, frees it. Do not touch c after this. */
+	c->cb = NULL;
+	c->arg = NULL;
+	add(&rc->st.timeouts, 1);
+	if (breaker_failure(&rc->br, ev_now(loop)))
+		redis_drop(rc);
+	cb(arg, NULL);
+}
+
+/* Appends the script call to the pipeline. Returns 0, or -1 when hiredis
+ * refused it (the context is closing): the caller still owns c. */
+static int send_call(struct redis_call *c, int with_source)
+{
+	struct redis_client *rc = c->rc;
+	const char *argv[3 + 2 * 8];
+	size_t argl[3 + 2 * 8];
+	const char *p = (const char *)(c->argl + c->argc);
+	char nkeys[16];
+	int argc = 0, i;
+
+	if (!rc->ac)
+		return -1;
+	snprintf(nkeys, sizeof(nkeys), "%d", c->nkeys);
+	argv[argc] = with_source ? "EVAL" : "EVALSHA";
+	argl[argc] = strlen(argv[argc]);
+	argc++;
+	argv[argc] = with_source ? rc->o.script : rc->sha;
+	argl[argc] = strlen(argv[argc]);
+	argc++;
+	argv[argc] = nkeys;
+	argl[argc] = strlen(nkeys);
+	argc++;
+	for (i = 0; i < c->argc; i++) {
+		argv[argc] = p;
+		argl[argc++] = c->argl[i];
+		p += c->argl[i];
+	}
+	if (redisAsyncCommandArgv(rc->ac, on_reply, c, argc, argv, argl) != REDIS_OK)
+		return -1;
+	add(&rc->st.calls, 1);
+	add(&rc->st.keys, (uint64_t)c->nkeys);
+	if (!with_source)
+		rc->pending++;
+	return 0;
+}
+
+struct redis_call *redis_script_call(struct redis_client *rc, int nkeys, int argc,
+                                     const char *const *argv, const size_t *argl,
+                                     redis_reply_fn cb, void *arg)
+{
+	struct redis_call *c;
+	size_t bytes = 0;
+	char *p;
+	int i;
+
+	if (argc > 2 * 8 || nkeys > argc)
+		return NULL;
+	for (i = 0; i < argc; i++)
+		bytes += argl[i];
+	c = malloc(sizeof(*c) + (size_t)argc * sizeof(size_t) + bytes);
+	if (!c)
+		return NULL;
+	c->rc = rc;
+	c->cb = cb;
+	c->arg = arg;
+	c->resent = 0;
+	c->nkeys = nkeys;
+	c->argc = argc;
+	c->argl = (size_t *)(void *)c->data;
+	p = (char *)(c->argl + argc);
+	for (i = 0; i < argc; i++) {
+		c->argl[i] = argl[i];
+		memcpy(p, argv[i], argl[i]);
+		p += argl[i];
+	}
+	c->t_sent = ev_time();
+	if (send_call(c, 0) < 0) {
+		add(&rc->st.errors, 1);
+		free(c);
+		if (breaker_failure(&rc->br, ev_now(rc->w->loop)))
+			redis_drop(rc);
+		return NULL;
+	}
+	ev_timer_init(&c->timeout_w, on_timeout, rc->o.timeout_s, 0.);
+	c->timeout_w.data = c;
+	ev_timer_start(rc->w->loop, &c->timeout_w);
+	return c;
+}
+
+void redis_call_cancel(struct redis_call *c)
+{
+	if (ev_is_active(&c->timeout_w))
+		ev_timer_stop(c->rc->w->loop, &c->timeout_w);
+	c->cb = NULL;
+	c->arg = NULL;
+}
+
+int redis_client_admit(struct redis_client *rc, double now)
+{
+	/* Never queue behind a dead or drowning Redis. */
+	return rc->state != REDIS_DOWN && rc->pending < MAX_PENDING &&
+	       breaker_admit(&rc->br, now);
+}
+
+struct redis_client *redis_client_new(struct worker *w, const struct redis_opts *o)
+{
+	struct redis_client *rc = calloc(1, sizeof(*rc));
+	unsigned char md[SHA_DIGEST_LENGTH];
+	int i;
+
+	if (!rc) {
+		log_error("worker %d: out of memory", w->id);
+		return NULL;
+	}
+	rc->w = w;
+	rc->o = *o;
+	breaker_init(&rc->br, o->breaker_failures, o->breaker_open_s);
+	SHA1((const unsigned char *)o->script, strlen(o->script), md);
+	for (i = 0; i < SHA_DIGEST_LENGTH; i++)
+		snprintf(rc->sha + 2 * i, 3, "%02x", md[i]);
+	ev_timer_init(&rc->reconnect_w, on_reconnect, 0., 0.);
+	rc->reconnect_w.data = rc;
+	redis_connect(rc);
+	return rc;
+}
+
+void redis_client_free(struct redis_client *rc)
+{
+	if (!rc)
+		return;
+	if (ev_is_active(&rc->reconnect_w))
+		ev_timer_stop(rc->w->loop, &rc->reconnect_w);
+	if (rc->ac) {
+		redisAsyncContext *ac = rc->ac;
+
+		rc->ac = NULL;      /* no reconnect from the callbacks below */
+		redisAsyncFree(ac);
+	}
+	if (ev_is_active(&rc->reconnect_w))
+		ev_timer_stop(rc->w->loop, &rc->reconnect_w);
+	free(rc);
+}
+
+const struct redis_stats *redis_client_stats(const struct redis_client *rc)
+{
+	return &rc->st;
+}
+
+enum redis_state redis_client_state(const struct redis_client *rc)
+{
+	return __atomic_load_n(&rc->state, __ATOMIC_RELAXED);
+}
+
+int redis_client_breaker_open(const struct redis_client *rc)
+{
+	return __atomic_load_n(&rc->br.state, __ATOMIC_RELAXED) != BREAKER_CLOSED;
+}
