@@ -146,9 +146,33 @@ static void put_route_acl(struct dynbuf *b, const struct gen_route *r)
 	dynbuf_printf(b, "%s$'\n", tail ? "(/.*)?" : "");
 }
 
+/* 414 and 431 are not in the list: no supported HAProxy takes an
+ * errorfile for them. */
+const struct gen_error_page gen_error_pages[] = {
+	{ 400, "Bad Request", "bad_request" },
+	{ 408, "Request Timeout", "request_timeout" },
+	{ 413, "Payload Too Large", "payload_too_large" },
+	{ 500, "Internal Server Error", "internal_error" },
+	{ 502, "Bad Gateway", "bad_gateway" },
+	{ 503, "Service Unavailable", "service_unavailable" },
+	{ 504, "Gateway Timeout", "gateway_timeout" },
+};
+const size_t gen_nerror_pages = sizeof(gen_error_pages) / sizeof(gen_error_pages[0]);
+
+void gen_error_page_render(const struct gen_error_page *p, struct dynbuf *b)
+{
+	char body[96];
+	int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}", p->error);
+
+	dynbuf_printf(b, "HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
+		      "cache-control: no-cache\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s",
+		      p->code, p->reason, n, body);
+}
+
 static void emit_global(const struct gen_gateway *g, const struct gen_opts *o, struct dynbuf *b)
 {
 	char t[32];
+	size_t i;
 	const char *run_dir = o->run_dir ? o->run_dir : "/run/spogate";
 
 	dynbuf_puts(b, "global\n    master-worker\n"
@@ -185,14 +209,9 @@ static void emit_global(const struct gen_gateway *g, const struct gen_opts *o, s
 	dynbuf_printf(b, "    timeout queue %s\n", dur(t, sizeof(t), g->t_queue));
 	dynbuf_printf(b, "    timeout check %s\n", dur(t, sizeof(t), g->t_check));
 	/* HAProxy's own errors as JSON, like the gateway's. */
-	dynbuf_puts(b,
-		"    http-error status 400 content-type application/json string '{\"error\":\"bad_request\"}'\n"
-		"    http-error status 408 content-type application/json string '{\"error\":\"request_timeout\"}'\n"
-		"    http-error status 413 content-type application/json string '{\"error\":\"payload_too_large\"}'\n"
-		"    http-error status 500 content-type application/json string '{\"error\":\"internal_error\"}'\n"
-		"    http-error status 502 content-type application/json string '{\"error\":\"bad_gateway\"}'\n"
-		"    http-error status 503 content-type application/json string '{\"error\":\"service_unavailable\"}'\n"
-		"    http-error status 504 content-type application/json string '{\"error\":\"gateway_timeout\"}'\n");
+	for (i = 0; i < gen_nerror_pages; i++)
+		dynbuf_printf(b, "    errorfile %d %s/errors/%d.http\n", gen_error_pages[i].code,
+			      o->haproxy_dir ? o->haproxy_dir : ".", gen_error_pages[i].code);
 }
 
 static int any_agent(const struct gen_gateway *g)

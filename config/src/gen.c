@@ -120,9 +120,30 @@ int gen_write_files(const char *dir, const struct gen_output *out, char *err, si
 {
 	/* agent.json may hold the Redis password: only its owner (the user
 	 * that runs the agent) reads it, whether or not it holds one today. */
+	char edir[4096], name[32];
+	size_t i;
+
 	if (write_one(dir, "haproxy.cfg", &out->haproxy, 0644, err, errlen) < 0 ||
 	    write_one(dir, "spoe.conf", &out->spoe, 0644, err, errlen) < 0 ||
 	    write_one(dir, "agent.json", &out->agent, 0600, err, errlen) < 0)
 		return -1;
+	if ((size_t)snprintf(edir, sizeof(edir), "%s/errors", dir) >= sizeof(edir) ||
+	    (mkdir(edir, 0755) < 0 && errno != EEXIST)) {
+		snprintf(err, errlen, "%s: %s", edir, strerror(errno));
+		return -1;
+	}
+	for (i = 0; i < gen_nerror_pages; i++) {
+		struct dynbuf b = { 0 };
+		int rc;
+
+		gen_error_page_render(&gen_error_pages[i], &b);
+		snprintf(name, sizeof(name), "%d.http", gen_error_pages[i].code);
+		rc = b.err ? -1 : write_one(edir, name, &b, 0644, err, errlen);
+		if (b.err)
+			snprintf(err, errlen, "out of memory");
+		dynbuf_free(&b);
+		if (rc < 0)
+			return -1;
+	}
 	return 0;
 }
