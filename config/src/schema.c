@@ -64,7 +64,8 @@ static const char *const auth_modes[] = { "none", "jwt", "service", NULL };
 static const char *const authz_modes[] = { "none", "claims", "service", NULL };
 static const char *const log_levels[] = { "error", "warn", "info", "debug", NULL };
 static const char *const jwt_algs[] = {
-	"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512", NULL,
+	"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512",
+	"PS256", "PS384", "PS512", "EdDSA", NULL,
 };
 /* Variables of the SPOE contract; a claim cannot take one of these names. */
 static const char *const reserved_vars[] = {

@@ -96,6 +96,32 @@ def proc_table():
     return table
 
 
+def read_calls(pids):
+    """read()-family system calls made so far by the processes (all threads):
+    how batched the SPOE traffic reaches the agent."""
+    n = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/io" % pid) as f:
+                n += int(re.search(r"^syscr: (\d+)$", f.read(), re.M).group(1))
+        except (OSError, AttributeError):
+            pass
+    return n
+
+
+def established(port):
+    """Established TCP connections whose local port is port (IPv4)."""
+    n = 0
+    try:
+        with open("/proc/net/tcp") as f:
+            for line in f.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                n += state == "01" and int(local.split(":")[1], 16) == port
+    except OSError:
+        pass
+    return n
+
+
 def tree_ticks(roots, table):
     """{pid: ticks} for the roots and all their descendants (nginx workers,
     HAProxy's master-worker child)."""
@@ -361,12 +387,13 @@ class Env:
 
 
 class HttpTarget:
-    def __init__(self, url, header, pids, agent_pids, checks):
+    def __init__(self, url, header, pids, agent_pids, checks, agent_port=None):
         self.url = url
         self.header = header        # the Authorization value every wrk request carries, or None
         self.pids = pids            # its own server processes (HAProxy, nginx, agent)
         self.agent_pids = agent_pids
         self.checks = checks        # [Check]
+        self.agent_port = agent_port  # where HAProxy's SPOE connections land
 
 
 class SpopTarget:
@@ -568,7 +595,7 @@ def start_spogate(env, c):
     return HttpTarget("http://127.0.0.1:%d/private/bench" % env.cfg_port,
                       "Bearer " + env.tokens[stage["token"]][0], [p.pid, agent.pid], [agent.pid],
                       [Check(k.token, k.status, k.what, k.header, probe=True) for k in stage["probe"]]
-                      + [Check(stage["token"], 200, "a valid token passes")])
+                      + [Check(stage["token"], 200, "a valid token passes")], agent_port)
 
 
 def start_agent_only(env, c):
@@ -677,11 +704,23 @@ def run_http(env, c, t, duration):
     cmd.append(t.url)
     roots = t.pids + env.shared_pids()
     before = tree_ticks(roots, proc_table())
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30)
+    reads = read_calls(t.agent_pids)
+    wrk = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    conns = None
+    try:
+        if t.agent_port:
+            time.sleep(duration / 2.0)
+            conns = established(t.agent_port)
+        stdout, stderr = wrk.communicate(timeout=duration + 30)
+    except subprocess.TimeoutExpired:
+        wrk.kill()
+        wrk.wait()
+        raise BenchError("%s: wrk did not finish" % c["name"])
     after = tree_ticks(roots, proc_table())
-    if out.returncode != 0:
-        raise BenchError("%s: wrk failed: %s" % (c["name"], out.stderr.strip()))
-    r = parse_wrk(out.stdout)
+    reads = read_calls(t.agent_pids) - reads
+    if wrk.returncode != 0:
+        raise BenchError("%s: wrk failed: %s" % (c["name"], stderr.strip()))
+    r = parse_wrk(stdout)
     if r["requests"] == 0:
         raise BenchError("%s: wrk served no request:\n%s" % (c["name"], out.stdout))
     cpu = cpu_seconds(before, after)
@@ -689,6 +728,8 @@ def run_http(env, c, t, duration):
                         {p: after.get(p, 0) for p in t.agent_pids})
     r["server_cpu_us_per_req"] = cpu * 1e6 / r["requests"]
     r["agent_cpu_us_per_req"] = agent * 1e6 / r["requests"] if t.agent_pids else None
+    r["agent_reads_per_req"] = reads / r["requests"] if t.agent_pids else None
+    r["agent_connections"] = conns
     r["redis_cpu_us_per_req"] = (redis_cpu_us(env, before, after, r["requests"])
                                  if "redis" in (c.get("stage") or {}).get("services", []) else None)
     r["errors"] = r["non_2xx"] + r["socket_errors"]
@@ -967,9 +1008,12 @@ def main():
                     r = run_spop(env, c, t, duration, min(0.5, warmup))
                 r["round"] = rnd + 1
                 runs.setdefault(c["name"], []).append(r)
-                print("bench: round %d %-22s %8.0f req/s  p99 %7.0f us  server CPU %6.1f us/req"
+                print("bench: round %d %-22s %8.0f req/s  p99 %7.0f us  server CPU %6.1f us/req%s"
                       % (rnd + 1, c["name"], r["req_per_s"], r["p99_us"] or 0,
-                         r["server_cpu_us_per_req"] or 0), flush=True)
+                         r["server_cpu_us_per_req"] or 0,
+                         "  agent: %.2f reads/req, %s connections"
+                         % (r["agent_reads_per_req"], r["agent_connections"])
+                         if r.get("agent_reads_per_req") is not None else ""), flush=True)
     except BenchError as e:
         print("bench: error: %s" % e, file=sys.stderr)
         failed.append(str(e))
@@ -997,6 +1041,8 @@ def main():
             "p99_us": median([r["p99_us"] for r in rr]),
             "server_cpu_us_per_req": median([r["server_cpu_us_per_req"] for r in rr]),
             "agent_cpu_us_per_req": median([r["agent_cpu_us_per_req"] for r in rr]),
+            "agent_reads_per_req": median([r.get("agent_reads_per_req") for r in rr]),
+            "agent_connections": median([r.get("agent_connections") for r in rr]),
             "redis_cpu_us_per_req": median([r.get("redis_cpu_us_per_req") for r in rr]),
             "errors": sum(r["errors"] for r in rr),
             "rounds": rr})

@@ -448,8 +448,9 @@ static char *slurp_file(const char *path)
 
 static void test_secrets_are_owner_only_and_indirect(void **state)
 {
-	static const char *const priv[] = { "rsa1.pem", "ec1.pem", "hs1.key", "jwks1.json", NULL };
-	static const char *const pub[] = { "rsa1.pub.pem", "ec1.pub.pem", NULL };
+	static const char *const priv[] = { "rsa1.pem", "ec1.pem", "ed1.pem", "hs1.key", "jwks1.json",
+	                                    NULL };
+	static const char *const pub[] = { "rsa1.pub.pem", "ec1.pub.pem", "ed1.pub.pem", NULL };
 	char path[800], port[16], extra[1024], *text, *r = NULL, *out = NULL;
 	char *redis_argv[] = { (char *)"/usr/bin/redis-server", (char *)"--port", port,
 	                       (char *)"--bind", (char *)"127.0.0.1", (char *)"--save", (char *)"",
