@@ -28,6 +28,10 @@
  * headers. Tests that make Redis fail use the default 50 ms. */
 #define TIMEOUT_MS 2000
 #define FAULT_TIMEOUT_MS 50
+/* What a request may take beyond FAULT_TIMEOUT_MS when Redis fails: far
+ * below the SPOE processing timeout (2 s, so nothing waited for it), and
+ * wide enough for a saturated shared machine's scheduling delays. */
+#define FAULT_SLACK_MS 700
 
 static struct h_stack S;
 static struct h_proc *redis;
@@ -633,7 +637,7 @@ static void test_redis_killed_under_load_with_allow_never_waits(void **state)
 	free(h.admitted);
 	assert_int_equal(h.other, 0);
 	assert_int_equal(h.nadmitted, h.n);
-	assert_true(h.max_ms < FAULT_TIMEOUT_MS + 200);
+	assert_true(h.max_ms < FAULT_TIMEOUT_MS + FAULT_SLACK_MS);
 	assert_true(h_metric(S.metrics_port, "spogate_ratelimit_redis_unavailable_total{action=\"allow\"}") > 0);
 	/* Redis comes back empty (no keys, no script): limiting resumes by
 	 * itself, within a second */
@@ -672,7 +676,7 @@ static void test_frozen_redis_costs_at_most_the_timeout(void **state)
 	free(h.admitted);
 	assert_int_equal(h.other, 0);
 	assert_int_equal(h.nadmitted, h.n);
-	assert_true(h.max_ms < FAULT_TIMEOUT_MS + 200);
+	assert_true(h.max_ms < FAULT_TIMEOUT_MS + FAULT_SLACK_MS);
 	/* the breaker kept most decisions from waiting at all */
 	assert_true(h_metric(S.metrics_port, "spogate_ratelimit_fail_fast_total") > h.n / 2);
 	t0 = h_now_ms();
@@ -707,7 +711,7 @@ static void test_redis_down_with_deny_is_503(void **state)
 		assert_int_equal(get_as(&r, "/private/x", "noah", NULL), 503);
 		assert_string_equal(r.body,
 		                    "{\"error\":\"service_unavailable\",\"reason\":\"ratelimit_unavailable\"}");
-		assert_true(h_now_ms() - t0 < FAULT_TIMEOUT_MS + 200);
+		assert_true(h_now_ms() - t0 < FAULT_TIMEOUT_MS + FAULT_SLACK_MS);
 		h_resp_free(&r);
 	}
 	/* anonymous traffic too: its per-IP policy needs Redis as well */
