@@ -14,6 +14,7 @@ Python 3 standard library only. Every process is started here, on a free
 loopback port, and stopped here by its PID.
 """
 import argparse
+import ssl
 import datetime
 import json
 import os
@@ -234,8 +235,10 @@ def strip_haproxy_logs(path, threads):
 def http_get(url, headers):
     """(status, body, {lower-case header: value}) of one GET."""
     req = urllib.request.Request(url, headers=headers)
+    # The TLS rows use the bench's own self-signed certificate.
+    ctx = ssl._create_unverified_context() if url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(req, timeout=5) as r:
+        with urllib.request.urlopen(req, timeout=5, context=ctx) as r:
             return r.status, r.read().decode(errors="replace"), {k.lower(): v for k, v in r.getheaders()}
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode(errors="replace"), {k.lower(): v for k, v in e.headers.items()}
@@ -280,6 +283,7 @@ class Env:
         self.shared = {}      # name -> Popen: echo, redis, refsvc
         self.keys = {}
         self.tokens = {}
+        self.distinct_files = {}
 
     def binary(self, name):
         path = os.path.join(self.bin, name)
@@ -330,6 +334,7 @@ class Env:
         os.makedirs(kd, exist_ok=True)
         self.keys["rs256"] = jwtmint.make_rsa_key(kd, "rs256")
         self.keys["es256"] = jwtmint.make_ec_key(kd, "es256")
+        self.keys["eddsa"] = jwtmint.make_ed25519_key(kd, "eddsa")
         now = int(time.time())
         claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "bench-user", "iat": now,
                   "nbf": now - 60, "exp": now + 3600, "roles": ["reader"],
@@ -340,28 +345,53 @@ class Env:
                                                     os.path.join(kd, "si"), kid="rs1")
         self.tokens["es256"] = jwtmint.mint_openssl("ES256", self.keys["es256"][0], [claims],
                                                     os.path.join(kd, "si"), kid="es1")
+        self.tokens["eddsa"] = jwtmint.mint_openssl("EdDSA", self.keys["eddsa"][0], [claims],
+                                                    os.path.join(kd, "si"), kid="ed1")
         noperm = dict(claims, sub="bench-noperm", roles=["nobody"], permissions=[], scope="")
         self.tokens["rs256-noperm"] = jwtmint.mint_openssl("RS256", self.keys["rs256"][0], [noperm],
                                                            os.path.join(kd, "si"), kid="rs1")
         self.tokens["opaque"] = ["bench-opaque-token"]
         # Tokens whose signature does not match: only a real verifier refuses them.
-        for kind in ("rs256", "es256"):
+        for kind in ("rs256", "es256", "eddsa"):
             t = self.tokens[kind][0]
             self.tokens[kind + "-bad"] = [t[:-8] + ("AAAAAAAA" if not t.endswith("AAAAAAAA") else "BBBBBBBB")]
         self.tokens["hs256-bad"] = [jwtmint.mint_hs256("not-the-secret", claims)]
 
-    def distinct_rs256(self, n):
-        """n distinct valid RS256 tokens (the cache-miss path), minted once."""
-        if "rs256-distinct" not in self.tokens:
+    def distinct(self, kind, n):
+        """n distinct valid tokens of kind (rs256, es256, eddsa) for the
+        cache-miss path, minted once; returns the file that lists them."""
+        name = kind + "-distinct"
+        if name not in self.tokens:
             now = int(time.time())
-            signer = jwtmint.RsaSigner(self.keys["rs256"][0])
-            self.tokens["rs256-distinct"] = [signer.mint(dict(self.claims, jti="bench-%d" % i, iat=now),
-                                                         kid="rs1") for i in range(n)]
-            path = os.path.join(self.workdir, "rs256-distinct.tokens")
+            claims = [dict(self.claims, jti="bench-%d" % i, iat=now) for i in range(n)]
+            if kind == "rs256":
+                signer = jwtmint.RsaSigner(self.keys["rs256"][0])
+                self.tokens[name] = [signer.mint(c, kid="rs1") for c in claims]
+            else:
+                alg = {"es256": "ES256", "eddsa": "EdDSA"}[kind]
+                self.tokens[name] = jwtmint.mint_openssl(alg, self.keys[kind][0], claims,
+                                                         os.path.join(self.workdir, "keys", "si"),
+                                                         kid=kind[:2] + "1")
+            path = os.path.join(self.workdir, name + ".tokens")
             with open(path, "w") as f:
-                f.write("\n".join(self.tokens["rs256-distinct"]) + "\n")
-            self.distinct_file = path
-        return self.distinct_file
+                f.write("\n".join(self.tokens[name]) + "\n")
+            self.distinct_files[kind] = path
+        return self.distinct_files[kind]
+
+    def tls_cert(self):
+        """A self-signed certificate for the TLS rows (made once)."""
+        path = os.path.join(self.workdir, "bench-tls.pem")
+        if not os.path.exists(path):
+            key, crt = path + ".key", path + ".crt"
+            out = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                                  "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-keyout", key,
+                                  "-out", crt, "-subj", "/CN=localhost"],
+                                 capture_output=True, text=True)
+            if out.returncode != 0:
+                raise BenchError("openssl: %s" % out.stderr.strip())
+            with open(path, "w") as f:
+                f.write(open(crt).read() + open(key).read())
+        return path
 
     def start_haproxy(self, name, cfg):
         port = self.cfg_port
@@ -491,6 +521,8 @@ PARTS = {
               "probe": [Check("rs256-bad", 401, "a bad RS256 signature is refused")]},
     "es256": {"desc": "ES256 JWT (cached)", "gateway": jwt_auth("ES256"), "token": "es256",
               "probe": [Check("es256-bad", 401, "a bad ES256 signature is refused")]},
+    "eddsa": {"desc": "EdDSA (Ed25519) JWT (cached)", "gateway": jwt_auth("EdDSA"), "token": "eddsa",
+              "probe": [Check("eddsa-bad", 401, "a bad EdDSA signature is refused")]},
     "claims": {"desc": "authz by the token's claims",
                "gateway": lambda env: {"authz": {"mode": "claims"}, "route": {"permission": PERMISSION}},
                "probe": [Check("rs256-noperm", 403, "a token without the permission is refused")],
@@ -536,6 +568,7 @@ SPOGATE_STAGES = [
     stage("limits", "token", "limits"),
     stage("rs256", "rs256"),
     stage("es256", "es256"),
+    stage("eddsa", "eddsa"),
     stage("rs256-claims", "rs256", "claims"),
     stage("rs256-authz", "rs256", "authz"),
     stage("rs256-limits", "rs256", "limits"),
@@ -543,10 +576,10 @@ SPOGATE_STAGES = [
 ]
 
 
-def generate(env, name, stage):
+def generate(env, name, stage, tls=False):
     """Runs spogate-gen on the bench's gateway YAML (plus the stage's
-    sections) and returns (dir, agent port). JSON is YAML, so the inputs are
-    written with json.dumps."""
+    sections; with tls, TLS termination on env.tls_port) and returns (dir,
+    agent port). JSON is YAML, so the inputs are written with json.dumps."""
     d = cfg_dir(env, name)
     agent_port = free_port()
     route = {"path": "/private/**", "service": "echo", "auth_required": stage is not None}
@@ -555,6 +588,9 @@ def generate(env, name, stage):
           "agent": {"address": "127.0.0.1:%d" % agent_port, "threads": SERVER_THREADS,
                     "log_level": "warn"},
           "admin": {"stats": "127.0.0.1:%d" % free_port()}}
+    if tls:
+        env.tls_port = free_port()
+        gw["tls"] = {"port": env.tls_port, "certificates": [env.tls_cert()], "redirect_http": False}
     if stage is None:
         gw["auth"] = {"mode": "none"}
     else:
@@ -580,19 +616,27 @@ def generate(env, name, stage):
     return d, agent_port
 
 
+def bench_url(env, c):
+    """The URL wrk drives: HTTPS (HTTP/1.1 over TLS, kept-alive connections,
+    so record cost rather than handshakes) for the -tls rows."""
+    if c.get("tls"):
+        return "https://127.0.0.1:%d/private/bench" % env.tls_port
+    return "http://127.0.0.1:%d/private/bench" % env.cfg_port
+
+
 def start_plain(env, c):
-    d, _ = generate(env, c["name"], None)
+    d, _ = generate(env, c["name"], None, c.get("tls", False))
     p = env.start_haproxy(c["name"], os.path.join(d, "haproxy.cfg"))
-    return HttpTarget("http://127.0.0.1:%d/private/bench" % env.cfg_port, None, [p.pid], [],
+    return HttpTarget(bench_url(env, c), None, [p.pid], [],
                       [Check(None, 200, "proxies to the echo backend")])
 
 
 def start_spogate(env, c):
     stage = c["stage"]
-    d, agent_port = generate(env, c["name"], stage)
+    d, agent_port = generate(env, c["name"], stage, c.get("tls", False))
     agent = env.start_agent(c["name"], os.path.join(d, "agent.json"), agent_port)
     p = env.start_haproxy(c["name"], os.path.join(d, "haproxy.cfg"))
-    return HttpTarget("http://127.0.0.1:%d/private/bench" % env.cfg_port,
+    return HttpTarget(bench_url(env, c),
                       "Bearer " + env.tokens[stage["token"]][0], [p.pid, agent.pid], [agent.pid],
                       [Check(k.token, k.status, k.what, k.header, probe=True) for k in stage["probe"]]
                       + [Check(stage["token"], 200, "a valid token passes")], agent_port)
@@ -604,7 +648,7 @@ def start_agent_only(env, c):
     stage = c["stage"]
     d, port = generate(env, c["name"], stage)
     aj = os.path.join(d, "agent.json")
-    if c["path"] == "miss":
+    if c["path"].startswith("miss"):
         with open(aj) as f:
             cfg = json.load(f)
         cfg["auth"]["cache_ttl_ms"] = 0
@@ -615,8 +659,8 @@ def start_agent_only(env, c):
                                      "--mix", "token:100"] + stage.get("spop", []))
     for k in stage["probe"]:
         probe_agent(env, c, t, k)
-    if c["path"] == "miss":
-        t.args += ["--tokens-file", env.distinct_rs256(DISTINCT_TOKENS)]
+    if c["path"].startswith("miss"):
+        t.args += ["--tokens-file", env.distinct(stage["token"], DISTINCT_TOKENS)]
     else:
         t.args += ["--token", env.tokens[stage["token"]][0]]
     return t
@@ -652,6 +696,8 @@ def configurations():
     out = [
         {"name": "plain", "kind": "http", "start": start_plain,
          "desc": "HAProxy proxying to the echo backend, no auth, no limits (generated config)"},
+        {"name": "plain-tls", "kind": "http", "start": start_plain, "tls": True,
+         "desc": "plain behind gateway.tls: HTTPS (HTTP/1.1, kept-alive, ECDSA P-256) to HAProxy"},
         {"name": "native-hs256", "kind": "http", "start": start_native, "alg": "HS256",
          "desc": "HAProxy jwt_verify HS256, alg pinned, exp check, per-IP stick-table limit"},
         {"name": "native-rs256", "kind": "http", "start": start_native, "alg": "RS256",
@@ -662,6 +708,10 @@ def configurations():
     for s in SPOGATE_STAGES:
         out.append({"name": "spogate-" + s["name"], "kind": "http", "start": start_spogate,
                     "stage": s, "full": s.get("full", False), "desc": "HAProxy + agent: " + s["desc"]})
+        if s.get("full"):
+            out.append({"name": "spogate-full-tls", "kind": "http", "start": start_spogate,
+                        "stage": s, "tls": True,
+                        "desc": "spogate-full behind gateway.tls (HTTPS, HTTP/1.1, kept-alive)"})
     # The agent alone: token presence, and the RS256 cache-hit and cache-miss
     # paths (skipped with the rs256 stage until the build has it).
     by_name = {s["name"]: s for s in SPOGATE_STAGES}
@@ -675,6 +725,13 @@ def configurations():
                         "depth": depth, "connections": conns,
                         "desc": "spogate-bench to the agent alone, %d connections x depth %d, %s"
                                 % (conns, depth, what)})
+    # The verification rate of the other asymmetric algorithms, next to the
+    # RS256 miss path above: distinct tokens, cache off, depth 64.
+    for kind, alg in (("es256", "ES256"), ("eddsa", "EdDSA")):
+        out.append({"name": "agent-d64-miss-" + kind, "kind": "spop", "start": start_agent_only,
+                    "stage": by_name[kind], "path": "miss-" + kind, "depth": 64, "connections": 4,
+                    "desc": "spogate-bench to the agent alone, 4 connections x depth 64, %s cache "
+                            "miss (%d distinct tokens, cache off)" % (alg, DISTINCT_TOKENS)})
     return out
 
 
