@@ -42,8 +42,13 @@ run_one() {
 	fi
 	wait "$pid"
 	rc=$?
-	sleep 0.2      # children killed by the test's death are on their way out
-	left=$(session_pids "$pid")
+	# children killed with the test (or by it, as it exited) may take a
+	# moment to go on a busy machine
+	for _ in $(seq 30); do
+		left=$(session_pids "$pid")
+		[ -z "$left" ] && break
+		sleep 0.1
+	done
 	if [ -n "$left" ]; then
 		kill -KILL $left 2>/dev/null
 		echo "not ok - $name left processes running: $(echo $left)" >>"$log"
