@@ -947,6 +947,11 @@ static void add_admin_user(struct gen_ctx *c, struct gen_gateway *g, const struc
 		gen_err(c, at, "users: '%.64s' is not a user name ([A-Za-z0-9._-])", name);
 		return;
 	}
+	if (strncmp(hash, "$apr1$", 6) == 0) {
+		gen_err(c, at, "users.%.64s: Apache's $apr1$ (htpasswd's default MD5) is not a "
+			"crypt(3) hash HAProxy can check; use htpasswd -B or openssl passwd -6", name);
+		return;
+	}
 	if (!valid_crypt_hash(hash)) {
 		gen_err(c, at, "users.%.64s: expected a crypt(3) hash such as the output of "
 			"'openssl passwd -6' ($6$...), not a clear-text password", name);
