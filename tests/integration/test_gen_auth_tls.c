@@ -53,7 +53,7 @@ static void start(const char *name, const char *grpc_tls)
 		"    - {path: /private/**, service: echo}\n"
 		"  auth: {mode: service, service: auth}\n"
 		"  authz: {mode: none}\n"
-		"  agent: {address: 127.0.0.1:%d, threads: 1}\n"
+		"  agent: {address: 127.0.0.1:%d, threads: 1, log_level: debug}\n"
 		"  admin: {stats: 127.0.0.1:%d, metrics: 127.0.0.1:%d}\n",
 		S.http_port, S.agent_port, S.stats_port, S.metrics_port);
 	reg = h_write(&S, "registry.yaml",
@@ -110,6 +110,8 @@ static void test_auth_service_over_mtls_with_trace_metadata(void **state)
 	/* The Auth Service saw the gateway's request id and trace context. */
 	snprintf(want, sizeof(want), "x-request-id=rid-42 traceparent=%s", tp);
 	assert_int_equal(h_wait_log(refsvc, want, 3000), 0);
+	/* and so does the agent's decision line */
+	assert_int_equal(h_wait_log(agent, "status=0 reason= request_id=rid-42", 3000), 0);
 	free(t);
 }
 

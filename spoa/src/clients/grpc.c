@@ -703,6 +703,7 @@ static void render(struct agent *a, struct dynbuf *b)
 	static const char *const results[] = { "started", "joined", "ok", "failed", "refused" };
 	struct rpc_channel *chs[RPC_MAX_CHANNELS];
 	struct rpc_stats st[RPC_MAX_CHANNELS];
+	char labels[96];
 	int i, j, n = 0;
 
 	(void)a;
@@ -716,24 +717,27 @@ static void render(struct agent *a, struct dynbuf *b)
 		pthread_mutex_unlock(&channels_lock);
 		return;
 	}
-	dynbuf_printf(b, "# HELP spogate_grpc_calls_total gRPC calls by service and result.\n"
-	               "# TYPE spogate_grpc_calls_total counter\n");
+	metrics_family(b, "spogate_grpc_calls_total", METRICS_COUNTER,
+	               "gRPC calls by service and result.");
 	for (i = 0; i < n; i++) {
 		uint64_t v[5] = { st[i].calls, st[i].joined, st[i].ok, st[i].failed, st[i].refused };
 
-		for (j = 0; j < 5; j++)
-			dynbuf_printf(b, "spogate_grpc_calls_total{service=\"%s\",result=\"%s\"} %lu\n",
-				      chs[i]->name, results[j], (unsigned long)v[j]);
+		for (j = 0; j < 5; j++) {
+			snprintf(labels, sizeof(labels), "service=\"%s\",result=\"%s\"", chs[i]->name,
+			         results[j]);
+			metrics_sample(b, "spogate_grpc_calls_total", labels, v[j]);
+		}
 	}
-	dynbuf_printf(b, "# TYPE spogate_grpc_circuit_open gauge\n");
-	for (i = 0; i < n; i++)
-		dynbuf_printf(b, "spogate_grpc_circuit_open{service=\"%s\"} %d\n", chs[i]->name,
-			      st[i].open);
-	dynbuf_printf(b, "# HELP spogate_grpc_call_seconds gRPC call latency, deadline included.\n"
-	               "# TYPE spogate_grpc_call_seconds histogram\n");
+	metrics_family(b, "spogate_grpc_circuit_open", METRICS_GAUGE,
+	               "1 while the circuit breaker of a service's channel is open.");
+	for (i = 0; i < n; i++) {
+		snprintf(labels, sizeof(labels), "service=\"%s\"", chs[i]->name);
+		metrics_sample(b, "spogate_grpc_circuit_open", labels, (uint64_t)st[i].open);
+	}
+	metrics_family(b, "spogate_grpc_call_seconds", METRICS_HISTOGRAM,
+	               "gRPC call latency, deadline included.");
 	for (i = 0; i < n; i++) {
 		uint64_t counts[RPC_LAT_BUCKETS];
-		char labels[64];
 
 		for (j = 0; j < RPC_LAT_BUCKETS; j++)
 			counts[j] = __atomic_load_n(&chs[i]->lat_bucket[j], __ATOMIC_RELAXED);
