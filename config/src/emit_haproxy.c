@@ -548,21 +548,27 @@ static void emit_request_id(const struct gen_gateway *g, struct dynbuf *b)
 		    "unless { var(txn.traceparent) -m found }\n");
 }
 
-/* With TLS: the scheme for the backends and the redirect of plain HTTP. */
+/* With TLS: the scheme for the backends and the redirect of plain HTTP.
+ * A trusted proxy that terminated TLS itself says so with
+ * X-Forwarded-Proto: https; its plain requests are neither relabelled nor
+ * redirected (that would loop). */
 static void emit_tls_request(const struct gen_gateway *g, struct dynbuf *b)
 {
+	const char *fwd = g->trusted_proxies.n ? " || from_trusted_proxy fwd_https" : "";
 	char port[16] = "";
 
-	dynbuf_puts(b, "\n    # TLS: the scheme for the backends; plain HTTP is redirected.\n"
-		    "    http-request set-header X-Forwarded-Proto https if { ssl_fc }\n"
-		    "    http-request set-header X-Forwarded-Proto http unless { ssl_fc }\n");
+	dynbuf_puts(b, "\n    # TLS: the scheme for the backends; plain HTTP is redirected.\n");
+	if (g->trusted_proxies.n)
+		dynbuf_puts(b, "    acl fwd_https req.hdr(x-forwarded-proto) -m str -i https\n");
+	dynbuf_printf(b, "    http-request set-header X-Forwarded-Proto https if { ssl_fc }\n"
+		      "    http-request set-header X-Forwarded-Proto http unless { ssl_fc }%s\n", fwd);
 	if (!g->tls.redirect_http)
 		return;
 	if (g->tls.port != 443)
 		snprintf(port, sizeof(port), ":%ld", g->tls.port);
 	dynbuf_printf(b, "    http-request redirect location "
 		      "'https://%%[req.hdr(host),regsub(:[0-9]+$,),lower]%s%%[pathq]' code %ld "
-		      "unless { ssl_fc }\n", port, g->tls.redirect_code);
+		      "unless { ssl_fc }%s\n", port, g->tls.redirect_code, fwd);
 }
 
 /* Route matching. Routes with exact hosts are tried first, then routes

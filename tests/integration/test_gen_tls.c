@@ -222,13 +222,18 @@ static void test_plain_http_is_redirected_without_hsts(void **state)
 	char *out, want[256];
 
 	(void)state;
-	start("tls_redirect", ", hsts: 1d", "", "");
+	start("tls_redirect", ", hsts: 1d", "  trusted_proxies: [127.0.0.1]\n", "");
 	out = curl(NULL, "-H 'Host: Api.Example.test:%d' 'http://127.0.0.1:%d/echo/x?a=1'",
 		   S.http_port, S.http_port);
 	assert_has(out, "HTTP/1.1 308");
 	snprintf(want, sizeof(want), "https://api.example.test:%d/echo/x?a=1", tls_port);
 	assert_string_equal(hdr(out, "location"), want);
 	assert_lacks(out, "strict-transport-security");
+	free(out);
+	/* A trusted proxy that terminated TLS itself is not redirected. */
+	out = curl(NULL, "-H 'X-Forwarded-Proto: https' http://127.0.0.1:%d/echo/x", S.http_port);
+	assert_has(out, "HTTP/1.1 200");
+	assert_has(out, "\"x-forwarded-proto\":\"https\"");
 	free(out);
 }
 
