@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdio.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -438,6 +439,20 @@ static void test_startup_with_the_provider_down_is_503_then_200(void **state)
 	expect_token("EdDSA", "ed1.pem", "ed1", 200, NULL);
 }
 
+static void test_sighup_fetches_the_keys_again(void **state)
+{
+	double ok = h_metric(S.metrics_port, "spogate_jwks_fetches_total{outcome=\"ok\"}");
+	int before = idp_hits("/jwks");
+
+	(void)state;
+	idp_keys("2");
+	assert_int_equal(h_signal(agent, SIGHUP), 0);
+	wait_metric("spogate_jwks_fetches_total{outcome=\"ok\"}", ok + 1, 10000);
+	assert_int_equal(idp_hits("/jwks"), before + 1);
+	expect_token("RS256", "rsa2.pem", "rsa2", 200, NULL);
+	expect_token("RS256", "rsa1.pem", "rsa1", 401, "token_invalid");
+}
+
 /* ---- start-up with the provider down, jwks_file as the fallback ---- */
 
 static int setup_fallback(void **state)
@@ -475,6 +490,7 @@ int main(void)
 	};
 	const struct CMUnitTest startup[] = {
 		cmocka_unit_test(test_startup_with_the_provider_down_is_503_then_200),
+		cmocka_unit_test(test_sighup_fetches_the_keys_again),
 	};
 	const struct CMUnitTest fallback[] = {
 		cmocka_unit_test(test_jwks_file_serves_until_the_first_fetch),
