@@ -299,8 +299,8 @@ static void on_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 static int send_call(struct redis_call *c, int with_source)
 {
 	struct redis_client *rc = c->rc;
-	const char *argv[3 + 2 * 8];
-	size_t argl[3 + 2 * 8];
+	const char *argv[3 + REDIS_MAX_ARGS];
+	size_t argl[3 + REDIS_MAX_ARGS];
 	const char *p = (const char *)(c->argl + c->argc);
 	char nkeys[16];
 	int argc = 0, i;
@@ -340,7 +340,7 @@ struct redis_call *redis_script_call(struct redis_client *rc, int nkeys, int arg
 	char *p;
 	int i;
 
-	if (argc > 2 * 8 || nkeys > argc)
+	if (argc > REDIS_MAX_ARGS || nkeys > argc)
 		return NULL;
 	for (i = 0; i < argc; i++)
 		bytes += argl[i];

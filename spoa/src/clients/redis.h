@@ -26,6 +26,7 @@
 #include "worker_ctx.h"
 
 #define REDIS_LAT_BUCKETS WORKER_LAT_BUCKETS   /* bounds: worker_lat_bounds_us */
+#define REDIS_MAX_ARGS    640   /* KEYS + ARGV of one script call */
 
 struct redisReply;
 struct redis_client;

@@ -7,10 +7,12 @@
  */
 #include "ratelimit.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <ev.h>
 #include <hiredis/hiredis.h>
 
 #include "agent.h"
@@ -18,56 +20,84 @@
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit_core.h"
+#include "ratelimit_lease.h"
 #include "redis.h"
 #include "worker_ctx.h"
 
 #define MAX_KEYS          2
+#define BATCH_MAX         48      /* decisions per call: 48 * (2 + 1 + 8) args fit REDIS_MAX_ARGS */
 
 /*
- * GCRA over 1..n keys, all or nothing: the request is admitted only when
- * every key admits it, and only then is any state written, so a denied
- * request never spends quota of the other policy. The state of a key is
- * its theoretical arrival time (TAT, microseconds of Redis TIME); it
- * expires when the TAT passes, at most one period later.
+ * GCRA over many decisions at once ("subjects"), each all or nothing over
+ * its keys: a subject is admitted only when every one of its keys admits
+ * it, and only then is any of its state written, so a denied request never
+ * spends quota of its other policy. Subjects are decided in order, and a
+ * key shared by two subjects (one IP, two users) sees the first one's
+ * spend. The state of a key is its theoretical arrival time (TAT, in
+ * microseconds of Redis TIME); it expires when the TAT passes, at most one
+ * period later (plus a lease's life).
  *
- * ARGV[2i-1], ARGV[2i] = limit and period (seconds) of KEYS[i]. The
- * emission interval is period/limit and the burst tolerance period minus
- * one interval: a full quota is usable at once, then it refills smoothly,
- * with no window boundary to burst across. The interval is at least 1 µs
- * (a TAT near 1.7e15 µs has no finer resolution in a double), so one key
- * admits at most a million requests per second whatever its policy.
+ * ARGV, per subject: m (its number of keys, the next m of KEYS), then per
+ * key: limit, period (seconds), want (tokens), life (microseconds). The
+ * emission interval T is period/limit (at least 1 us: a TAT near 1.7e15 us
+ * has no finer resolution in a double) and the burst tolerance period - T.
+ * want = 1, life = 0 is one request (exact mode). A lease asks for up to
+ * want tokens with a debt of life (ratelimit_lease.h): g tokens are
+ * granted when TAT + g*T + life - now <= period; a single token never
+ * carries a debt.
  *
- * Returns {allowed, remaining_1, reset_ms_1, retry_ms_1, ...}.
+ * Returns, per subject: ok, then per key: granted tokens (0 when the
+ * subject is denied), d = TAT - now in us (after the spend when admitted,
+ * before it otherwise), and the TAT itself (rounded down).
+ *
+ * One TIME, one MGET and one SET per distinct admitted key, for the whole
+ * batch: the old script ran TIME, GET x2 and SET x2 per decision.
  */
 static const char gcra_lua[] =
 	"local t = redis.call('TIME')\n"
-	"local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
-	"local n = #KEYS\n"
-	"local tat, inc, per = {}, {}, {}\n"
-	"local ok = 1\n"
-	"for i = 1, n do\n"
-	"  per[i] = tonumber(ARGV[2 * i]) * 1000000\n"
-	"  inc[i] = math.max(per[i] / tonumber(ARGV[2 * i - 1]), 1)\n"
-	"  local v = tonumber(redis.call('GET', KEYS[i]))\n"
-	"  if v == nil or v < now then v = now end\n"
-	"  tat[i] = v\n"
-	"  if v + inc[i] - now > per[i] then ok = 0 end\n"
-	"end\n"
-	"local out = {ok}\n"
-	"for i = 1, n do\n"
-	"  local v = tat[i]\n"
-	"  local retry = 0\n"
-	"  if ok == 1 then\n"
-	"    v = v + inc[i]\n"
-	"    redis.call('SET', KEYS[i], string.format('%d', v), 'PX', math.max(math.ceil((v - now) / 1000), 1))\n"
-	"  elseif v + inc[i] - now > per[i] then\n"
-	"    retry = v + inc[i] - per[i] - now\n"
+	"local now = t[1] * 1000000 + t[2]\n"
+	"local v = redis.call('MGET', unpack(KEYS))\n"
+	"local tat, dirty, out = {}, {}, {}\n"
+	"local a, k = 1, 0\n"
+	"while a <= #ARGV do\n"
+	"  local m = tonumber(ARGV[a])\n"
+	"  local ok, base, nt = 1, #out, {}\n"
+	"  for j = 1, m do\n"
+	"    local i, b = k + j, a + 4 * (j - 1)\n"
+	"    local x = tat[KEYS[i]] or tonumber(v[i]) or now\n"
+	"    if x < now then x = now end\n"
+	"    local p = ARGV[b + 2] * 1000000\n"
+	"    local inc = math.max(p / ARGV[b + 1], 1)\n"
+	"    local life = tonumber(ARGV[b + 4])\n"
+	"    local g = math.min(math.floor((p - (x - now) - life) / inc), tonumber(ARGV[b + 3]))\n"
+	"    if g >= 2 then\n"
+	"      nt[j] = x + g * inc + life\n"
+	"    elseif x + inc - now <= p then\n"
+	"      g, nt[j] = 1, x + inc\n"
+	"    else\n"
+	"      g, nt[j], ok = 0, x, 0\n"
+	"    end\n"
+	"    out[base + 3 * j - 1] = g\n"
+	"    out[base + 3 * j] = x\n"
 	"  end\n"
-	"  local rem = math.floor((per[i] - (v - now)) / inc[i])\n"
-	"  if rem < 0 then rem = 0 end\n"
-	"  out[#out + 1] = rem\n"
-	"  out[#out + 1] = math.ceil((v - now) / 1000)\n"
-	"  out[#out + 1] = math.ceil(retry / 1000)\n"
+	"  out[base + 1] = ok\n"
+	"  for j = 1, m do\n"
+	"    local x = out[base + 3 * j]\n"
+	"    if ok == 1 then\n"
+	"      x = nt[j]\n"
+	"      tat[KEYS[k + j]] = x\n"
+	"      dirty[KEYS[k + j]] = true\n"
+	"    else\n"
+	"      out[base + 3 * j - 1] = 0\n"
+	"    end\n"
+	"    out[base + 3 * j] = x - now\n"
+	"    out[base + 3 * j + 1] = math.floor(x)\n"
+	"  end\n"
+	"  a = a + 1 + 4 * m\n"
+	"  k = k + m\n"
+	"end\n"
+	"for key in pairs(dirty) do\n"
+	"  redis.call('SET', key, tat[key], 'PX', math.ceil((tat[key] - now) / 1000))\n"
 	"end\n"
 	"return out\n";
 
@@ -82,28 +112,51 @@ struct rl_stats {
 	uint64_t error_allowed;
 	uint64_t error_denied;
 	uint64_t bad_policy;
+	uint64_t lease_hits;        /* decisions admitted from local slices only */
+	uint64_t lease_tokens;      /* tokens granted in slices (beyond the first) */
+	uint64_t batches;           /* script calls carrying decisions */
+	uint64_t batched;           /* decisions in those calls */
 };
+
+struct rl_batch;
 
 struct rl_worker {
 	struct worker *w;
 	struct rl_config cfg;
 	struct redis_client *redis;
 	struct rl_cache cache;
+	struct rl_leases leases;       /* lease mode only */
+	struct rl_batch *open;         /* decisions waiting for the flush */
+	ev_prepare flush_w;            /* sends open before the loop sleeps */
 	struct rl_stats st;
 };
 
-/* One decision's script call, from the send until the answer (or its
- * absence) came back or the decision went away (call_abandon). */
-struct rl_call {
+/* One decision's share of a script call. Owned by its batch from the
+ * queueing until the batch's answer; d is NULL once the decision went
+ * away (req_abandon). */
+struct rl_req {
 	struct rl_worker *rw;
 	struct decision *d;
-	struct redis_call *call;
 	double t_start;             /* loop time when the decision asked */
-	int n;
+	int n;                      /* keys of the decision */
+	int m;                      /* of those, the ones in the call */
 	enum rl_kind kind[MAX_KEYS];
 	struct rl_policy pol[MAX_KEYS];
+	int in_call[MAX_KEYS];      /* 0: a local lease token was taken instead */
+	int64_t want[MAX_KEYS];
+	int64_t life[MAX_KEYS];
+	struct rl_lease *lease[MAX_KEYS];
 	size_t keylen[MAX_KEYS];
 	char key[MAX_KEYS][RL_KEY_MAX];
+};
+
+/* One script call for up to BATCH_MAX decisions, all sent in one loop
+ * iteration. */
+struct rl_batch {
+	struct rl_worker *rw;
+	struct redis_call *call;
+	int n;
+	struct rl_req *req[BATCH_MAX];
 };
 
 static void add(uint64_t *p, uint64_t v)
@@ -151,101 +204,275 @@ static void apply_error(struct rl_worker *rw, struct decision *d)
 	}
 }
 
-/* decision_free() hook: the decision goes away before its answer came
- * back. The call stays with the client, which frees it. */
-static void call_abandon(void *data)
+/* release hook: the decision goes away before its answer came back. Its
+ * request stays with the batch, which frees it. */
+static void req_abandon(void *data)
 {
-	struct rl_call *c = data;
+	struct rl_req *q = data;
 
-	redis_call_cancel(c->call);
-	free(c);
+	q->d = NULL;
 }
 
-/* Detaches the decision from its call and lets the pipeline go on. */
+/* Detaches the decision from its request and lets the pipeline go on. */
 static void resume(struct decision *d)
 {
 	decision_set_ctx(d, &ratelimit_stage, NULL);
 	decision_resume(d);
 }
 
-static int parse_reply(const redisReply *r, int n, int *allowed, struct rl_key_result *res)
+/* The lease of q's key i, when it is still that key's (a lease without a
+ * request in flight may have been evicted and reused since). */
+static struct rl_lease *lease_of(const struct rl_req *q, int i)
 {
-	int i;
+	struct rl_lease *e = q->lease[i];
 
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)(1 + 3 * n))
-		return -1;
-	for (i = 0; i < 1 + 3 * n; i++)
-		if (r->element[i]->type != REDIS_REPLY_INTEGER)
-			return -1;
-	*allowed = r->element[0]->integer == 1;
-	for (i = 0; i < n; i++) {
-		res[i].remaining = r->element[1 + 3 * i]->integer;
-		res[i].reset_ms = r->element[2 + 3 * i]->integer;
-		res[i].retry_ms = r->element[3 + 3 * i]->integer;
-	}
-	return 0;
+	if (!e || e->keylen != q->keylen[i] || memcmp(e->key, q->key[i], q->keylen[i]) != 0)
+		return NULL;
+	return e;
 }
 
-/* The client's answer to one call: reply NULL when there is none (timeout,
- * connection lost). Returns -1 when the reply is not the script's. */
-static int on_answer(void *arg, const redisReply *reply)
+/* The decision will not be admitted: local tokens it took go back to
+ * their slices, slice requests are no longer in flight. */
+static void req_unwind(struct rl_req *q, double now)
 {
-	struct rl_call *c = arg;
-	struct rl_worker *rw = c->rw;
-	struct decision *d = c->d;
-	struct rl_key_result res[MAX_KEYS];
-	struct rl_outcome o;
-	double now = ev_now(rw->w->loop);
-	int allowed, i;
+	struct rl_lease *e;
+	int i;
 
-	if (!reply || parse_reply(reply, c->n, &allowed, res) < 0) {
-		free(c);
-		apply_error(rw, d);
-		resume(d);
-		return -1;
+	for (i = 0; i < q->n; i++) {
+		e = lease_of(q, i);
+		if (!e)
+			continue;
+		if (!q->in_call[i] && now < e->expires)
+			e->tokens++;
+		if (q->in_call[i] && q->want[i] > 1 && e->inflight > 0)
+			e->inflight--;
 	}
-	rl_outcome_pick(allowed, c->pol, res, c->n, &o);
+}
+
+/* One key's figures from the script's: d = TAT - now (us), extra = tokens
+ * this worker holds beyond Redis's count. */
+static void key_result(const struct rl_policy *p, int64_t d_us, int ok, int64_t extra,
+                       struct rl_key_result *r)
+{
+	double per = (double)p->period * 1e6, inc = per / (double)p->limit;
+	double rem;
+
+	if (inc < 1)
+		inc = 1;
+	rem = floor((per - (double)d_us) / inc);
+	r->remaining = (rem < 0 ? 0 : (int64_t)rem) + extra;
+	r->reset_ms = (int64_t)ceil((double)d_us / 1000.0);
+	r->retry_ms = 0;
+	if (!ok && (double)d_us + inc > per)
+		r->retry_ms = (int64_t)ceil(((double)d_us + inc - per) / 1000.0);
+}
+
+/* A key answered by a local slice token. */
+static void lease_result(const struct rl_lease *e, double now, struct rl_key_result *r)
+{
+	r->remaining = e->remaining + e->tokens;
+	r->reset_ms = (int64_t)ceil((e->reset_at - now) * 1000.0);
+	if (r->reset_ms < 0)
+		r->reset_ms = 0;
+	r->retry_ms = 0;
+}
+
+/* Sets q's verdict from the key results (the caller resumes it). */
+static void req_finish(struct rl_req *q, int allowed, const struct rl_key_result *res,
+                       double now)
+{
+	struct rl_worker *rw = q->rw;
+	struct rl_outcome o;
+	int i;
+
+	if (!q->d)
+		return;
+	rl_outcome_pick(allowed, q->pol, res, q->n, &o);
 	if (!allowed) {
 		/* Remember each denying key until Redis would admit it again,
 		 * counted from when the decision asked (never later than Redis). */
-		for (i = 0; i < c->n; i++)
+		for (i = 0; i < q->n; i++)
 			if (res[i].retry_ms > 0)
-				rl_cache_put(&rw->cache, c->key[i], c->keylen[i],
-				             c->t_start + (double)res[i].retry_ms / 1000.0,
-				             c->t_start + (double)res[i].reset_ms / 1000.0,
-				             c->pol[i].limit, now);
+				rl_cache_put(&rw->cache, q->key[i], q->keylen[i],
+				             q->t_start + (double)res[i].retry_ms / 1000.0,
+				             q->t_start + (double)res[i].reset_ms / 1000.0,
+				             q->pol[i].limit, now);
 	}
-	apply_outcome(rw, d, &o, c->kind[o.index]);
-	free(c);
-	resume(d);
-	return 0;
+	apply_outcome(rw, q->d, &o, q->kind[o.index]);
 }
 
-/* Hands c to the client: KEYS are the policies' keys, ARGV their limit and
- * period. Returns 0, or -1 when it could not be sent. */
-static int send_call(struct rl_call *c)
+/* q's part of the script's answer: el[0] ok, then 3 integers per key in
+ * the call. */
+static void req_answer(struct rl_req *q, redisReply *const *el, double now)
 {
-	const char *argv[3 * MAX_KEYS];
-	size_t argl[3 * MAX_KEYS];
-	char nbuf[MAX_KEYS][2][24];
-	int i, argc = 0;
+	struct rl_key_result res[MAX_KEYS];
+	struct rl_lease *e;
+	int ok = el[0]->integer == 1, i, j = 0;
+	int64_t g, d;
 
-	for (i = 0; i < c->n; i++) {
-		argv[argc] = c->key[i];
-		argl[argc++] = c->keylen[i];
+	for (i = 0; i < q->n; i++) {
+		e = lease_of(q, i);
+		if (!q->in_call[i]) {
+			lease_result(e ? e : q->lease[i], now, &res[i]);
+			continue;
+		}
+		g = el[1 + 3 * j]->integer;
+		d = el[2 + 3 * j]->integer;
+		j++;
+		if (e && q->want[i] > 1 && e->inflight > 0)
+			e->inflight--;
+		if (e && ok && g >= 1) {
+			rl_lease_granted(e, g, q->life[i], q->t_start, 0,
+			                 q->t_start + (double)d / 1e6);
+			if (g > 1)
+				add(&q->rw->st.lease_tokens, (uint64_t)(g - 1));
+		}
+		key_result(&q->pol[i], d, ok, ok && g > 1 ? g - 1 : 0, &res[i]);
+		if (e && ok)
+			e->remaining = res[i].remaining - (g > 1 ? g - 1 : 0);
 	}
-	for (i = 0; i < c->n; i++) {
-		snprintf(nbuf[i][0], sizeof(nbuf[i][0]), "%lld", (long long)c->pol[i].limit);
-		snprintf(nbuf[i][1], sizeof(nbuf[i][1]), "%lld", (long long)c->pol[i].period);
-		argv[argc] = nbuf[i][0];
-		argl[argc] = strlen(nbuf[i][0]);
-		argc++;
-		argv[argc] = nbuf[i][1];
-		argl[argc] = strlen(nbuf[i][1]);
-		argc++;
+	if (!ok)
+		req_unwind(q, now);
+	req_finish(q, ok, res, now);
+	if (q->d)
+		resume(q->d);
+}
+
+/* A request whose answer will not come: unwind, then on_redis_error. */
+static void req_error(struct rl_req *q, double now)
+{
+	req_unwind(q, now);
+	if (!q->d)
+		return;
+	apply_error(q->rw, q->d);
+	resume(q->d);
+}
+
+/* The client's answer to one batch: reply NULL when there is none
+ * (timeout, connection lost). Returns -1 when the reply is not the
+ * script's (every decision then goes per on_redis_error). */
+static int on_batch_answer(void *arg, const redisReply *reply)
+{
+	struct rl_batch *b = arg;
+	double now = ev_now(b->rw->w->loop);
+	size_t need = 0, i, off = 0;
+	int bad = !reply || reply->type != REDIS_REPLY_ARRAY;
+
+	for (i = 0; i < (size_t)b->n; i++)
+		need += 1 + 3 * (size_t)b->req[i]->m;
+	if (!bad && reply->elements != need)
+		bad = 1;
+	for (i = 0; !bad && i < need; i++)
+		if (reply->element[i]->type != REDIS_REPLY_INTEGER)
+			bad = 1;
+	for (i = 0; i < (size_t)b->n; i++) {
+		if (bad) {
+			req_error(b->req[i], now);
+		} else {
+			req_answer(b->req[i], reply->element + off, now);
+			off += 1 + 3 * (size_t)b->req[i]->m;
+		}
+		free(b->req[i]);
 	}
-	c->call = redis_script_call(c->rw->redis, c->n, argc, argv, argl, on_answer, c);
-	return c->call ? 0 : -1;
+	free(b);
+	return bad ? -1 : 0;
+}
+
+/* Sends the open batch as one script call: KEYS are every request's keys
+ * in the call, ARGV per request m, then limit, period, want, life per
+ * key. Requests whose decision went away meanwhile are dropped. */
+static void flush(struct rl_worker *rw)
+{
+	struct rl_batch *b = rw->open;
+	const char *argv[REDIS_MAX_ARGS];
+	size_t argl[REDIS_MAX_ARGS];
+	char num[BATCH_MAX * (1 + 4 * MAX_KEYS)][24];
+	double now = ev_now(rw->w->loop);
+	int i, j, k, nk = 0, argc, nn = 0, live = 0;
+
+	rw->open = NULL;
+	if (ev_is_active(&rw->flush_w))
+		ev_prepare_stop(rw->w->loop, &rw->flush_w);
+	if (!b)
+		return;
+	for (i = 0; i < b->n; i++) {
+		if (!b->req[i]->d) {
+			req_unwind(b->req[i], now);
+			free(b->req[i]);
+			continue;
+		}
+		b->req[live++] = b->req[i];
+	}
+	b->n = live;
+	for (i = 0; i < b->n; i++)
+		for (j = 0; j < b->req[i]->n; j++)
+			if (b->req[i]->in_call[j]) {
+				argv[nk] = b->req[i]->key[j];
+				argl[nk++] = b->req[i]->keylen[j];
+			}
+	argc = nk;
+	for (i = 0; i < b->n; i++) {
+		const struct rl_req *q = b->req[i];
+
+		snprintf(num[nn], sizeof(num[nn]), "%d", q->m);
+		argv[argc++] = num[nn++];
+		for (j = 0; j < q->n; j++) {
+			const int64_t v[4] = { q->pol[j].limit, q->pol[j].period, q->want[j],
+			                       q->life[j] };
+
+			if (!q->in_call[j])
+				continue;
+			for (k = 0; k < 4; k++) {
+				snprintf(num[nn], sizeof(num[nn]), "%lld", (long long)v[k]);
+				argv[argc++] = num[nn++];
+			}
+		}
+	}
+	for (i = nk; i < argc; i++)
+		argl[i] = strlen(argv[i]);
+	b->call = b->n ? redis_script_call(rw->redis, nk, argc, argv, argl, on_batch_answer, b)
+	               : NULL;
+	if (!b->call) {
+		for (i = 0; i < b->n; i++) {
+			req_error(b->req[i], now);
+			free(b->req[i]);
+		}
+		free(b);
+		return;
+	}
+	add(&rw->st.batches, 1);
+	add(&rw->st.batched, (uint64_t)b->n);
+}
+
+/* Every decision that became ready in this loop iteration rides on one
+ * script call, sent just before the loop waits again. */
+static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	flush(w->data);
+}
+
+/* Adds q to the open batch (flushing a full one first). Returns 0, or -1
+ * when out of memory. */
+static int enqueue(struct rl_worker *rw, struct rl_req *q)
+{
+	struct rl_batch *b = rw->open;
+
+	if (b && b->n == BATCH_MAX) {
+		flush(rw);
+		b = NULL;
+	}
+	if (!b) {
+		b = calloc(1, sizeof(*b));
+		if (!b)
+			return -1;
+		b->rw = rw;
+		rw->open = b;
+		ev_prepare_start(rw->w->loop, &rw->flush_w);
+	}
+	b->req[b->n++] = q;
+	return 0;
 }
 
 /* The authenticated user: the user_id var the authentication stage set. */
@@ -262,9 +489,9 @@ static int find_user(const struct decision *d, const char **id, size_t *len)
 	return 0;
 }
 
-/* Adds one policy's key to c. Returns 0, or -1 when the policy is
+/* Adds one policy's key to q. Returns 0, or -1 when the policy is
  * malformed or the key does not fit (counted, the policy is skipped). */
-static int add_key(struct rl_worker *rw, struct rl_call *c, enum rl_kind kind,
+static int add_key(struct rl_worker *rw, struct rl_req *q, enum rl_kind kind,
                    struct spop_str pol, const char *id, size_t idlen)
 {
 	struct rl_policy p;
@@ -274,7 +501,7 @@ static int add_key(struct rl_worker *rw, struct rl_call *c, enum rl_kind kind,
 	if (r == 0)
 		return 0;
 	if (r > 0)
-		n = rl_key_build(c->key[c->n], sizeof(c->key[c->n]), kind, id, idlen, &p);
+		n = rl_key_build(q->key[q->n], sizeof(q->key[q->n]), kind, id, idlen, &p);
 	if (r < 0 || n < 0) {
 		if (ld(&rw->st.bad_policy) == 0)
 			log_warn("worker %d: rate limit: ignoring %s policy \"%.*s\"", rw->w->id,
@@ -283,24 +510,28 @@ static int add_key(struct rl_worker *rw, struct rl_call *c, enum rl_kind kind,
 		add(&rw->st.bad_policy, 1);
 		return -1;
 	}
-	c->kind[c->n] = kind;
-	c->pol[c->n] = p;
-	c->keylen[c->n] = (size_t)n;
-	c->n++;
+	q->kind[q->n] = kind;
+	q->pol[q->n] = p;
+	q->keylen[q->n] = (size_t)n;
+	q->in_call[q->n] = 1;
+	q->want[q->n] = 1;
+	q->life[q->n] = 0;
+	q->lease[q->n] = NULL;
+	q->n++;
 	return 0;
 }
 
 /* Answers from the local over-limit cache when one of the keys is known to
  * be denied. Returns 1 when it did. */
 static int answer_from_cache(struct rl_worker *rw, struct decision *d,
-                             const struct rl_call *c, double now)
+                             const struct rl_req *q, double now)
 {
 	const struct rl_cache_entry *e, *best = NULL;
 	struct rl_outcome o;
 	int i, bi = 0;
 
-	for (i = 0; i < c->n; i++) {
-		e = rl_cache_get(&rw->cache, c->key[i], c->keylen[i], now);
+	for (i = 0; i < q->n; i++) {
+		e = rl_cache_get(&rw->cache, q->key[i], q->keylen[i], now);
 		if (e && (!best || e->until > best->until)) {
 			best = e;
 			bi = i;
@@ -320,63 +551,106 @@ static int answer_from_cache(struct rl_worker *rw, struct decision *d,
 		o.retry_after_s = 1;
 	if (o.reset_s < o.retry_after_s)
 		o.reset_s = o.retry_after_s;
-	apply_outcome(rw, d, &o, c->kind[bi]);
+	apply_outcome(rw, d, &o, q->kind[bi]);
 	return 1;
+}
+
+/* Lease mode: takes a local token for each key whose slice has one, and
+ * sizes the slice to ask for the others. Returns the keys left for the
+ * script call. */
+static int lease_plan(struct rl_worker *rw, struct rl_req *q, double now)
+{
+	struct rl_lease *e;
+	int i, m = 0;
+
+	for (i = 0; i < q->n; i++) {
+		e = rl_lease_get(&rw->leases, q->key[i], q->keylen[i], now);
+		q->lease[i] = e;
+		if (!e) {
+			m++;
+			continue;
+		}
+		rl_lease_seen(e, now);
+		if (rl_lease_take(e, now)) {
+			q->in_call[i] = 0;
+			continue;
+		}
+		m++;
+		if (e->inflight)
+			continue;       /* one slice request at a time: this one is exact */
+		rl_lease_size(e, &q->pol[i], &q->want[i], &q->life[i]);
+		if (q->want[i] > 1)
+			e->inflight++;
+	}
+	return m;
 }
 
 static enum stage_rc rl_run(struct decision *d, void *wctx)
 {
 	struct rl_worker *rw = wctx;
-	struct rl_call *c;
+	struct rl_key_result res[MAX_KEYS];
+	struct rl_req *q;
 	char subject[64];
 	const char *uid;
 	size_t ulen;
 	double now;
-	int n;
+	int n, i;
 
 	if (!rw || d->v.status != 0)
 		return STAGE_NEXT;
 	if (d->req.rl_user.len == 0 && d->req.rl_ip.len == 0)
 		return STAGE_NEXT;
-	c = malloc(sizeof(*c));
-	if (!c) {
+	q = malloc(sizeof(*q));
+	if (!q) {
 		apply_error(rw, d);
 		return STAGE_NEXT;
 	}
-	c->rw = rw;
-	c->d = d;
-	c->n = 0;
+	q->rw = rw;
+	q->d = d;
+	q->n = 0;
 	if (d->req.rl_user.len && find_user(d, &uid, &ulen))
-		add_key(rw, c, RL_USER, d->req.rl_user, uid, ulen);
+		add_key(rw, q, RL_USER, d->req.rl_user, uid, ulen);
 	if (d->req.rl_ip.len && d->req.ip_family) {
 		n = rl_ip_subject(d->req.ip_family, d->req.ip, rw->cfg.ipv6_prefix, subject,
 		                  sizeof(subject));
 		if (n > 0)
-			add_key(rw, c, RL_IP, d->req.rl_ip, subject, (size_t)n);
+			add_key(rw, q, RL_IP, d->req.rl_ip, subject, (size_t)n);
 	}
-	if (c->n == 0) {
-		free(c);
+	if (q->n == 0) {
+		free(q);
 		return STAGE_NEXT;
 	}
 	add(&rw->st.checks, 1);
 	now = ev_now(d->w->loop);
-	if (answer_from_cache(rw, d, c, now)) {
-		free(c);
+	if (answer_from_cache(rw, d, q, now)) {
+		free(q);
+		return STAGE_NEXT;
+	}
+	q->t_start = now;
+	q->m = rw->cfg.mode == RL_MODE_LEASE ? lease_plan(rw, q, now) : q->n;
+	if (q->m == 0) {
+		/* Every key had a local token: admitted without Redis. */
+		for (i = 0; i < q->n; i++)
+			lease_result(q->lease[i], now, &res[i]);
+		add(&rw->st.lease_hits, 1);
+		req_finish(q, 1, res, now);
+		free(q);
 		return STAGE_NEXT;
 	}
 	if (!redis_client_admit(rw->redis, now)) {
+		req_unwind(q, now);
 		add(&rw->st.fail_fast, 1);
-		free(c);
+		free(q);
 		apply_error(rw, d);
 		return STAGE_NEXT;
 	}
-	c->t_start = now;
-	if (send_call(c) < 0) {
-		free(c);
+	if (enqueue(rw, q) < 0) {
+		req_unwind(q, now);
+		free(q);
 		apply_error(rw, d);
 		return STAGE_NEXT;
 	}
-	decision_set_ctx(d, &ratelimit_stage, c);
+	decision_set_ctx(d, &ratelimit_stage, q);
 	return STAGE_PENDING;
 }
 
@@ -422,7 +696,17 @@ static int rl_worker_start(struct worker *w, void **wctx)
 		free(rw);
 		return -1;
 	}
+	if (rw->cfg.mode == RL_MODE_LEASE &&
+	    rl_leases_init(&rw->leases, (unsigned)(rw->cfg.cache_entries ? rw->cfg.cache_entries
+	                                                                  : 4096)) < 0) {
+		log_error("worker %d: out of memory", w->id);
+		rl_cache_free(&rw->cache);
+		free(rw);
+		return -1;
+	}
 	rw->w = w;
+	ev_prepare_init(&rw->flush_w, on_flush);
+	rw->flush_w.data = rw;
 	memset(&ro, 0, sizeof(ro));
 	ro.host = rw->cfg.redis_host;
 	ro.port = rw->cfg.redis_port;
@@ -436,6 +720,7 @@ static int rl_worker_start(struct worker *w, void **wctx)
 	ro.what = "the rate-limit script";
 	rw->redis = redis_client_new(w, &ro);
 	if (!rw->redis) {
+		rl_leases_free(&rw->leases);
 		rl_cache_free(&rw->cache);
 		free(rw);
 		return -1;
@@ -452,7 +737,11 @@ static void rl_worker_stop(struct worker *w, void *wctx)
 	struct rl_worker *rw = wctx;
 
 	(void)w;
+	/* The connections are closed, so every queued request is abandoned:
+	 * flushing drops them all. */
+	flush(rw);
 	redis_client_free(rw->redis);
+	rl_leases_free(&rw->leases);
 	rl_cache_free(&rw->cache);
 	free(rw);
 }
@@ -513,6 +802,14 @@ static void rl_metrics(struct agent *a, struct dynbuf *b)
 	        SUMRL(shadow_denied));
 	counter(b, "spogate_ratelimit_bad_policy_total", "Policies ignored as malformed.",
 	        SUMRL(bad_policy));
+	counter(b, "spogate_ratelimit_batches_total", "Script calls that carried decisions.",
+	        SUMRL(batches));
+	counter(b, "spogate_ratelimit_batched_total", "Decisions those calls carried.",
+	        SUMRL(batched));
+	counter(b, "spogate_ratelimit_lease_hits_total", "Decisions admitted from local slices alone.",
+	        SUMRL(lease_hits));
+	counter(b, "spogate_ratelimit_lease_tokens_total", "Tokens granted in slices beyond the asking decision's.",
+	        SUMRL(lease_tokens));
 	counter(b, "spogate_ratelimit_redis_connects_total", "Redis connections established.",
 	        SUMREDIS(connects));
 	counter(b, "spogate_ratelimit_redis_disconnects_total", "Redis connections lost, dropped or refused.",
@@ -560,7 +857,7 @@ const struct stage_ops ratelimit_stage = {
 	.configure    = rl_configure,
 	.start_worker = rl_worker_start,
 	.run          = rl_run,
-	.release      = call_abandon,
+	.release      = req_abandon,
 	.metrics      = rl_metrics,
 	.stop_worker  = rl_worker_stop,
 };
