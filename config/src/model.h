@@ -152,6 +152,7 @@ struct gen_gateway {
 		int shadow;
 		long ipv6_prefix;
 		unsigned headers;       /* GEN_RLH_* sets sent on responses */
+		int lease;              /* mode: lease (else exact) */
 	} rl;
 
 	struct {
@@ -209,6 +210,7 @@ struct gen_gateway {
 		const char *address, *username, *password;
 		int64_t timeout_ms;
 		long db;
+		struct gen_strs cluster;    /* seeds of a Redis Cluster; empty: one Redis */
 	} redis;
 
 	struct {

@@ -24,7 +24,8 @@ static const char *const route_keys[] = {
 static const char *const hdr_keys[] = { "set", "remove", NULL };
 static const char *const route_rl_keys[] = { "enabled", "per_user", "per_ip", NULL };
 static const char *const rl_keys[] = {
-	"enabled", "per_user", "per_ip", "on_redis_error", "shadow", "ipv6_prefix", "headers", NULL,
+	"enabled", "per_user", "per_ip", "on_redis_error", "shadow", "ipv6_prefix", "headers",
+	"mode", NULL,
 };
 /* gateway.rate_limiting.headers, in GEN_RLH_* bit order. */
 static const char *const rl_header_sets[] = { "ratelimit", "ratelimit_legacy", "x_ratelimit", NULL };
@@ -42,7 +43,10 @@ static const char *const authz_keys[] = { "mode", "service", "cache_ttl", "timeo
 static const char *const agent_keys[] = {
 	"address", "threads", "timeout", "on_error", "max_frame_size", "log_level", NULL,
 };
-static const char *const redis_keys[] = { "address", "timeout", "username", "password", "db", NULL };
+static const char *const redis_keys[] = {
+	"address", "timeout", "username", "password", "db", "cluster", NULL,
+};
+static const char *const rl_modes[] = { "exact", "lease", NULL };
 static const char *const admin_keys[] = {
 	"stats", "metrics", "socket", "users", "password_file", NULL,
 };
@@ -804,7 +808,7 @@ static void load_rl_headers(struct gen_ctx *c, struct gen_gateway *g, const stru
 
 static void load_rl(struct gen_ctx *c, struct gen_gateway *g, const struct gy_node *m)
 {
-	int onerr = 0;
+	int onerr = 0, mode = 0;
 
 	g->rl.redis_error_allow = 1;
 	g->rl.ipv6_prefix = 64;
@@ -819,6 +823,8 @@ static void load_rl(struct gen_ctx *c, struct gen_gateway *g, const struct gy_no
 	gen_get_rate(c, m, "per_ip", &g->rl.per_ip);
 	if (gen_get_enum(c, m, "on_redis_error", allow_deny, &onerr) > 0)
 		g->rl.redis_error_allow = onerr == 0;
+	if (gen_get_enum(c, m, "mode", rl_modes, &mode) > 0)
+		g->rl.lease = mode == 1;
 	gen_get_bool(c, m, "shadow", &g->rl.shadow);
 	gen_get_int(c, m, "ipv6_prefix", 1, 128, &g->rl.ipv6_prefix);
 	load_rl_headers(c, g, m);
@@ -1136,6 +1142,19 @@ static void load_misc(struct gen_ctx *c, struct gen_gateway *g, const struct gy_
 		gen_get_str(c, m, "username", &g->redis.username);
 		gen_get_str(c, m, "password", &g->redis.password);
 		gen_get_int(c, m, "db", 0, 1000000, &g->redis.db);
+		if (gen_get_strs(c, m, "cluster", &g->redis.cluster) > 0) {
+			size_t i;
+
+			if (g->redis.cluster.n == 0 || g->redis.cluster.n > 16)
+				gen_err(c, g->redis.cluster.at, "cluster: expected 1 to 16 seed addresses");
+			for (i = 0; i < g->redis.cluster.n; i++)
+				if (!gen_valid_hostport(g->redis.cluster.v[i]))
+					gen_err(c, g->redis.cluster.at->kids[i], "cluster: '%.100s' is not an "
+						"address (expected host:port, IPv6 as [::1]:port)",
+						g->redis.cluster.v[i]);
+			if (g->redis.db)
+				gen_err(c, gy_get(m, "db"), "db: Redis Cluster has database 0 only");
+		}
 	}
 
 	g->admin.stats = "127.0.0.1:8404";
@@ -1328,6 +1347,7 @@ void gen_gateway_free(struct gen_gateway *g)
 	free(g->routes);
 	free(g->order);
 	free(g->trusted_proxies.v);
+	free(g->redis.cluster.v);
 	free(g->agent.more.v);
 	free(g->cors.origins.v);
 	free(g->cors.methods.v);

@@ -601,6 +601,195 @@ static void test_both_policies_ride_one_coalesced_script_call(void **state)
 	free(st);
 }
 
+/* ---- many users, lease mode ---- */
+
+/* N tokens for subjects <prefix>0..<prefix>N-1, "Authorization: Bearer ..."
+ * lines, minted in one run of spogate-refsvc. The caller frees out[i]. */
+static void mint_many(const char *prefix, int n, char **out)
+{
+	char *text = NULL, *line, *nl;
+	int i = 0;
+
+	assert_int_equal(h_run(&text, "%s mint --sub '%s' --count %d --key %s/hs1.key --kid hs1 "
+	                       "--alg HS256 --ttl 1h", h_bin("spogate-refsvc"), prefix, n, keys()), 0);
+	for (line = text; line && *line && i < n; line = nl ? nl + 1 : NULL) {
+		size_t len;
+
+		nl = strchr(line, '\n');
+		if (nl)
+			*nl = '\0';
+		len = strlen(line) + 32;
+		out[i] = malloc(len);
+		snprintf(out[i++], len, "Authorization: Bearer %s", line);
+	}
+	free(text);
+	assert_int_equal(i, n);
+}
+
+struct users_run {
+	const char *url;
+	char **auth;                 /* one header per user */
+	int from, to;                /* the users this thread asks for */
+	int *admitted;               /* per user, shared (atomic adds) */
+	int other;
+};
+
+static size_t discard(char *p, size_t sz, size_t n, void *u)
+{
+	(void)p;
+	(void)u;
+	return sz * n;
+}
+
+/* One request per user in [from, to), on one kept-alive connection. */
+static void *users_thread(void *arg)
+{
+	struct users_run *u = arg;
+	CURL *c = curl_easy_init();
+	int i;
+
+	curl_easy_setopt(c, CURLOPT_URL, u->url);
+	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+	for (i = u->from; i < u->to; i++) {
+		struct curl_slist *hl = curl_slist_append(NULL, u->auth[i]);
+		long status = 0;
+
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+		if (curl_easy_perform(c) == CURLE_OK)
+			curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		if (status == 200)
+			__atomic_fetch_add(&u->admitted[i], 1, __ATOMIC_RELAXED);
+		else if (status != 429)
+			u->other++;
+		curl_slist_free_all(hl);
+	}
+	curl_easy_cleanup(c);
+	return NULL;
+}
+
+/* 10,000 distinct users, a policy of 1 per minute, two requests each at
+ * the same time (two threads walk the same users): exactly one of each
+ * pair is admitted, for every user, on keys spread over the whole
+ * keyspace and decisions coalesced many to a script call. */
+static void test_exactness_holds_at_10000_distinct_users(void **state)
+{
+	enum { USERS = 10000, PAIRS = 3 };
+	struct opts o = { .rl_user = "1/60", .rl_ip = "1000000/60" };
+	struct users_run run[2 * PAIRS];
+	pthread_t t[2 * PAIRS];
+	char url[128], **auth = calloc(USERS, sizeof(char *));
+	int *admitted = calloc(USERS, sizeof(int));
+	int i, other = 0, wrong = 0, total = 0;
+	double t0;
+
+	(void)state;
+	mint_many("u", USERS, auth);
+	start("rl_10k", &o);
+	url_of(&S, "/private/x", url, sizeof(url));
+	t0 = h_now_ms();
+	for (i = 0; i < 2 * PAIRS; i++) {
+		run[i].url = url;
+		run[i].auth = auth;
+		run[i].from = USERS * (i / 2) / PAIRS;
+		run[i].to = USERS * (i / 2 + 1) / PAIRS;
+		run[i].admitted = admitted;
+		run[i].other = 0;
+		assert_int_equal(pthread_create(&t[i], NULL, users_thread, &run[i]), 0);
+	}
+	for (i = 0; i < 2 * PAIRS; i++) {
+		pthread_join(t[i], NULL);
+		other += run[i].other;
+	}
+	for (i = 0; i < USERS; i++) {
+		total += admitted[i];
+		wrong += admitted[i] != 1;
+		free(auth[i]);
+	}
+	print_message("# %d users x 2 requests in %.1f s: %d admitted, %d users not exactly 1, "
+	              "%.1f decisions per script call\n", USERS, (h_now_ms() - t0) / 1000.0, total,
+	              wrong, h_metric(S.metrics_port, "spogate_ratelimit_batched_total") /
+	              h_metric(S.metrics_port, "spogate_ratelimit_batches_total"));
+	assert_int_equal(other, 0);
+	assert_int_equal(wrong, 0);
+	assert_int_equal(total, USERS);
+	free(auth);
+	free(admitted);
+}
+
+/* Lease mode, two gateways, one user at 40 per minute (no refill to speak
+ * of during the test): never more than 40 admitted, whatever the
+ * interleaving; and the shortfall within the documented bound. Then the
+ * other direction: gateway A takes slices and goes quiet, gateway B asks
+ * for everything: B still gets all but what A admitted, its unused
+ * slices and their debt. */
+static void test_lease_two_gateways_never_over_admit(void **state)
+{
+	struct opts o = { .rl_user = "40/60", .rl_ip = "1000000/60",
+	                  .rl_extra = "\"mode\": \"lease\"" };
+	static struct h_stack s2;
+	struct many_args m1, m2;
+	pthread_t t1, t2;
+	char u1[128], u2[128], a[1024];
+	int ok1, ok2, lim1, lim2, other1, other2, i, ok_a = 0;
+	double checks, calls;
+	struct h_resp r;
+
+	(void)state;
+	start("rl_lease_a", &o);
+	h_stack_init(&s2, "rl_lease_b");
+	s2.redis_port = S.redis_port;
+	h_set_var(&s2, "REDIS_PORT", "%d", S.redis_port);
+	start_pair(&s2, &o);
+	assert_int_equal(h_get(&r, &s2, "/public/warm", NULL), 0);
+	h_resp_free(&r);
+	url_of(&S, "/private/x", u1, sizeof(u1));
+	url_of(&s2, "/private/x", u2, sizeof(u2));
+
+	/* both at once: 2 x 60 for 40 */
+	m1.url = u1;
+	m2.url = u2;
+	m1.hdr = m2.hdr = auth_for("lena", a, sizeof(a));
+	m1.n = m2.n = 60;
+	assert_int_equal(pthread_create(&t1, NULL, many_thread, &m1), 0);
+	assert_int_equal(pthread_create(&t2, NULL, many_thread, &m2), 0);
+	pthread_join(t1, NULL);
+	pthread_join(t2, NULL);
+	count(m1.st, 60, &ok1, &lim1, &other1);
+	count(m2.st, 60, &ok2, &lim2, &other2);
+	checks = h_metric(S.metrics_port, "spogate_ratelimit_checks_total") +
+	         h_metric(s2.metrics_port, "spogate_ratelimit_checks_total");
+	calls = h_metric(S.metrics_port, "spogate_ratelimit_batched_total") +
+	        h_metric(s2.metrics_port, "spogate_ratelimit_batched_total");
+	print_message("# lease, concurrent: A admitted %d, B admitted %d of 40; %.0f decisions, "
+	              "%.0f went to Redis (%.2f Redis decisions per decision)\n", ok1, ok2, checks,
+	              calls, calls / checks);
+	assert_int_equal(other1 + other2, 0);
+	assert_true(ok1 + ok2 <= 40);
+	/* per worker holding a slice (2 gateways x 2 workers), less than two
+	 * slices of at most 40 / 8 = 5 tokens */
+	assert_true(ok1 + ok2 >= 40 - 4 * (2 * 5 - 1));
+
+	/* the other direction, on a fresh user: A admits a few one by one
+	 * (its slices grow with its rate), then B asks for everything */
+	auth_for("mona", a, sizeof(a));
+	for (i = 0; i < 15; i++)
+		ok_a += status_as("/private/x", "mona", NULL) == 200;
+	m2.hdr = a;
+	m2.n = 60;
+	many_thread(&m2);
+	count(m2.st, 60, &ok2, &lim2, &other2);
+	h_stack_stop(&s2);
+	print_message("# lease, A then B: A admitted %d, then B %d of the %d left\n", ok_a, ok2,
+	              40 - ok_a);
+	assert_int_equal(ok_a, 15);
+	assert_int_equal(other2, 0);
+	assert_true(ok_a + ok2 <= 40);
+	/* what A holds unused: at most one slice per A worker, plus debts */
+	assert_true(ok_a + ok2 >= 40 - 2 * (2 * 5 - 1));
+}
+
 static void kill_redis(void)
 {
 	h_signal(redis, SIGKILL);
@@ -792,6 +981,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_shadow_mode_passes_everything_and_reports, teardown),
 		cmocka_unit_test_teardown(test_over_limit_cache_spares_redis, teardown),
 		cmocka_unit_test_teardown(test_both_policies_ride_one_coalesced_script_call, teardown),
+		cmocka_unit_test_teardown(test_exactness_holds_at_10000_distinct_users, teardown),
+		cmocka_unit_test_teardown(test_lease_two_gateways_never_over_admit, teardown),
 		cmocka_unit_test_teardown(test_redis_killed_under_load_with_allow_never_waits, teardown),
 		cmocka_unit_test_teardown(test_frozen_redis_costs_at_most_the_timeout, teardown),
 		cmocka_unit_test_teardown(test_redis_down_with_deny_is_503, teardown),

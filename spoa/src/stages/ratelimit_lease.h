@@ -23,8 +23,10 @@
  *          limit / 8): a slice covers at most RL_LEASE_LIFE_MAX of this
  *          worker's recent rate for the key, and never more than 1/8 of
  *          the burst;
- *   life = min(RL_LEASE_LIFE_MAX, want * T): the debt is at most the
- *          slice size.
+ *   life = min(RL_LEASE_LIFE_MAX, want * T, 2 * want / rate): twice the
+ *          time the worker needs to spend the slice at its rate, and the
+ *          debt (life / T) is never more than the slice, and small where
+ *          the key is busy (rate * T >> 1).
  * No I/O, no loop: unit-tested in tests/unit/test_ratelimit_lease.c.
  */
 #ifndef SPOGATE_RATELIMIT_LEASE_H
