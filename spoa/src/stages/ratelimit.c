@@ -21,7 +21,9 @@
 #include "metrics.h"
 #include "ratelimit_core.h"
 #include "ratelimit_lease.h"
+#include "breaker.h"
 #include "redis.h"
+#include "redis_cluster.h"
 #include "worker_ctx.h"
 
 #define MAX_KEYS          2
@@ -52,8 +54,22 @@
  *
  * One TIME, one MGET and one SET per distinct admitted key, for the whole
  * batch: the old script ran TIME, GET x2 and SET x2 per decision.
+ *
+ * ARGV[1] = "r" is a refund (Redis Cluster, docs/ratelimit.md): KEYS[1]'s
+ * spend of ARGV[3] us is undone when its TAT is still ARGV[2], the one
+ * that spend wrote (nobody spent since); otherwise nothing changes.
  */
 static const char gcra_lua[] =
+	"if ARGV[1] == 'r' then\n"
+	"  local x = tonumber(redis.call('GET', KEYS[1]))\n"
+	"  if not x or math.floor(x) ~= tonumber(ARGV[2]) then return 0 end\n"
+	"  local t = redis.call('TIME')\n"
+	"  local now = t[1] * 1000000 + t[2]\n"
+	"  local y = x - ARGV[3]\n"
+	"  if y <= now then redis.call('DEL', KEYS[1])\n"
+	"  else redis.call('SET', KEYS[1], y, 'PX', math.ceil((y - now) / 1000)) end\n"
+	"  return 1\n"
+	"end\n"
 	"local t = redis.call('TIME')\n"
 	"local now = t[1] * 1000000 + t[2]\n"
 	"local v = redis.call('MGET', unpack(KEYS))\n"
@@ -116,6 +132,8 @@ struct rl_stats {
 	uint64_t lease_tokens;      /* tokens granted in slices (beyond the first) */
 	uint64_t batches;           /* script calls carrying decisions */
 	uint64_t batched;           /* decisions in those calls */
+	uint64_t refunds;           /* cluster: spends undone for a denied decision */
+	uint64_t refunds_skipped;   /* cluster: not undone, the key was spent since */
 };
 
 struct rl_batch;
@@ -123,7 +141,9 @@ struct rl_batch;
 struct rl_worker {
 	struct worker *w;
 	struct rl_config cfg;
-	struct redis_client *redis;
+	struct redis_client *redis;    /* one Redis, or NULL with: */
+	struct rcluster *cluster;      /* redis.cluster */
+	struct breaker br;             /* the cluster's (redis.c has its own) */
 	struct rl_cache cache;
 	struct rl_leases leases;       /* lease mode only */
 	struct rl_batch *open;         /* decisions waiting for the flush */
@@ -146,8 +166,19 @@ struct rl_req {
 	int64_t want[MAX_KEYS];
 	int64_t life[MAX_KEYS];
 	struct rl_lease *lease[MAX_KEYS];
+	/* cluster: one call per key, answered in any order */
+	int outstanding;
+	int failed;
+	int pok[MAX_KEYS];
+	int64_t pg[MAX_KEYS], pd[MAX_KEYS], ptat[MAX_KEYS];
 	size_t keylen[MAX_KEYS];
 	char key[MAX_KEYS][RL_KEY_MAX];
+};
+
+/* One key's call of a cluster request. */
+struct rl_part {
+	struct rl_req *q;
+	int i;
 };
 
 /* One script call for up to BATCH_MAX decisions, all sent in one loop
@@ -301,13 +332,13 @@ static void req_finish(struct rl_req *q, int allowed, const struct rl_key_result
 	apply_outcome(rw, q->d, &o, q->kind[o.index]);
 }
 
-/* q's part of the script's answer: el[0] ok, then 3 integers per key in
- * the call. */
-static void req_answer(struct rl_req *q, redisReply *const *el, double now)
+/* q's answer: ok, and per key in the call (in key order) the granted
+ * tokens g and d = TAT - now (us). */
+static void req_apply(struct rl_req *q, int ok, const int64_t *gs, const int64_t *ds, double now)
 {
 	struct rl_key_result res[MAX_KEYS];
 	struct rl_lease *e;
-	int ok = el[0]->integer == 1, i, j = 0;
+	int i, j = 0;
 	int64_t g, d;
 
 	for (i = 0; i < q->n; i++) {
@@ -316,8 +347,8 @@ static void req_answer(struct rl_req *q, redisReply *const *el, double now)
 			lease_result(e ? e : q->lease[i], now, &res[i]);
 			continue;
 		}
-		g = el[1 + 3 * j]->integer;
-		d = el[2 + 3 * j]->integer;
+		g = gs[j];
+		d = ds[j];
 		j++;
 		if (e && q->want[i] > 1 && e->inflight > 0)
 			e->inflight--;
@@ -336,6 +367,20 @@ static void req_answer(struct rl_req *q, redisReply *const *el, double now)
 	req_finish(q, ok, res, now);
 	if (q->d)
 		resume(q->d);
+}
+
+/* q's part of a batch's answer: el[0] ok, then 3 integers per key in the
+ * call. */
+static void req_answer(struct rl_req *q, redisReply *const *el, double now)
+{
+	int64_t gs[MAX_KEYS], ds[MAX_KEYS];
+	int j;
+
+	for (j = 0; j < q->m; j++) {
+		gs[j] = el[1 + 3 * j]->integer;
+		ds[j] = el[2 + 3 * j]->integer;
+	}
+	req_apply(q, el[0]->integer == 1, gs, ds, now);
 }
 
 /* A request whose answer will not come: unwind, then on_redis_error. */
@@ -451,6 +496,167 @@ static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
 	(void)loop;
 	(void)revents;
 	flush(w->data);
+}
+
+/*
+ * Redis Cluster: a decision's keys usually live on different masters, and
+ * a script may only touch keys of one slot. So each key gets its own call,
+ * an atomic "spend if it conforms" (the same script, one subject, one
+ * key), sent to the key's master at once. The decision is admitted when
+ * every key admitted; when one denied (or failed), the keys that did
+ * admit are refunded: the refund undoes the spend only when the key's TAT
+ * is still the one that spend wrote, i.e. nobody spent it since, which
+ * makes the undo exact. When somebody did, the spend stays: one request
+ * of under-admission on that key, never an over-admission. Each key on
+ * its own never admits what GCRA would not, and a decision is admitted
+ * only with every key's spend, so concurrency anywhere (many gateways,
+ * many decisions on one IP) cannot over-admit. docs/ratelimit.md.
+ */
+static int on_refund(void *arg, const redisReply *reply)
+{
+	struct rl_worker *rw = arg;
+
+	if (reply && reply->type == REDIS_REPLY_INTEGER)
+		add(reply->integer == 1 ? &rw->st.refunds : &rw->st.refunds_skipped, 1);
+	return 0;
+}
+
+/* Undoes key i's spend (g tokens, its lease's debt) when still possible. */
+static void refund(struct rl_req *q, int i, int j)
+{
+	struct rl_worker *rw = q->rw;
+	double per = (double)q->pol[i].period * 1e6, inc = per / (double)q->pol[i].limit;
+	char tat[24], amount[24];
+	const char *argv[4];
+	size_t argl[4];
+	int k;
+
+	if (inc < 1)
+		inc = 1;
+	snprintf(tat, sizeof(tat), "%lld", (long long)q->ptat[j]);
+	snprintf(amount, sizeof(amount), "%.3f",
+	         (double)q->pg[j] * inc + (q->pg[j] >= 2 ? (double)q->life[i] : 0.0));
+	argv[0] = q->key[i];
+	argv[1] = "r";
+	argv[2] = tat;
+	argv[3] = amount;
+	for (k = 0; k < 4; k++)
+		argl[k] = k ? strlen(argv[k]) : q->keylen[i];
+	rcluster_script_call(rw->cluster, 1, 4, argv, argl, rw->cfg.redis_timeout_s, on_refund, rw);
+}
+
+/* Every key of q answered (or failed): admit, or deny and refund. */
+static void cluster_finish(struct rl_req *q, double now)
+{
+	int i, j, ok = !q->failed;
+	int64_t ds[MAX_KEYS];
+	double per, inc;
+
+	for (j = 0; j < q->m && ok; j++)
+		ok = q->pok[j];
+	if (!ok) {
+		for (i = 0, j = 0; i < q->n; i++) {
+			if (!q->in_call[i])
+				continue;
+			if (q->pok[j] && q->pg[j] >= 1) {
+				refund(q, i, j);
+				/* report the key as it is without this decision */
+				per = (double)q->pol[i].period * 1e6;
+				inc = per / (double)q->pol[i].limit;
+				q->pd[j] -= (int64_t)((double)q->pg[j] * (inc < 1 ? 1 : inc));
+				q->pg[j] = 0;
+			}
+			j++;
+		}
+	}
+	for (j = 0; j < q->m; j++)
+		ds[j] = q->pd[j];
+	if (q->failed)
+		req_error(q, now);
+	else
+		req_apply(q, ok, q->pg, ds, now);
+	free(q);
+}
+
+/* One key's answer: {ok, g, d, tat}. */
+static int on_part(void *arg, const redisReply *reply)
+{
+	struct rl_part *p = arg;
+	struct rl_req *q = p->q;
+	struct rl_worker *rw = q->rw;
+	double now = ev_now(rw->w->loop);
+	int j = p->i, k, bad;
+
+	bad = !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 4;
+	for (k = 0; !bad && k < 4; k++)
+		bad = reply->element[k]->type != REDIS_REPLY_INTEGER;
+	if (bad) {
+		q->failed = 1;
+		if (breaker_failure(&rw->br, now))
+			log_warn("worker %d: redis cluster: breaker open", rw->w->id);
+	} else {
+		q->pok[j] = reply->element[0]->integer == 1;
+		q->pg[j] = reply->element[1]->integer;
+		q->pd[j] = reply->element[2]->integer;
+		q->ptat[j] = reply->element[3]->integer;
+		breaker_success(&rw->br);
+	}
+	free(p);
+	if (--q->outstanding == 0)
+		cluster_finish(q, now);
+	return bad ? -1 : 0;
+}
+
+/* Sends one call per key of q in the call. Returns 0 (q now belongs to
+ * its calls), or -1 when none could be sent (q is still the caller's). */
+static int cluster_send(struct rl_worker *rw, struct rl_req *q)
+{
+	char num[5][24];
+	const char *argv[6];
+	size_t argl[6];
+	struct rl_part *p;
+	int i, j = 0, k;
+
+	q->outstanding = 1;         /* held until every call is sent */
+	q->failed = 0;
+	for (i = 0; i < q->n; i++) {
+		const int64_t v[4] = { q->pol[i].limit, q->pol[i].period, q->want[i], q->life[i] };
+
+		if (!q->in_call[i])
+			continue;
+		q->pok[j] = 0;
+		q->pg[j] = q->pd[j] = q->ptat[j] = 0;
+		argv[0] = q->key[i];
+		argl[0] = q->keylen[i];
+		argv[1] = "1";
+		for (k = 0; k < 4; k++) {
+			snprintf(num[k], sizeof(num[k]), "%lld", (long long)v[k]);
+			argv[2 + k] = num[k];
+		}
+		for (k = 1; k < 6; k++)
+			argl[k] = strlen(argv[k]);
+		p = malloc(sizeof(*p));
+		if (p) {
+			p->q = q;
+			p->i = j;
+		}
+		if (p && rcluster_script_call(rw->cluster, 1, 6, argv, argl, rw->cfg.redis_timeout_s,
+		                              on_part, p)) {
+			q->outstanding++;
+		} else {
+			free(p);
+			q->failed = 1;
+		}
+		j++;
+	}
+	if (q->outstanding == 1) {
+		q->outstanding = 0;
+		return -1;      /* nothing sent */
+	}
+	/* Replies never come back inside the send, so at least one call is
+	 * still out: the last one to answer finishes q. */
+	q->outstanding--;
+	return 0;
 }
 
 /* Adds q to the open batch (flushing a full one first). Returns 0, or -1
@@ -637,20 +843,22 @@ static enum stage_rc rl_run(struct decision *d, void *wctx)
 		free(q);
 		return STAGE_NEXT;
 	}
-	if (!redis_client_admit(rw->redis, now)) {
+	if (rw->cluster ? !rcluster_ready(rw->cluster) || !breaker_admit(&rw->br, now)
+	                : !redis_client_admit(rw->redis, now)) {
 		req_unwind(q, now);
 		add(&rw->st.fail_fast, 1);
 		free(q);
 		apply_error(rw, d);
 		return STAGE_NEXT;
 	}
-	if (enqueue(rw, q) < 0) {
+	decision_set_ctx(d, &ratelimit_stage, q);
+	if (rw->cluster ? cluster_send(rw, q) < 0 : enqueue(rw, q) < 0) {
+		decision_set_ctx(d, &ratelimit_stage, NULL);
 		req_unwind(q, now);
 		free(q);
 		apply_error(rw, d);
 		return STAGE_NEXT;
 	}
-	decision_set_ctx(d, &ratelimit_stage, q);
 	return STAGE_PENDING;
 }
 
@@ -661,6 +869,38 @@ static int rl_configure(const struct agent_config *cfg, char *err, size_t errlen
 	struct rl_config c;
 
 	return rl_config_parse(cfg->redis, cfg->rate_limiting, &c, err, errlen);
+}
+
+/* Every new cluster node connection: AUTH first when configured. */
+static void cluster_setup(redisAsyncContext *ac, void *arg)
+{
+	const struct rl_config *c = arg;
+
+	if (!c->redis_password[0])
+		return;
+	if (c->redis_username[0])
+		redisAsyncCommand(ac, NULL, NULL, "AUTH %s %s", c->redis_username, c->redis_password);
+	else
+		redisAsyncCommand(ac, NULL, NULL, "AUTH %s", c->redis_password);
+}
+
+static struct rcluster *cluster_start(struct rl_worker *rw)
+{
+	char seeds[RL_MAX_CLUSTER_SEEDS][80];
+	const char *sp[RL_MAX_CLUSTER_SEEDS];
+	struct rcluster *rc;
+	int i;
+
+	for (i = 0; i < rw->cfg.ncluster; i++) {
+		snprintf(seeds[i], sizeof(seeds[i]), "%s:%d", rw->cfg.cluster_host[i],
+		         rw->cfg.cluster_port[i]);
+		sp[i] = seeds[i];
+	}
+	rc = rcluster_new(rw->w->loop, sp, rw->cfg.ncluster, cluster_setup, &rw->cfg);
+	if (rc)
+		rcluster_set_script(rc, gcra_lua);
+	breaker_init(&rw->br, rw->cfg.breaker_failures, rw->cfg.breaker_open_s);
+	return rc;
 }
 
 /* Connects to Redis on w->loop when rate limiting is enabled (*wctx stays
@@ -718,8 +958,14 @@ static int rl_worker_start(struct worker *w, void **wctx)
 	ro.breaker_open_s = rw->cfg.breaker_open_s;
 	ro.script = gcra_lua;
 	ro.what = "the rate-limit script";
-	rw->redis = redis_client_new(w, &ro);
-	if (!rw->redis) {
+	if (rw->cfg.ncluster) {
+		rw->cluster = cluster_start(rw);
+		if (!rw->cluster)
+			log_error("worker %d: redis cluster: no usable seed", w->id);
+	} else {
+		rw->redis = redis_client_new(w, &ro);
+	}
+	if (!rw->redis && !rw->cluster) {
 		rl_leases_free(&rw->leases);
 		rl_cache_free(&rw->cache);
 		free(rw);
@@ -740,7 +986,10 @@ static void rl_worker_stop(struct worker *w, void *wctx)
 	/* The connections are closed, so every queued request is abandoned:
 	 * flushing drops them all. */
 	flush(rw);
-	redis_client_free(rw->redis);
+	if (rw->cluster)
+		rcluster_free(rw->cluster);
+	else
+		redis_client_free(rw->redis);
 	rl_leases_free(&rw->leases);
 	rl_cache_free(&rw->cache);
 	free(rw);
@@ -762,6 +1011,8 @@ static uint64_t sum_at(const struct agent *a, int redis, size_t off)
 		rw = worker_stage_ctx(&a->workers[i], &ratelimit_stage);
 		if (!rw)
 			continue;
+		if (redis && !rw->redis)
+			continue;       /* cluster mode: rl_metrics_cluster() */
 		base = redis ? (const char *)redis_client_stats(rw->redis) : (const char *)&rw->st;
 		s += ld((const uint64_t *)(base + off));
 	}
@@ -772,6 +1023,43 @@ static void counter(struct dynbuf *b, const char *name, const char *help, uint64
 {
 	dynbuf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %lu\n", name, help, name, name,
 		      (unsigned long)v);
+}
+
+/* The cluster clients' counters (read without locks: relaxed, a scrape
+ * may see a counter a little behind). */
+static void rl_metrics_cluster(struct agent *a, struct dynbuf *b)
+{
+	uint64_t v[7] = { 0 };
+	int i, any = 0;
+
+	for (i = 0; i < a->nworkers; i++) {
+		const struct rl_worker *rw = worker_stage_ctx(&a->workers[i], &ratelimit_stage);
+		const struct rcluster_stats *st;
+		const struct rcluster_call_stats *cs;
+
+		if (!rw || !rw->cluster)
+			continue;
+		any = 1;
+		st = rcluster_stats(rw->cluster);
+		cs = rcluster_call_stats(rw->cluster);
+		v[0] += ld(&cs->calls);
+		v[1] += ld(&cs->timeouts);
+		v[2] += ld(&cs->errors);
+		v[3] += ld(&st->moved);
+		v[4] += ld(&st->ask);
+		v[5] += ld(&st->refreshes);
+		v[6] += ld(&cs->noscript);
+	}
+	if (!any)
+		return;
+	counter(b, "spogate_ratelimit_cluster_calls_total", "Cluster: script calls sent.", v[0]);
+	counter(b, "spogate_ratelimit_cluster_timeouts_total", "Cluster: calls past redis.timeout_ms.", v[1]);
+	counter(b, "spogate_ratelimit_cluster_errors_total", "Cluster: calls lost or answered with an error.",
+	        v[2]);
+	counter(b, "spogate_ratelimit_cluster_moved_total", "Cluster: MOVED redirects followed.", v[3]);
+	counter(b, "spogate_ratelimit_cluster_ask_total", "Cluster: ASK redirects followed.", v[4]);
+	counter(b, "spogate_ratelimit_cluster_refreshes_total", "Cluster: slot maps loaded.", v[5]);
+	counter(b, "spogate_ratelimit_cluster_noscript_total", "Cluster: calls resent with EVAL.", v[6]);
 }
 
 static void rl_metrics(struct agent *a, struct dynbuf *b)
@@ -810,6 +1098,12 @@ static void rl_metrics(struct agent *a, struct dynbuf *b)
 	        SUMRL(lease_hits));
 	counter(b, "spogate_ratelimit_lease_tokens_total", "Tokens granted in slices beyond the asking decision's.",
 	        SUMRL(lease_tokens));
+	counter(b, "spogate_ratelimit_cluster_refunds_total", "Cluster: spends undone for a denied decision.",
+	        SUMRL(refunds));
+	counter(b, "spogate_ratelimit_cluster_refunds_skipped_total",
+	        "Cluster: spends left in place, the key was spent since (under-admission).",
+	        SUMRL(refunds_skipped));
+	rl_metrics_cluster(a, b);
 	counter(b, "spogate_ratelimit_redis_connects_total", "Redis connections established.",
 	        SUMREDIS(connects));
 	counter(b, "spogate_ratelimit_redis_disconnects_total", "Redis connections lost, dropped or refused.",
@@ -829,6 +1123,11 @@ static void rl_metrics(struct agent *a, struct dynbuf *b)
 
 		if (!rw)
 			continue;
+		if (rw->cluster) {
+			up += rcluster_ready(rw->cluster);
+			open += __atomic_load_n(&rw->br.state, __ATOMIC_RELAXED) != BREAKER_CLOSED;
+			continue;
+		}
 		up += redis_client_state(rw->redis) == REDIS_UP;
 		open += redis_client_breaker_open(rw->redis);
 	}
