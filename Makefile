@@ -40,7 +40,7 @@ CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g $(WARN) -pthread \
            -Ispoa/common $(SPOA_INC) -Iconfig/src -I$(BUILD)/gen $(EXTRA_CFLAGS)
 LDFLAGS := -pthread $(EXTRA_LDFLAGS)
 LIBS    := -lev -lhiredis -ljansson -ljwt -lyaml -lprotobuf-c \
-           -lgrpc -lgpr -lssl -lcrypto -lm
+           -lgrpc -lgpr -lcurl -lssl -lcrypto -lm
 
 ifneq ($(SANITIZE),)
 CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all

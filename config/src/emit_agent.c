@@ -29,6 +29,26 @@ static const char *grpc_of(const struct gen_registry *r, const char *name)
 	return s && s->grpc ? s->grpc : "";
 }
 
+/* The service's grpc_tls for the agent's channel, or NULL. */
+static json_t *grpc_tls_of(const struct gen_registry *r, const char *name)
+{
+	const struct gen_service *s = gen_registry_find(r, name);
+	json_t *t;
+
+	if (!s || !s->grpc_tls.present)
+		return NULL;
+	t = json_object();
+	if (s->grpc_tls.ca_file)
+		json_object_set_new(t, "ca_file", json_string(s->grpc_tls.ca_file));
+	if (s->grpc_tls.cert_file)
+		json_object_set_new(t, "cert_file", json_string(s->grpc_tls.cert_file));
+	if (s->grpc_tls.key_file)
+		json_object_set_new(t, "key_file", json_string(s->grpc_tls.key_file));
+	if (s->grpc_tls.server_name)
+		json_object_set_new(t, "server_name", json_string(s->grpc_tls.server_name));
+	return t;
+}
+
 static int uses(const struct gen_gateway *g, int perm)
 {
 	size_t i;
@@ -86,12 +106,17 @@ int gen_emit_agent(const struct gen_gateway *g, const struct gen_registry *r, st
 	json_object_set_new(auth, "leeway_ms", json_integer(g->auth.leeway_ms));
 	json_object_set_new(auth, "max_token_bytes", json_integer(g->auth.max_token_bytes));
 	json_object_set_new(auth, "require_exp", json_boolean(g->auth.require_exp));
-	if (g->auth.mode == GEN_AUTH_SERVICE && uses(g, 0))
+	if (g->auth.mode == GEN_AUTH_SERVICE && uses(g, 0)) {
+		json_t *t = grpc_tls_of(r, g->auth.service);
 		json_object_set_new(auth, "service_target", json_string(grpc_of(r, g->auth.service)));
+		if (t)
+			json_object_set_new(auth, "grpc_tls", t);
+	}
 	json_object_set_new(auth, "timeout_ms", json_integer(g->auth.timeout_ms));
 	json_object_set_new(auth, "cache_ttl_ms", json_integer(g->auth.cache_ttl_ms));
 	json_object_set_new(auth, "negative_cache_ttl_ms", json_integer(g->auth.neg_cache_ttl_ms));
 	json_object_set_new(auth, "cache_size", json_integer(g->auth.cache_size));
+	json_object_set_new(auth, "cache_max_bytes", json_integer(g->auth.cache_bytes));
 	for (i = 0; i < g->auth.nclaims; i++) {
 		json_t *c = json_object();
 		json_object_set_new(c, "claim", json_string(g->auth.claims[i].claim));
@@ -103,8 +128,12 @@ int gen_emit_agent(const struct gen_gateway *g, const struct gen_registry *r, st
 	json_object_set_new(root, "auth", auth);
 
 	json_object_set_new(authz, "mode", json_string(uses(g, 1) ? mode_authz[g->authz.mode] : "none"));
-	if (g->authz.mode == GEN_AUTHZ_SERVICE && uses(g, 1))
+	if (g->authz.mode == GEN_AUTHZ_SERVICE && uses(g, 1)) {
+		json_t *t = grpc_tls_of(r, g->authz.service);
 		json_object_set_new(authz, "service_target", json_string(grpc_of(r, g->authz.service)));
+		if (t)
+			json_object_set_new(authz, "grpc_tls", t);
+	}
 	json_object_set_new(authz, "timeout_ms", json_integer(g->authz.timeout_ms));
 	json_object_set_new(authz, "cache_ttl_ms", json_integer(g->authz.cache_ttl_ms));
 	json_object_set_new(authz, "on_error", json_string(g->authz.on_error_allow ? "allow" : "deny"));

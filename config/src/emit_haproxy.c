@@ -907,8 +907,13 @@ void gen_emit_haproxy(const struct gen_gateway *g, const struct gen_registry *r,
 	if (any_agent(g)) {
 		size_t k, nagents = g->agent.more.n ? g->agent.more.n : 1;
 
+		/* A request whose agent is gone goes to another one at once:
+		 * HAProxy 3.1+ ties each SPOE stream to the server round-robin
+		 * picked and, without redispatch, retries that dead server after
+		 * min(1s, timeout connect), past timeout processing. */
 		dynbuf_puts(b, "\nbackend spogate-agents\n    mode tcp\n    balance roundrobin\n"
-			    "    timeout connect 1s\n    timeout server 3m\n    option spop-check\n");
+			    "    timeout connect 1s\n    timeout server 3m\n    option spop-check\n"
+			    "    retries 3\n    option redispatch 1\n");
 		for (k = 0; k < nagents; k++)
 			dynbuf_printf(b, "    server agent%zu %s check inter 2s\n", k + 1,
 				      g->agent.more.n ? g->agent.more.v[k] : g->agent.address);

@@ -179,6 +179,7 @@ struct gen_gateway {
 		long max_token_bytes;
 		int require_exp;        /* tokens without exp are refused */
 		long cache_size;        /* entries per worker */
+		int64_t cache_bytes;    /* every worker's token cache together */
 		const char *service;
 		const struct gy_node *service_at;
 		struct gen_claim *claims;

@@ -36,7 +36,7 @@ static const char *const cors_keys[] = {
 static const char *const auth_keys[] = {
 	"mode", "issuer", "audiences", "jwks_file", "pem_keys", "algorithms", "leeway",
 	"service", "timeout", "cache_ttl", "negative_cache_ttl", "max_token_bytes",
-	"claims_to_headers", "require_exp", "cache_size", NULL,
+	"claims_to_headers", "require_exp", "cache_size", "cache_memory", NULL,
 };
 static const char *const pem_keys[] = { "kid", "alg", "file", NULL };
 static const char *const authz_keys[] = { "mode", "service", "cache_ttl", "timeout", "on_error", NULL };
@@ -66,7 +66,8 @@ static const char *const auth_modes[] = { "none", "jwt", "service", NULL };
 static const char *const authz_modes[] = { "none", "claims", "service", NULL };
 static const char *const log_levels[] = { "error", "warn", "info", "debug", NULL };
 static const char *const jwt_algs[] = {
-	"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512", NULL,
+	"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512",
+	"PS256", "PS384", "PS512", "EdDSA", NULL,
 };
 /* Variables of the SPOE contract; a claim cannot take one of these names. */
 static const char *const reserved_vars[] = {
@@ -637,6 +638,7 @@ static void load_auth(struct gen_ctx *c, struct gen_gateway *g, const struct gy_
 	g->auth.max_token_bytes = 8192;
 	g->auth.require_exp = 1;
 	g->auth.cache_size = 100000;
+	g->auth.cache_bytes = 32LL << 20;
 	if (!m || gy_is_null(m)) {
 		load_claims(c, g, NULL);
 		return;
@@ -706,6 +708,10 @@ static void load_auth(struct gen_ctx *c, struct gen_gateway *g, const struct gy_
 	gen_get_int(c, m, "max_token_bytes", 256, 65536, &g->auth.max_token_bytes);
 	gen_get_bool(c, m, "require_exp", &g->auth.require_exp);
 	gen_get_int(c, m, "cache_size", 1, 10000000, &g->auth.cache_size);
+	v = gy_get(m, "cache_memory");
+	if (v && (v->kind != GY_SCALAR || size_parse_bytes(v->str, &g->auth.cache_bytes) < 0))
+		gen_err(c, v, "cache_memory: expected a size such as 32MB or 512KB (B, KB, MB, GB), "
+			"got '%.100s'", v->kind == GY_SCALAR ? v->str : gy_kind_name(v));
 	if (gen_get_str(c, m, "service", &g->auth.service) > 0)
 		g->auth.service_at = gy_get(m, "service");
 	if (g->auth.mode == GEN_AUTH_JWT && !g->auth.jwks_file && !g->auth.npem_keys)

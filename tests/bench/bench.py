@@ -14,6 +14,7 @@ Python 3 standard library only. Every process is started here, on a free
 loopback port, and stopped here by its PID.
 """
 import argparse
+import ssl
 import datetime
 import json
 import os
@@ -94,6 +95,32 @@ def proc_table():
         # fields[0] is stat field 3 (state): ppid is field 4, utime 14, stime 15.
         table[int(d)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
     return table
+
+
+def read_calls(pids):
+    """read()-family system calls made so far by the processes (all threads):
+    how batched the SPOE traffic reaches the agent."""
+    n = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/io" % pid) as f:
+                n += int(re.search(r"^syscr: (\d+)$", f.read(), re.M).group(1))
+        except (OSError, AttributeError):
+            pass
+    return n
+
+
+def established(port):
+    """Established TCP connections whose local port is port (IPv4)."""
+    n = 0
+    try:
+        with open("/proc/net/tcp") as f:
+            for line in f.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                n += state == "01" and int(local.split(":")[1], 16) == port
+    except OSError:
+        pass
+    return n
 
 
 def tree_ticks(roots, table):
@@ -208,8 +235,10 @@ def strip_haproxy_logs(path, threads):
 def http_get(url, headers):
     """(status, body, {lower-case header: value}) of one GET."""
     req = urllib.request.Request(url, headers=headers)
+    # The TLS rows use the bench's own self-signed certificate.
+    ctx = ssl._create_unverified_context() if url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(req, timeout=5) as r:
+        with urllib.request.urlopen(req, timeout=5, context=ctx) as r:
             return r.status, r.read().decode(errors="replace"), {k.lower(): v for k, v in r.getheaders()}
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode(errors="replace"), {k.lower(): v for k, v in e.headers.items()}
@@ -337,6 +366,21 @@ class Env:
             self.distinct_file = path
         return self.distinct_file
 
+    def tls_cert(self):
+        """A self-signed certificate for the TLS rows (made once)."""
+        path = os.path.join(self.workdir, "bench-tls.pem")
+        if not os.path.exists(path):
+            key, crt = path + ".key", path + ".crt"
+            out = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                                  "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-keyout", key,
+                                  "-out", crt, "-subj", "/CN=localhost"],
+                                 capture_output=True, text=True)
+            if out.returncode != 0:
+                raise BenchError("openssl: %s" % out.stderr.strip())
+            with open(path, "w") as f:
+                f.write(open(crt).read() + open(key).read())
+        return path
+
     def start_haproxy(self, name, cfg):
         port = self.cfg_port
         strip_haproxy_logs(cfg, SERVER_THREADS)
@@ -361,12 +405,13 @@ class Env:
 
 
 class HttpTarget:
-    def __init__(self, url, header, pids, agent_pids, checks):
+    def __init__(self, url, header, pids, agent_pids, checks, agent_port=None):
         self.url = url
         self.header = header        # the Authorization value every wrk request carries, or None
         self.pids = pids            # its own server processes (HAProxy, nginx, agent)
         self.agent_pids = agent_pids
         self.checks = checks        # [Check]
+        self.agent_port = agent_port  # where HAProxy's SPOE connections land
 
 
 class SpopTarget:
@@ -516,10 +561,10 @@ SPOGATE_STAGES = [
 ]
 
 
-def generate(env, name, stage):
+def generate(env, name, stage, tls=False):
     """Runs spogate-gen on the bench's gateway YAML (plus the stage's
-    sections) and returns (dir, agent port). JSON is YAML, so the inputs are
-    written with json.dumps."""
+    sections; with tls, TLS termination on env.tls_port) and returns (dir,
+    agent port). JSON is YAML, so the inputs are written with json.dumps."""
     d = cfg_dir(env, name)
     agent_port = free_port()
     route = {"path": "/private/**", "service": "echo", "auth_required": stage is not None}
@@ -528,6 +573,9 @@ def generate(env, name, stage):
           "agent": {"address": "127.0.0.1:%d" % agent_port, "threads": SERVER_THREADS,
                     "log_level": "warn"},
           "admin": {"stats": "127.0.0.1:%d" % free_port()}}
+    if tls:
+        env.tls_port = free_port()
+        gw["tls"] = {"port": env.tls_port, "certificates": [env.tls_cert()], "redirect_http": False}
     if stage is None:
         gw["auth"] = {"mode": "none"}
     else:
@@ -553,22 +601,30 @@ def generate(env, name, stage):
     return d, agent_port
 
 
+def bench_url(env, c):
+    """The URL wrk drives: HTTPS (HTTP/1.1 over TLS, kept-alive connections,
+    so record cost rather than handshakes) for the -tls rows."""
+    if c.get("tls"):
+        return "https://127.0.0.1:%d/private/bench" % env.tls_port
+    return "http://127.0.0.1:%d/private/bench" % env.cfg_port
+
+
 def start_plain(env, c):
-    d, _ = generate(env, c["name"], None)
+    d, _ = generate(env, c["name"], None, c.get("tls", False))
     p = env.start_haproxy(c["name"], os.path.join(d, "haproxy.cfg"))
-    return HttpTarget("http://127.0.0.1:%d/private/bench" % env.cfg_port, None, [p.pid], [],
+    return HttpTarget(bench_url(env, c), None, [p.pid], [],
                       [Check(None, 200, "proxies to the echo backend")])
 
 
 def start_spogate(env, c):
     stage = c["stage"]
-    d, agent_port = generate(env, c["name"], stage)
+    d, agent_port = generate(env, c["name"], stage, c.get("tls", False))
     agent = env.start_agent(c["name"], os.path.join(d, "agent.json"), agent_port)
     p = env.start_haproxy(c["name"], os.path.join(d, "haproxy.cfg"))
-    return HttpTarget("http://127.0.0.1:%d/private/bench" % env.cfg_port,
+    return HttpTarget(bench_url(env, c),
                       "Bearer " + env.tokens[stage["token"]][0], [p.pid, agent.pid], [agent.pid],
                       [Check(k.token, k.status, k.what, k.header, probe=True) for k in stage["probe"]]
-                      + [Check(stage["token"], 200, "a valid token passes")])
+                      + [Check(stage["token"], 200, "a valid token passes")], agent_port)
 
 
 def start_agent_only(env, c):
@@ -625,6 +681,8 @@ def configurations():
     out = [
         {"name": "plain", "kind": "http", "start": start_plain,
          "desc": "HAProxy proxying to the echo backend, no auth, no limits (generated config)"},
+        {"name": "plain-tls", "kind": "http", "start": start_plain, "tls": True,
+         "desc": "plain behind gateway.tls: HTTPS (HTTP/1.1, kept-alive, ECDSA P-256) to HAProxy"},
         {"name": "native-hs256", "kind": "http", "start": start_native, "alg": "HS256",
          "desc": "HAProxy jwt_verify HS256, alg pinned, exp check, per-IP stick-table limit"},
         {"name": "native-rs256", "kind": "http", "start": start_native, "alg": "RS256",
@@ -635,6 +693,10 @@ def configurations():
     for s in SPOGATE_STAGES:
         out.append({"name": "spogate-" + s["name"], "kind": "http", "start": start_spogate,
                     "stage": s, "full": s.get("full", False), "desc": "HAProxy + agent: " + s["desc"]})
+        if s.get("full"):
+            out.append({"name": "spogate-full-tls", "kind": "http", "start": start_spogate,
+                        "stage": s, "tls": True,
+                        "desc": "spogate-full behind gateway.tls (HTTPS, HTTP/1.1, kept-alive)"})
     # The agent alone: token presence, and the RS256 cache-hit and cache-miss
     # paths (skipped with the rs256 stage until the build has it).
     by_name = {s["name"]: s for s in SPOGATE_STAGES}
@@ -677,11 +739,23 @@ def run_http(env, c, t, duration):
     cmd.append(t.url)
     roots = t.pids + env.shared_pids()
     before = tree_ticks(roots, proc_table())
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30)
+    reads = read_calls(t.agent_pids)
+    wrk = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    conns = None
+    try:
+        if t.agent_port:
+            time.sleep(duration / 2.0)
+            conns = established(t.agent_port)
+        stdout, stderr = wrk.communicate(timeout=duration + 30)
+    except subprocess.TimeoutExpired:
+        wrk.kill()
+        wrk.wait()
+        raise BenchError("%s: wrk did not finish" % c["name"])
     after = tree_ticks(roots, proc_table())
-    if out.returncode != 0:
-        raise BenchError("%s: wrk failed: %s" % (c["name"], out.stderr.strip()))
-    r = parse_wrk(out.stdout)
+    reads = read_calls(t.agent_pids) - reads
+    if wrk.returncode != 0:
+        raise BenchError("%s: wrk failed: %s" % (c["name"], stderr.strip()))
+    r = parse_wrk(stdout)
     if r["requests"] == 0:
         raise BenchError("%s: wrk served no request:\n%s" % (c["name"], out.stdout))
     cpu = cpu_seconds(before, after)
@@ -689,6 +763,8 @@ def run_http(env, c, t, duration):
                         {p: after.get(p, 0) for p in t.agent_pids})
     r["server_cpu_us_per_req"] = cpu * 1e6 / r["requests"]
     r["agent_cpu_us_per_req"] = agent * 1e6 / r["requests"] if t.agent_pids else None
+    r["agent_reads_per_req"] = reads / r["requests"] if t.agent_pids else None
+    r["agent_connections"] = conns
     r["redis_cpu_us_per_req"] = (redis_cpu_us(env, before, after, r["requests"])
                                  if "redis" in (c.get("stage") or {}).get("services", []) else None)
     r["errors"] = r["non_2xx"] + r["socket_errors"]
@@ -967,9 +1043,12 @@ def main():
                     r = run_spop(env, c, t, duration, min(0.5, warmup))
                 r["round"] = rnd + 1
                 runs.setdefault(c["name"], []).append(r)
-                print("bench: round %d %-22s %8.0f req/s  p99 %7.0f us  server CPU %6.1f us/req"
+                print("bench: round %d %-22s %8.0f req/s  p99 %7.0f us  server CPU %6.1f us/req%s"
                       % (rnd + 1, c["name"], r["req_per_s"], r["p99_us"] or 0,
-                         r["server_cpu_us_per_req"] or 0), flush=True)
+                         r["server_cpu_us_per_req"] or 0,
+                         "  agent: %.2f reads/req, %s connections"
+                         % (r["agent_reads_per_req"], r["agent_connections"])
+                         if r.get("agent_reads_per_req") is not None else ""), flush=True)
     except BenchError as e:
         print("bench: error: %s" % e, file=sys.stderr)
         failed.append(str(e))
@@ -997,6 +1076,8 @@ def main():
             "p99_us": median([r["p99_us"] for r in rr]),
             "server_cpu_us_per_req": median([r["server_cpu_us_per_req"] for r in rr]),
             "agent_cpu_us_per_req": median([r["agent_cpu_us_per_req"] for r in rr]),
+            "agent_reads_per_req": median([r.get("agent_reads_per_req") for r in rr]),
+            "agent_connections": median([r.get("agent_connections") for r in rr]),
             "redis_cpu_us_per_req": median([r.get("redis_cpu_us_per_req") for r in rr]),
             "errors": sum(r["errors"] for r in rr),
             "rounds": rr})

@@ -487,6 +487,24 @@ struct h_proc *h_start_agent(struct h_stack *s, const char *config_path,
 	return p;
 }
 
+void h_certs(struct h_stack *s, const char *script)
+{
+	char *out = NULL;
+
+	if (h_run(&out,
+		"set -e; cd '%s'\n"
+		"mkca() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+		"-keyout $1.key -out $1.pem -days 2 -subj \"/CN=$1 test CA\" 2>/dev/null; }\n"
+		"leaf() { openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+		"-keyout $1.key -out $1.csr -subj \"/CN=$3\" 2>/dev/null;"
+		" printf 'subjectAltName=%%s\\nbasicConstraints=CA:FALSE\\n' \"$4\" > $1.ext;"
+		" openssl x509 -req -in $1.csr -CA $2.pem -CAkey $2.key -CAcreateserial -out $1.crt "
+		"-days 2 -extfile $1.ext 2>/dev/null; cat $1.crt $1.key > $1.pem; }\n"
+		"%s", s->dir, script) != 0)
+		die("making certificates failed: %s", out ? out : "");
+	free(out);
+}
+
 const char *h_haproxy_bin(void)
 {
 	/* SPOGATE_HAPROXY runs the suite against another HAProxy build. */

@@ -160,6 +160,12 @@ double h_metric(int port, const char *series);
  * contiguous. Returns NULL when well formed, else a malloc'd description. */
 char *h_metrics_problem(int port);
 
+/* Makes certificates in s->dir with the openssl CLI: script runs there
+ * with two shell functions, "mkca NAME" (NAME.pem, NAME.key: a CA) and
+ * "leaf NAME CA CN SANS" (NAME.crt, NAME.key, and NAME.pem with both,
+ * signed by CA; SANS such as 'DNS:a.test,DNS:b.test'). Aborts on failure. */
+void h_certs(struct h_stack *s, const char *script);
+
 /* Runs a command line through /bin/sh, returns its exit status; its output
  * goes into *out (malloc'd) when out is not NULL. */
 int h_run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -26,20 +26,10 @@ static struct h_proc *agent;
 
 static void write_jwks(const char *tags)
 {
-	/* Merges jwks<tag>.json files into keys/jwks.json, atomically (rename),
-	 * so a reload never reads half a file. */
-	char cmd[1024];
-	size_t n = 0;
-	const char *t;
+	char dest[600];
 
-	n += (size_t)snprintf(cmd + n, sizeof(cmd) - n,
-	                      "cd %s/keys && python3 -c 'import json,sys; print(json.dumps("
-	                      "{\"keys\":sum((json.load(open(f))[\"keys\"] for f in sys.argv[1:]),[])}))'",
-	                      S.dir);
-	for (t = tags; *t; t++)
-		n += (size_t)snprintf(cmd + n, sizeof(cmd) - n, " jwks%c.json", *t);
-	snprintf(cmd + n, sizeof(cmd) - n, " > jwks.tmp && mv jwks.tmp jwks.json");
-	assert_int_equal(h_run(NULL, "%s", cmd), 0);
+	snprintf(dest, sizeof(dest), "%s/keys/jwks.json", S.dir);
+	t_merge_jwks(&S, tags, dest);
 }
 
 static int setup(void **state)

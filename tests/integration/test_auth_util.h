@@ -28,6 +28,25 @@ T_HELPER void t_keygen(struct h_stack *s, const char *tag)
 		fail_msg("keygen failed");
 }
 
+/* Writes the union of key sets <dir>/keys/jwks<tag>.json (one character
+ * per tag) to dest, atomically (rename), so no reader sees half a file. */
+T_HELPER void t_merge_jwks(struct h_stack *s, const char *tags, const char *dest)
+{
+	char cmd[2048];
+	size_t n = 0;
+	const char *t;
+
+	n += (size_t)snprintf(cmd + n, sizeof(cmd) - n,
+	                      "cd %s/keys && python3 -c 'import json,sys; print(json.dumps("
+	                      "{\"keys\":sum((json.load(open(f))[\"keys\"] for f in sys.argv[1:]),[])}))'",
+	                      s->dir);
+	for (t = tags; *t; t++)
+		n += (size_t)snprintf(cmd + n, sizeof(cmd) - n, " jwks%c.json", *t);
+	snprintf(cmd + n, sizeof(cmd) - n, " > %s.tmp && mv %s.tmp %s", dest, dest, dest);
+	if (h_run(NULL, "%s", cmd) != 0)
+		fail_msg("cannot merge key sets %s", tags);
+}
+
 /* A token from `spogate-refsvc mint <args>` (args is appended to the
  * command line as is, so quote with care). Returns a malloc'd string. */
 T_HELPER char *t_mint(struct h_stack *s, const char *fmt, ...)

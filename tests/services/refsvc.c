@@ -1,6 +1,7 @@
 /*
  * spogate-refsvc entry point and the token tools: mint (signed by libjwt,
- * an implementation independent of the agent's verifier) and keygen.
+ * an implementation independent of the agent's verifier; PS* and EdDSA,
+ * which libjwt 1.10 lacks, by OpenSSL's signing calls) and keygen.
  */
 #include "refsvc.h"
 
@@ -17,6 +18,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/rsa.h>
 
 #include "jwt_verify.h"
 
@@ -26,7 +28,9 @@ static void usage(FILE *out)
 	        "usage: spogate-refsvc serve --listen HOST:PORT [--admin HOST:PORT] [--jwks FILE]\n"
 	        "                            [--key PEM [--kid K] [--alg A]] [--issuer I]\n"
 	        "                            [--audience A]... [--policy FILE] [--delay-ms N]\n"
+	        "                            [--tls-cert PEM [--tls-key PEM] [--client-ca PEM]]\n"
 	        "       spogate-refsvc mint --sub S --key FILE --alg ALG [--kid K] [--ttl 1h]\n"
+	        "                           (ALG: HS*, RS*, ES*, PS256/384/512, EdDSA)\n"
 	        "                           [--count N: N tokens, subjects S0..S(N-1)]\n"
 	        "                           [--iss I] [--aud A] [--roles a,b] [--permissions a,b]\n"
 	        "                           [--scope \"a b\"] [--claim k=v]... [--nbf T] [--exp T]\n"
@@ -106,6 +110,59 @@ static unsigned char *read_all(const char *path, size_t *len)
 	buf[n] = '\0';
 	*len = n;
 	return buf;
+}
+
+/* Signs claims (a JSON text) with the PEM private key key[0..keylen) as
+ * alg, PS256/384/512 or EdDSA. Returns a malloc'd token or NULL. */
+static char *sign_openssl(const char *alg, const unsigned char *key, size_t keylen,
+                          const char *kid, const char *claims)
+{
+	json_t *hdr = json_pack("{s:s,s:s}", "alg", alg, "typ", "JWT");
+	const EVP_MD *md = NULL;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	EVP_PKEY_CTX *pctx = NULL;
+	EVP_PKEY *pkey = NULL;
+	BIO *bio = BIO_new_mem_buf(key, (int)keylen);
+	char *htext = NULL, *tok = NULL;
+	unsigned char sig[1024];
+	size_t siglen = sizeof(sig), hl, cl, n;
+
+	if (kid)
+		json_object_set_new(hdr, "kid", json_string(kid));
+	htext = json_dumps(hdr, JSON_COMPACT);
+	if (bio)
+		pkey = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+	if (!ctx || !htext || !pkey)
+		goto out;
+	if (strcmp(alg, "EdDSA") != 0)
+		md = strcmp(alg, "PS256") == 0 ? EVP_sha256() :
+		     strcmp(alg, "PS384") == 0 ? EVP_sha384() : EVP_sha512();
+	hl = strlen(htext);
+	cl = strlen(claims);
+	n = (hl + cl) * 4 / 3 + sizeof(sig) * 4 / 3 + 16;
+	tok = malloc(n);
+	if (!tok)
+		goto out;
+	n = jwt_b64url_encode(tok, (const unsigned char *)htext, hl);
+	tok[n++] = '.';
+	n += jwt_b64url_encode(tok + n, (const unsigned char *)claims, cl);
+	if (EVP_DigestSignInit(ctx, &pctx, md, NULL, pkey) != 1 ||
+	    (md && (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
+	            EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) != 1)) ||
+	    EVP_DigestSign(ctx, sig, &siglen, (unsigned char *)tok, n) != 1) {
+		free(tok);
+		tok = NULL;
+		goto out;
+	}
+	tok[n++] = '.';
+	jwt_b64url_encode(tok + n, sig, siglen);
+ out:
+	EVP_PKEY_free(pkey);
+	BIO_free(bio);
+	EVP_MD_CTX_free(ctx);
+	free(htext);
+	json_decref(hdr);
+	return tok;
 }
 
 int refsvc_mint(int argc, char **argv)
@@ -220,6 +277,26 @@ int refsvc_mint(int argc, char **argv)
 	if (!iat_set)
 		json_object_set_new(claims, "iat", json_integer(now));
 	jalg = jwt_str_alg(alg);
+	if ((alg[0] == 'P' || strcmp(alg, "EdDSA") == 0) && jwt_alg_parse(alg) >= 0) {
+		if (!keyfile) {
+			fprintf(stderr, "spogate-refsvc mint: --alg and --key are required\n");
+			goto bad;
+		}
+		if (!(key = read_all(keyfile, &keylen))) {
+			fprintf(stderr, "spogate-refsvc mint: %s: %s\n", keyfile, strerror(errno));
+			goto out;
+		}
+		grants = json_dumps(claims, JSON_COMPACT);
+		tok = grants ? sign_openssl(alg, key, keylen, kid, grants) : NULL;
+		if (!tok) {
+			fprintf(stderr, "spogate-refsvc mint: signing failed (key does not fit %s?)\n",
+			        alg);
+			goto out;
+		}
+		printf("%s\n", tok);
+		rc = 0;
+		goto out;
+	}
 	if (strcmp(alg, "none") == 0) {
 		jalg = JWT_ALG_NONE;
 	} else if (jalg == JWT_ALG_INVAL || jalg == JWT_ALG_NONE || !keyfile) {
@@ -286,6 +363,18 @@ static int write_pem(const char *dir, const char *name, EVP_PKEY *k, int priv)
 	return ok ? 0 : -1;
 }
 
+/* <prefix><tag>.pem (private) and <prefix><tag>.pub.pem. */
+static int write_pair(const char *dir, const char *prefix, const char *tag, EVP_PKEY *k)
+{
+	char name[256];
+
+	snprintf(name, sizeof(name), "%s%s.pem", prefix, tag);
+	if (write_pem(dir, name, k, 1) < 0)
+		return -1;
+	snprintf(name, sizeof(name), "%s%s.pub.pem", prefix, tag);
+	return write_pem(dir, name, k, 0);
+}
+
 int refsvc_keygen(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -294,9 +383,9 @@ int refsvc_keygen(int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *dir = NULL, *tag = "1";
-	EVP_PKEY *rsa = NULL, *ec = NULL;
+	EVP_PKEY *rsa = NULL, *ec = NULL, *ed = NULL;
 	unsigned char raw[32];
-	char secret[64], name[256], kid[64], path[1024];
+	char secret[64], kid[64], path[1024];
 	json_t *jwks = NULL, *keys;
 	FILE *f;
 	int opt, rc = 1;
@@ -316,7 +405,8 @@ int refsvc_keygen(int argc, char **argv)
 	mkdir(dir, 0700);
 	rsa = EVP_RSA_gen(2048);
 	ec = EVP_EC_gen("P-256");
-	if (!rsa || !ec || RAND_bytes(raw, sizeof(raw)) != 1)
+	ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	if (!rsa || !ec || !ed || RAND_bytes(raw, sizeof(raw)) != 1)
 		goto out;
 	/* The HS secret is the text of the file: 43 base64url characters. */
 	jwt_b64url_encode(secret, raw, sizeof(raw));
@@ -330,17 +420,13 @@ int refsvc_keygen(int argc, char **argv)
 	snprintf(kid, sizeof(kid), "hs%s", tag);
 	json_array_append_new(keys, jwt_jwk_secret((unsigned char *)secret, strlen(secret),
 	                                           kid, "HS256"));
-	snprintf(name, sizeof(name), "rsa%s.pem", tag);
-	if (write_pem(dir, name, rsa, 1) < 0)
-		goto out;
-	snprintf(name, sizeof(name), "rsa%s.pub.pem", tag);
-	if (write_pem(dir, name, rsa, 0) < 0)
-		goto out;
-	snprintf(name, sizeof(name), "ec%s.pem", tag);
-	if (write_pem(dir, name, ec, 1) < 0)
-		goto out;
-	snprintf(name, sizeof(name), "ec%s.pub.pem", tag);
-	if (write_pem(dir, name, ec, 0) < 0)
+	snprintf(kid, sizeof(kid), "ed%s", tag);
+	json_array_append_new(keys, jwt_jwk_public(ed, kid, "EdDSA"));
+	/* The RSA key once more, labelled for PS256 alone. */
+	snprintf(kid, sizeof(kid), "ps%s", tag);
+	json_array_append_new(keys, jwt_jwk_public(rsa, kid, "PS256"));
+	if (write_pair(dir, "rsa", tag, rsa) < 0 || write_pair(dir, "ec", tag, ec) < 0 ||
+	    write_pair(dir, "ed", tag, ed) < 0)
 		goto out;
 	snprintf(path, sizeof(path), "%s/hs%s.key", dir, tag);
 	f = fopen(path, "w");
@@ -353,8 +439,8 @@ int refsvc_keygen(int argc, char **argv)
 	snprintf(path, sizeof(path), "%s/jwks%s.json", dir, tag);
 	if (json_dump_file(jwks, path, JSON_INDENT(2)) < 0)
 		goto out;
-	printf("%s: rsa%s.pem ec%s.pem hs%s.key (private), rsa%s.pub.pem ec%s.pub.pem, jwks%s.json\n",
-	       dir, tag, tag, tag, tag, tag, tag);
+	printf("%s: rsa%s.pem ec%s.pem ed%s.pem hs%s.key (private), rsa%s.pub.pem ec%s.pub.pem "
+	       "ed%s.pub.pem, jwks%s.json\n", dir, tag, tag, tag, tag, tag, tag, tag, tag);
 	rc = 0;
  out:
 	if (rc)
@@ -362,6 +448,7 @@ int refsvc_keygen(int argc, char **argv)
 	json_decref(jwks);
 	EVP_PKEY_free(rsa);
 	EVP_PKEY_free(ec);
+	EVP_PKEY_free(ed);
 	return rc;
 }
 

@@ -287,6 +287,72 @@ static void answer(struct scall *c)
 	}
 }
 
+/* One line per call with the trace metadata it carried, for the tests
+ * that follow a request id from the gateway to here. */
+static void log_trace_metadata(const char *method, const grpc_metadata_array *md)
+{
+	char line[1024];
+	size_t i, used;
+
+	used = (size_t)snprintf(line, sizeof(line), "spogate-refsvc: call %s", method);
+	for (i = 0; i < md->count && used < sizeof(line); i++) {
+		const grpc_slice *k = &md->metadata[i].key, *v = &md->metadata[i].value;
+		if (!grpc_slice_str_cmp(*k, "x-request-id") || !grpc_slice_str_cmp(*k, "traceparent") ||
+		    !grpc_slice_str_cmp(*k, "tracestate"))
+			used += (size_t)snprintf(line + used, sizeof(line) - used, " %.*s=%.*s",
+			                         (int)GRPC_SLICE_LENGTH(*k), GRPC_SLICE_START_PTR(*k),
+			                         (int)GRPC_SLICE_LENGTH(*v), GRPC_SLICE_START_PTR(*v));
+	}
+	printf("%s\n", line);
+	fflush(stdout);
+}
+
+/* Reads a PEM file whole; NULL when unreadable. */
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf;
+	long n;
+
+	if (!f)
+		return NULL;
+	if (fseek(f, 0, SEEK_END) < 0 || (n = ftell(f)) < 0 || n > (1 << 20) ||
+	    fseek(f, 0, SEEK_SET) < 0 || !(buf = malloc((size_t)n + 1))) {
+		fclose(f);
+		return NULL;
+	}
+	if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
+		free(buf);
+		fclose(f);
+		return NULL;
+	}
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+/* TLS server credentials; with client_ca, clients must present a
+ * certificate it signed. */
+static grpc_server_credentials *tls_server_creds(const char *cert, const char *key,
+                                                 const char *client_ca)
+{
+	grpc_ssl_pem_key_cert_pair kp;
+	grpc_server_credentials *creds = NULL;
+	char *c = slurp(cert), *k = slurp(key), *ca = client_ca ? slurp(client_ca) : NULL;
+
+	if (c && k && (!client_ca || ca)) {
+		kp.private_key = k;
+		kp.cert_chain = c;
+		creds = grpc_ssl_server_credentials_create_ex(
+			ca, &kp, 1, ca ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+			               : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE, NULL);
+	}
+	free(c);
+	free(k);
+	free(ca);
+	return creds;
+}
+
 static void on_event(struct scall *c, int success)
 {
 	grpc_op op;
@@ -314,6 +380,7 @@ static void on_event(struct scall *c, int success)
 			return;
 		}
 		method = grpc_slice_to_c_string(c->details.method);
+		log_trace_metadata(method, &c->md);
 		grpc_byte_buffer_reader_init(&rd, c->req);
 		s = grpc_byte_buffer_reader_readall(&rd);
 		grpc_byte_buffer_reader_destroy(&rd);
@@ -441,9 +508,13 @@ int refsvc_serve(int argc, char **argv)
 		{ "audience", required_argument, NULL, 'u' },
 		{ "policy", required_argument, NULL, 'p' },
 		{ "delay-ms", required_argument, NULL, 'd' },
+		{ "tls-cert", required_argument, NULL, 'C' },
+		{ "tls-key", required_argument, NULL, 'Y' },
+		{ "client-ca", required_argument, NULL, 'Q' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *listen = NULL, *admin = NULL, *kid = NULL, *alg = NULL;
+	const char *tls_cert = NULL, *tls_key = NULL, *client_ca = NULL;
 	static int admin_fd;
 	json_error_t jerr;
 	char err[512];
@@ -496,6 +567,9 @@ int refsvc_serve(int argc, char **argv)
 			}
 			delay_ms = (int)d;
 			break;
+		case 'C': tls_cert = optarg; break;
+		case 'Y': tls_key = optarg; break;
+		case 'Q': client_ca = optarg; break;
 		default:
 			return 2;
 		}
@@ -522,7 +596,12 @@ int refsvc_serve(int argc, char **argv)
 	cq = grpc_completion_queue_create_for_next(NULL);
 	server = grpc_server_create(NULL, NULL);
 	grpc_server_register_completion_queue(server, cq, NULL);
-	creds = grpc_insecure_server_credentials_create();
+	creds = tls_cert ? tls_server_creds(tls_cert, tls_key ? tls_key : tls_cert, client_ca)
+	                 : grpc_insecure_server_credentials_create();
+	if (!creds) {
+		fprintf(stderr, "refsvc: cannot load the TLS certificate\n");
+		return 1;
+	}
 	if (!grpc_server_add_http2_port(server, listen, creds)) {
 		fprintf(stderr, "refsvc: cannot listen on %s\n", listen);
 		return 1;

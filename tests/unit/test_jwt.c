@@ -16,12 +16,14 @@
 #include <jwt.h>   /* libjwt, for minting */
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
+#include <openssl/rsa.h>
 
+#include "jose_vectors.h"
 #include "jwt_verify.h"
 
 #define NOW 1800000000LL
 
-static EVP_PKEY *rsa_key, *ec_key, *ec384_key;
+static EVP_PKEY *rsa_key, *ec_key, *ec384_key, *ed25519_key, *ed448_key;
 static char *rsa_priv, *rsa_pub, *ec_priv, *ec384_priv;
 static const unsigned char secret[] = "0123456789abcdef0123456789abcdef-hs";
 static struct jwt_keyset *ks;
@@ -94,6 +96,72 @@ static char *hs_raw(const char *hdr, const char *payload, const unsigned char *k
 	return out;
 }
 
+/* A token signed here with OpenSSL for the algorithms libjwt 1.10 lacks
+ * (PS*, EdDSA). alg is the header's; kid may be NULL. */
+static char *sign_tok(const char *alg, EVP_PKEY *priv, const char *kid, const char *payload)
+{
+	char hdr[256], *h, *p, *sg, *out;
+	unsigned char sig[1024];
+	size_t siglen = sizeof(sig), n;
+	const EVP_MD *md = NULL;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	EVP_PKEY_CTX *pctx = NULL;
+
+	if (kid)
+		snprintf(hdr, sizeof(hdr), "{\"alg\":\"%s\",\"kid\":\"%s\"}", alg, kid);
+	else
+		snprintf(hdr, sizeof(hdr), "{\"alg\":\"%s\"}", alg);
+	if (strcmp(alg, "EdDSA") != 0)
+		md = strstr(alg, "256") ? EVP_sha256() : strstr(alg, "384") ? EVP_sha384() : EVP_sha512();
+	h = b64(hdr, strlen(hdr));
+	p = b64(payload, strlen(payload));
+	n = strlen(h) + strlen(p) + 2048;
+	out = malloc(n);
+	snprintf(out, n, "%s.%s", h, p);
+	assert_int_equal(EVP_DigestSignInit(ctx, &pctx, md, NULL, priv), 1);
+	if (alg[0] == 'P') {
+		assert_int_equal(EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING), 1);
+		assert_int_equal(EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST), 1);
+	}
+	assert_int_equal(EVP_DigestSign(ctx, sig, &siglen, (unsigned char *)out, strlen(out)), 1);
+	sg = b64((const char *)sig, siglen);
+	snprintf(out, n, "%s.%s.%s", h, p, sg);
+	EVP_MD_CTX_free(ctx);
+	free(h);
+	free(p);
+	free(sg);
+	return out;
+}
+
+/* tok with its header replaced by {"alg":alg,"kid":kid}, signature kept. */
+static char *relabel(const char *tok, const char *alg, const char *kid)
+{
+	char hdr[256], *h, *out;
+	const char *dot = strchr(tok, '.');
+	size_t n;
+
+	snprintf(hdr, sizeof(hdr), "{\"alg\":\"%s\",\"kid\":\"%s\"}", alg, kid);
+	h = b64(hdr, strlen(hdr));
+	n = strlen(h) + strlen(dot) + 1;
+	out = malloc(n);
+	snprintf(out, n, "%s%s", h, dot);
+	free(h);
+	return out;
+}
+
+static struct jwt_keyset *keyset_of(const char *jwks_text)
+{
+	struct jwt_keyset *k = jwt_keyset_new();
+	json_t *j = json_loads(jwks_text, 0, NULL);
+	char err[256];
+
+	assert_non_null(j);
+	if (jwt_keyset_add_jwks(k, j, err, sizeof(err)) < 1)
+		fail_msg("%s", err);
+	json_decref(j);
+	return k;
+}
+
 static enum jwt_status verify(const char *tok)
 {
 	json_t *c = NULL;
@@ -105,6 +173,13 @@ static enum jwt_status verify(const char *tok)
 		assert_null(c);
 	json_decref(c);
 	return st;
+}
+
+/* Verifies a token made for one check, expecting want, and frees it. */
+static void verify_free(char *tok, enum jwt_status want)
+{
+	assert_int_equal(verify(tok), want);
+	free(tok);
 }
 
 static char *claims(const char *extra)
@@ -129,6 +204,10 @@ static int setup(void **state)
 	rsa_key = EVP_RSA_gen(2048);
 	ec_key = EVP_EC_gen("P-256");
 	ec384_key = EVP_EC_gen("P-384");
+	ed25519_key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	ed448_key = EVP_PKEY_Q_keygen(NULL, NULL, "ED448");
+	assert_non_null(ed25519_key);
+	assert_non_null(ed448_key);
 	assert_non_null(rsa_key);
 	assert_non_null(ec_key);
 	rsa_priv = pem(rsa_key, 1);
@@ -150,9 +229,14 @@ static int setup(void **state)
 	json_array_append_new(keys, jwt_jwk_public(ec_key, "ec1", "ES256"));
 	json_array_append_new(keys, jwt_jwk_public(ec384_key, "ec384", NULL));
 	json_array_append_new(keys, jwt_jwk_secret(secret, sizeof(secret) - 1, "hs1", "HS256"));
-	assert_int_equal(jwt_keyset_add_jwks(ks, jwks, err, sizeof(err)), 3);
+	json_array_append_new(keys, jwt_jwk_public(ed25519_key, "ed1", "EdDSA"));
+	json_array_append_new(keys, jwt_jwk_public(ed448_key, "ed448", NULL));
+	/* The same RSA key again, labelled for PS256 only. */
+	json_array_append_new(keys, jwt_jwk_public(rsa_key, "ps1", "PS256"));
+	json_array_append_new(keys, jwt_jwk_public(rsa_key, "rs1", "RS256"));
+	assert_int_equal(jwt_keyset_add_jwks(ks, jwks, err, sizeof(err)), 7);
 	json_decref(jwks);
-	assert_int_equal(jwt_keyset_size(ks), 4);
+	assert_int_equal(jwt_keyset_size(ks), 8);
 
 	pol.algs = JWT_ALL_ALGS;
 	pol.issuer = "https://issuer";
@@ -170,6 +254,8 @@ static int teardown(void **state)
 	EVP_PKEY_free(rsa_key);
 	EVP_PKEY_free(ec_key);
 	EVP_PKEY_free(ec384_key);
+	EVP_PKEY_free(ed25519_key);
+	EVP_PKEY_free(ed448_key);
 	free(rsa_priv);
 	free(rsa_pub);
 	free(ec_priv);
@@ -542,25 +628,247 @@ static void test_weak_or_broken_keys_are_refused_at_load(void **state)
 	jwt_keyset_unref(k);
 }
 
+static void test_rfc7515_appendix_a_examples_verify(void **state)
+{
+	static const struct { const char *jwks, *tok; int alg; } v[] = {
+		{ rfc7515_a1_jwks, rfc7515_a1, JWT_HS256 },
+		{ rfc7515_a2_jwks, rfc7515_a2, JWT_RS256 },
+		{ rfc7515_a3_jwks, rfc7515_a3, JWT_ES256 },
+	};
+	struct jwt_policy p = { .algs = JWT_ALL_ALGS, .issuer = "joe",
+	                        .max_len = JWT_DEF_MAX_TOKEN };
+	struct jwt_keyset *k;
+	json_t *c = NULL;
+	char *bad;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		k = keyset_of(v[i].jwks);
+		assert_int_equal(jwt_verify_token(k, &p, v[i].tok, strlen(v[i].tok), RFC7515_NOW, &c),
+		                 JWT_OK);
+		assert_true(json_is_true(json_object_get(c, "http://example.com/is_root")));
+		json_decref(c);
+		/* Their exp is in 2011. */
+		assert_int_equal(jwt_verify_token(k, &p, v[i].tok, strlen(v[i].tok), NOW, NULL),
+		                 JWT_E_EXPIRED);
+		/* Only the named algorithm: off the allow-list it is refused. */
+		assert_int_equal(jwt_verify_signature(k, JWT_ALL_ALGS & ~JWT_ALG_BIT(v[i].alg),
+		                                      v[i].tok, strlen(v[i].tok)), JWT_E_ALG);
+		bad = strdup(v[i].tok);
+		bad[strlen(bad) - 3] = bad[strlen(bad) - 3] == 'A' ? 'B' : 'A';
+		assert_int_equal(jwt_verify_signature(k, JWT_ALL_ALGS, bad, strlen(bad)),
+		                 JWT_E_SIGNATURE);
+		free(bad);
+		jwt_keyset_unref(k);
+	}
+	/* A.4 signs the plain text "Payload": the signature verifies, the
+	 * token is no JWT. */
+	k = keyset_of(rfc7515_a4_jwks);
+	assert_int_equal(jwt_verify_signature(k, JWT_ALL_ALGS, rfc7515_a4, strlen(rfc7515_a4)),
+	                 JWT_OK);
+	assert_int_equal(jwt_verify_token(k, &p, rfc7515_a4, strlen(rfc7515_a4), RFC7515_NOW, NULL),
+	                 JWT_E_MALFORMED);
+	jwt_keyset_unref(k);
+	k = keyset_of(rfc7515_a1_jwks);
+	assert_int_equal(jwt_verify_signature(k, JWT_ALL_ALGS, rfc7515_a5, strlen(rfc7515_a5)),
+	                 JWT_E_MALFORMED);
+	jwt_keyset_unref(k);
+}
+
+static void test_rfc7520_section4_examples_verify(void **state)
+{
+	static const char *const toks[] = { rfc7520_4_1, rfc7520_4_2, rfc7520_4_3, rfc7520_4_4 };
+	static const int algs[] = { JWT_RS256, JWT_PS384, JWT_ES512, JWT_HS256 };
+	struct jwt_keyset *k = keyset_of(rfc7520_jwks);
+	char *t;
+	size_t i;
+
+	(void)state;
+	assert_int_equal(jwt_keyset_size(k), 3);
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(jwt_verify_signature(k, JWT_ALL_ALGS, toks[i], strlen(toks[i])),
+		                 JWT_OK);
+		assert_int_equal(jwt_verify_signature(k, JWT_ALG_BIT(algs[i]), toks[i], strlen(toks[i])),
+		                 JWT_OK);
+		assert_int_equal(jwt_verify_signature(k, JWT_ALL_ALGS & ~JWT_ALG_BIT(algs[i]), toks[i],
+		                                      strlen(toks[i])), JWT_E_ALG);
+	}
+	/* 4.1's PKCS#1 v1.5 signature labelled PS256, 4.2's PSS one labelled
+	 * RS384: neither label carries the other's signature. */
+	t = relabel(rfc7520_4_1, "PS256", "bilbo.baggins@hobbiton.example");
+	assert_int_equal(jwt_verify_signature(k, JWT_ALL_ALGS, t, strlen(t)), JWT_E_SIGNATURE);
+	free(t);
+	t = relabel(rfc7520_4_2, "RS384", "bilbo.baggins@hobbiton.example");
+	assert_int_equal(jwt_verify_signature(k, JWT_ALL_ALGS, t, strlen(t)), JWT_E_SIGNATURE);
+	free(t);
+	jwt_keyset_unref(k);
+}
+
+static void test_rfc8037_ed25519_example_verifies(void **state)
+{
+	struct jwt_keyset *k = keyset_of(rfc8037_jwks);
+	char *bad = strdup(rfc8037_a4);
+
+	(void)state;
+	assert_int_equal(jwt_verify_signature(k, JWT_ALG_BIT(JWT_EDDSA), rfc8037_a4,
+	                                      strlen(rfc8037_a4)), JWT_OK);
+	assert_int_equal(jwt_verify_signature(k, JWT_ALL_ALGS & ~JWT_ALG_BIT(JWT_EDDSA), rfc8037_a4,
+	                                      strlen(rfc8037_a4)), JWT_E_ALG);
+	bad[strlen(bad) - 5] = bad[strlen(bad) - 5] == 'A' ? 'B' : 'A';
+	assert_int_equal(jwt_verify_signature(k, JWT_ALL_ALGS, bad, strlen(bad)), JWT_E_SIGNATURE);
+	free(bad);
+	jwt_keyset_unref(k);
+}
+
+static void test_ps256_384_512_tokens_are_accepted(void **state)
+{
+	static const char *const algs[] = { "PS256", "PS384", "PS512" };
+	size_t i;
+
+	(void)state;
+	/* rsa1 (a PEM key without alg) takes any RSA algorithm. */
+	for (i = 0; i < 3; i++)
+		verify_free(sign_tok(algs[i], rsa_key, "rsa1", claims(NULL)), JWT_OK);
+	verify_free(sign_tok("PS256", rsa_key, "ps1", claims(NULL)), JWT_OK);
+}
+
+static void test_rs_and_ps_never_verify_as_each_other(void **state)
+{
+	char *ps, *rs;
+
+	(void)state;
+	ps = sign_tok("PS256", rsa_key, "rsa1", claims(NULL));
+	rs = mint(JWT_ALG_RS256, rsa_priv, strlen(rsa_priv), "rsa1", claims(NULL));
+	assert_int_equal(verify(ps), JWT_OK);
+	assert_int_equal(verify(rs), JWT_OK);
+	/* Same key, same signing input, the other label: the padding follows
+	 * the label, so the signature no longer verifies. */
+	verify_free(relabel(ps, "RS256", "rsa1"), JWT_E_SIGNATURE);
+	verify_free(relabel(rs, "PS256", "rsa1"), JWT_E_SIGNATURE);
+	/* A key labelled RS256 never takes a PS256 token, nor the reverse,
+	 * whatever the signature. */
+	verify_free(sign_tok("PS256", rsa_key, "rs1", claims(NULL)), JWT_E_ALG);
+	verify_free(mint(JWT_ALG_RS256, rsa_priv, strlen(rsa_priv), "ps1", claims(NULL)), JWT_E_ALG);
+	/* PS off the allow-list. */
+	pol.algs = JWT_ALL_ALGS & ~(JWT_ALG_BIT(JWT_PS256) | JWT_ALG_BIT(JWT_PS384) |
+	                            JWT_ALG_BIT(JWT_PS512));
+	assert_int_equal(verify(ps), JWT_E_ALG);
+	assert_int_equal(verify(rs), JWT_OK);
+	pol.algs = JWT_ALL_ALGS;
+	free(ps);
+	free(rs);
+}
+
+static void test_eddsa_ed25519_and_ed448_tokens_are_accepted(void **state)
+{
+	(void)state;
+	verify_free(sign_tok("EdDSA", ed25519_key, "ed1", claims(NULL)), JWT_OK);
+	verify_free(sign_tok("EdDSA", ed448_key, "ed448", claims(NULL)), JWT_OK);
+	/* Without kid: every OKP key is tried. */
+	verify_free(sign_tok("EdDSA", ed448_key, NULL, claims(NULL)), JWT_OK);
+	/* An Ed25519 signature under the Ed448 key's kid. */
+	verify_free(sign_tok("EdDSA", ed25519_key, "ed448", claims(NULL)), JWT_E_SIGNATURE);
+	/* Key type must fit: EdDSA never selects an RSA or EC key, ES256 or
+	 * HS256 never an OKP one. */
+	verify_free(relabel(rfc8037_a4, "EdDSA", "rsa1"), JWT_E_ALG);
+	verify_free(relabel(rfc8037_a4, "ES256", "ed1"), JWT_E_ALG);
+	verify_free(hs_raw("{\"alg\":\"HS256\",\"kid\":\"ed1\"}", claims(NULL), secret,
+	                   sizeof(secret) - 1), JWT_E_ALG);
+	pol.algs = JWT_ALL_ALGS & ~JWT_ALG_BIT(JWT_EDDSA);
+	verify_free(sign_tok("EdDSA", ed25519_key, "ed1", claims(NULL)), JWT_E_ALG);
+	pol.algs = JWT_ALL_ALGS;
+}
+
+/* A JWKS document parsed alone. Returns what jwt_keyset_add_jwks() does. */
+static int add_one(const char *jwk_text, char *err, size_t errlen)
+{
+	struct jwt_keyset *k = jwt_keyset_new();
+	char doc[4096];
+	json_t *j;
+	int r;
+
+	snprintf(doc, sizeof(doc), "{\"keys\":[%s]}", jwk_text);
+	j = json_loads(doc, 0, NULL);
+	assert_non_null(j);
+	r = jwt_keyset_add_jwks(k, j, err, errlen);
+	json_decref(j);
+	jwt_keyset_unref(k);
+	return r;
+}
+
+static void test_jwks_parser_okp_keys_and_unknown_members(void **state)
+{
+	json_t *jwk = jwt_jwk_public(ed25519_key, "e", "EdDSA"), *jwk448;
+	char err[256], *text;
+
+	(void)state;
+	/* The export round-trips. */
+	assert_string_equal(json_string_value(json_object_get(jwk, "kty")), "OKP");
+	assert_string_equal(json_string_value(json_object_get(jwk, "crv")), "Ed25519");
+	text = json_dumps(jwk, JSON_COMPACT);
+	assert_int_equal(add_one(text, err, sizeof(err)), 1);
+	free(text);
+	jwk448 = jwt_jwk_public(ed448_key, NULL, NULL);
+	assert_string_equal(json_string_value(json_object_get(jwk448, "crv")), "Ed448");
+	text = json_dumps(jwk448, JSON_COMPACT);
+	assert_int_equal(add_one(text, err, sizeof(err)), 1);
+	free(text);
+	/* Broken OKP material refuses the document. */
+	assert_int_equal(add_one("{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"AAAA\"}",
+	                         err, sizeof(err)), -1);
+	assert_int_equal(add_one("{\"kty\":\"OKP\",\"crv\":\"Ed25519\"}", err, sizeof(err)), -1);
+	assert_int_equal(add_one("{\"kty\":\"OKP\",\"crv\":\"Ed448\","
+	                         "\"x\":\"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"}",
+	                         err, sizeof(err)), -1);
+	/* An OKP key labelled for another key type. */
+	assert_int_equal(add_one("{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"alg\":\"ES256\","
+	                         "\"x\":\"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"}",
+	                         err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "key type"));
+	/* RFC 7517 section 5: what is not understood is skipped. */
+	assert_int_equal(add_one("{\"kty\":\"OKP\",\"crv\":\"X25519\","
+	                         "\"x\":\"hSDwCYkwp1R0i33ctD73Wg2_Og0mOBr066SpjqqbTmo\"}",
+	                         err, sizeof(err)), 0);
+	assert_int_equal(add_one("{\"kty\":\"EC\",\"crv\":\"secp256k1\",\"x\":\"AA\",\"y\":\"AA\"}",
+	                         err, sizeof(err)), 0);
+	assert_int_equal(add_one("{\"kty\":\"PQC\",\"pub\":\"AA\"}", err, sizeof(err)), 0);
+	assert_int_equal(add_one("{\"kty\":\"RSA\",\"alg\":\"RSA-OAEP\",\"n\":\"AA\",\"e\":\"AQAB\"}",
+	                         err, sizeof(err)), 0);
+	/* ... but a key needs its kty, and the set its array. */
+	assert_int_equal(add_one("{\"crv\":\"Ed25519\"}", err, sizeof(err)), -1);
+	assert_int_equal(add_one("\"text\"", err, sizeof(err)), -1);
+	json_decref(jwk);
+	json_decref(jwk448);
+}
+
 static void test_bench_verifications_per_second(void **state)
 {
 	static const struct { jwt_alg_t alg; const char *kid; int ours; } algs[] = {
 		{ JWT_ALG_HS256, "hs1", JWT_HS256 },
 		{ JWT_ALG_RS256, "rsa1", JWT_RS256 },
 		{ JWT_ALG_ES256, "ec1", JWT_ES256 },
+		{ JWT_ALG_NONE, "rsa1", JWT_PS256 },
+		{ JWT_ALG_NONE, "ed1", JWT_EDDSA },
 	};
 	size_t i;
 
 	(void)state;
-	for (i = 0; i < 3; i++) {
+	for (i = 0; i < sizeof(algs) / sizeof(algs[0]); i++) {
 		const char *key = algs[i].alg == JWT_ALG_HS256 ? (const char *)secret :
 		                  algs[i].alg == JWT_ALG_RS256 ? rsa_priv : ec_priv;
 		size_t klen = algs[i].alg == JWT_ALG_HS256 ? sizeof(secret) - 1 : strlen(key);
-		char *t = mint(algs[i].alg, key, klen, algs[i].kid, claims(NULL));
+		char *t;
 		struct timespec a, b;
 		double s;
 		int n = 0;
 
+		if (algs[i].alg == JWT_ALG_NONE)
+			t = sign_tok(jwt_alg_name((enum jwt_sig_alg)algs[i].ours),
+			             algs[i].ours == JWT_EDDSA ? ed25519_key : rsa_key, algs[i].kid,
+			             claims(NULL));
+		else
+			t = mint(algs[i].alg, key, klen, algs[i].kid, claims(NULL));
 		clock_gettime(CLOCK_MONOTONIC, &a);
 		do {
 			assert_int_equal(jwt_verify_token(ks, &pol, t, strlen(t), NOW, NULL), JWT_OK);
@@ -594,6 +902,13 @@ int main(void)
 		cmocka_unit_test(test_non_json_payload_and_header_are_malformed),
 		cmocka_unit_test(test_b64url_round_trip_and_strictness),
 		cmocka_unit_test(test_weak_or_broken_keys_are_refused_at_load),
+		cmocka_unit_test(test_rfc7515_appendix_a_examples_verify),
+		cmocka_unit_test(test_rfc7520_section4_examples_verify),
+		cmocka_unit_test(test_rfc8037_ed25519_example_verifies),
+		cmocka_unit_test(test_ps256_384_512_tokens_are_accepted),
+		cmocka_unit_test(test_rs_and_ps_never_verify_as_each_other),
+		cmocka_unit_test(test_eddsa_ed25519_and_ed448_tokens_are_accepted),
+		cmocka_unit_test(test_jwks_parser_okp_keys_and_unknown_members),
 		cmocka_unit_test(test_bench_verifications_per_second),
 	};
 

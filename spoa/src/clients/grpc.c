@@ -20,6 +20,7 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
+#include "config.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -45,6 +46,8 @@ struct call {
 	grpc_byte_buffer *resp_bb;
 	grpc_status_code status;
 	grpc_slice details;
+	grpc_metadata md_send[RPC_MAX_META];
+	size_t nmd_send;
 };
 
 struct rpc_channel {
@@ -99,6 +102,10 @@ static size_t bucket(const uint8_t *key)
 
 static void call_destroy(struct call *c)
 {
+	size_t i;
+
+	for (i = 0; i < c->nmd_send; i++)
+		grpc_slice_unref(c->md_send[i].value);
 	grpc_metadata_array_destroy(&c->md_initial);
 	grpc_metadata_array_destroy(&c->md_trailing);
 	if (c->req_bb)
@@ -111,8 +118,10 @@ static void call_destroy(struct call *c)
 	free(c);
 }
 
-/* Updates the breaker with a finished call's status. Called with the lock. */
-static void breaker_record(struct rpc_channel *ch, int status, int was_probe)
+/* Updates the breaker with a finished call's status; why is gRPC's
+ * detail text (a refused TLS handshake says so there). Called with the
+ * lock. */
+static void breaker_record(struct rpc_channel *ch, int status, int was_probe, const char *why)
 {
 	int transport = status == GRPC_STATUS_UNAVAILABLE ||
 	                status == GRPC_STATUS_DEADLINE_EXCEEDED;
@@ -127,6 +136,10 @@ static void breaker_record(struct rpc_channel *ch, int status, int was_probe)
 		ch->warned = 0;
 		return;
 	}
+	/* The first failure of a run says why, once: "connection refused",
+	 * "Ssl handshake failed: ... CERTIFICATE_VERIFY_FAILED", ... */
+	if (ch->fails == 0 && !ch->warned)
+		log_warn("rpc %s: %s unavailable (status %d): %s", ch->name, ch->target, status, why);
 	ch->fails++;
 	if (ch->fails >= RPC_BREAKER_FAILS) {
 		ch->open_until = mono_now() + RPC_BREAKER_OPEN_MS / 1000.0;
@@ -146,6 +159,7 @@ static void complete(struct call *c)
 	const uint8_t *resp = NULL;
 	size_t len = 0;
 	int status = (int)c->status, probe;
+	char *why = grpc_slice_to_c_string(c->details);
 
 	if (status == GRPC_STATUS_OK) {
 		if (c->resp_bb && grpc_byte_buffer_reader_init(&rd, c->resp_bb)) {
@@ -170,7 +184,7 @@ static void complete(struct call *c)
 	ls = c->listeners;
 	c->listeners = NULL;
 	probe = ch->probing && ch->open_until > 0;
-	breaker_record(ch, status, probe);
+	breaker_record(ch, status, probe, why);
 	pthread_mutex_unlock(&ch->lock);
 	stat_add(status == GRPC_STATUS_OK ? &ch->st.ok : &ch->st.failed);
 	{
@@ -184,12 +198,9 @@ static void complete(struct call *c)
 		stat_add(&ch->lat_count);
 		__atomic_fetch_add(&ch->lat_sum_us, (uint64_t)(secs * 1e6), __ATOMIC_RELAXED);
 	}
-	if (status != GRPC_STATUS_OK) {
-		char *d = grpc_slice_to_c_string(c->details);
-
-		log_debug("rpc %s: status %d: %s", ch->name, status, d);
-		gpr_free(d);
-	}
+	if (status != GRPC_STATUS_OK)
+		log_debug("rpc %s: status %d: %s", ch->name, status, why);
+	gpr_free(why);
 	while ((l = ls)) {
 		ls = l->next;
 		l->cb(l->arg, status, status == GRPC_STATUS_OK ? resp : NULL, len);
@@ -260,11 +271,99 @@ void rpc_stop(void)
 	started = 0;
 }
 
-struct rpc_channel *rpc_channel_new(const char *target, const char *name, int timeout_ms)
+/* Reads a whole PEM file (at most 1 MiB). Returns a malloc'd string or
+ * NULL (logged). */
+static char *read_pem(const char *name, const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf = NULL;
+	size_t n = 0, cap = 0;
+
+	if (!f) {
+		log_error("rpc %s: cannot read %s", name, path);
+		return NULL;
+	}
+	for (;;) {
+		size_t r;
+		if (n + 4096 + 1 > cap) {
+			char *nb;
+			cap = cap ? cap * 2 : 8192;
+			if (cap > (1u << 20) || !(nb = realloc(buf, cap))) {
+				log_error("rpc %s: %s is too large", name, path);
+				free(buf);
+				fclose(f);
+				return NULL;
+			}
+			buf = nb;
+		}
+		r = fread(buf + n, 1, cap - n - 1, f);
+		n += r;
+		if (r == 0)
+			break;
+	}
+	fclose(f);
+	buf[n] = '\0';
+	return buf;
+}
+
+/* TLS channel credentials from tls (files read now), or NULL (logged). */
+static grpc_channel_credentials *tls_creds(const char *name, const struct rpc_tls *tls)
+{
+	grpc_ssl_pem_key_cert_pair kp;
+	grpc_channel_credentials *creds = NULL;
+	char *ca = NULL, *cert = NULL, *key = NULL;
+
+	if (tls->ca_file && !(ca = read_pem(name, tls->ca_file)))
+		goto out;
+	if (tls->cert_file && (!(cert = read_pem(name, tls->cert_file)) ||
+	                       !(key = read_pem(name, tls->key_file))))
+		goto out;
+	kp.private_key = key;
+	kp.cert_chain = cert;
+	creds = grpc_ssl_credentials_create(ca, cert ? &kp : NULL, NULL, NULL);
+	if (!creds)
+		log_error("rpc %s: cannot create TLS credentials", name);
+ out:
+	free(ca);
+	free(cert);
+	free(key);
+	return creds;
+}
+
+int rpc_tls_parse(json_t *obj, const char *sect, struct rpc_tls *tls, char *err, size_t errlen)
+{
+	static const char *const known[] = { "ca_file", "cert_file", "key_file", "server_name", NULL };
+	json_t *t = obj ? json_object_get(obj, "grpc_tls") : NULL;
+	char where[64];
+
+	memset(tls, 0, sizeof(*tls));
+	if (!t)
+		return 0;
+	snprintf(where, sizeof(where), "%s.grpc_tls", sect);
+	if (!json_is_object(t)) {
+		snprintf(err, errlen, "%s: expected an object", where);
+		return -1;
+	}
+	if (config_check_keys(t, where, known, err, errlen) < 0 ||
+	    config_get_str(t, where, "ca_file", &tls->ca_file, err, errlen) < 0 ||
+	    config_get_str(t, where, "cert_file", &tls->cert_file, err, errlen) < 0 ||
+	    config_get_str(t, where, "key_file", &tls->key_file, err, errlen) < 0 ||
+	    config_get_str(t, where, "server_name", &tls->server_name, err, errlen) < 0)
+		return -1;
+	if (!tls->cert_file != !tls->key_file) {
+		snprintf(err, errlen, "%s: cert_file and key_file go together", where);
+		return -1;
+	}
+	tls->enabled = 1;
+	return 0;
+}
+
+struct rpc_channel *rpc_channel_new(const char *target, const char *name, int timeout_ms,
+                                    const struct rpc_tls *tls)
 {
 	struct rpc_channel *ch = calloc(1, sizeof(*ch));
 	grpc_channel_credentials *creds;
-	grpc_arg args[5];
+	grpc_arg args[6];
 	grpc_channel_args cargs;
 
 	if (!ch)
@@ -293,9 +392,20 @@ struct rpc_channel *rpc_channel_new(const char *target, const char *name, int ti
 	args[4].value.integer = 0;
 	cargs.num_args = 5;
 	cargs.args = args;
-	creds = grpc_insecure_credentials_create();
-	ch->channel = grpc_channel_create(target, creds, &cargs);
-	grpc_channel_credentials_release(creds);
+	if (tls && tls->enabled) {
+		if (tls->server_name) {
+			args[5].type = GRPC_ARG_STRING;
+			args[5].key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
+			args[5].value.string = (char *)tls->server_name;
+			cargs.num_args = 6;
+		}
+		creds = tls_creds(name, tls);
+	} else {
+		creds = grpc_insecure_credentials_create();
+	}
+	ch->channel = creds ? grpc_channel_create(target, creds, &cargs) : NULL;
+	if (creds)
+		grpc_channel_credentials_release(creds);
 	if (!ch->channel) {
 		pthread_mutex_destroy(&ch->lock);
 		free(ch);
@@ -337,8 +447,31 @@ static int breaker_allows(struct rpc_channel *ch)
 	return 1;
 }
 
+/* Copies the sendable entries of meta into c. */
+static void set_meta(struct call *c, const struct rpc_meta *meta)
+{
+	size_t i, j;
+
+	for (i = 0; meta && i < meta->n && i < RPC_MAX_META; i++) {
+		const char *v = meta->kv[i].val;
+		size_t n = meta->kv[i].len;
+
+		if (!n)
+			continue;
+		for (j = 0; j < n; j++)
+			if ((unsigned char)v[j] < 0x20 || (unsigned char)v[j] > 0x7e)
+				break;
+		if (j < n)
+			continue;
+		c->md_send[c->nmd_send].key = grpc_slice_from_static_string(meta->kv[i].key);
+		c->md_send[c->nmd_send].value = grpc_slice_from_copied_buffer(v, n);
+		c->nmd_send++;
+	}
+}
+
 int rpc_call(struct rpc_channel *ch, const char *method, const uint8_t *key,
-             const uint8_t *req, size_t len, rpc_done_fn cb, void *arg)
+             const struct rpc_meta *meta, const uint8_t *req, size_t len,
+             rpc_done_fn cb, void *arg)
 {
 	struct listener *l = malloc(sizeof(*l));
 	struct call *c = NULL, *e;
@@ -389,8 +522,11 @@ int rpc_call(struct rpc_channel *ch, const char *method, const uint8_t *key,
 	c->req_bb = grpc_raw_byte_buffer_create(&slice, 1);
 	grpc_slice_unref(slice);
 
+	set_meta(c, meta);
 	memset(ops, 0, sizeof(ops));
 	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+	ops[0].data.send_initial_metadata.count = c->nmd_send;
+	ops[0].data.send_initial_metadata.metadata = c->md_send;
 	ops[1].op = GRPC_OP_SEND_MESSAGE;
 	ops[1].data.send_message.send_message = c->req_bb;
 	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;

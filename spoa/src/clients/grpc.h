@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #define RPC_KEY_LEN         32
 #define RPC_BREAKER_FAILS   3
 #define RPC_BREAKER_OPEN_MS 1000
@@ -33,6 +35,28 @@
 #define RPC_UNAVAILABLE        14
 
 struct rpc_channel;
+
+/* TLS for a channel (agent.json's auth/authz "grpc_tls"); enabled = 0 is
+ * an insecure channel. Files are PEM; the strings are the config's. */
+struct rpc_tls {
+	int enabled;
+	const char *ca_file;           /* NULL: gRPC's default roots */
+	const char *cert_file, *key_file;   /* both for mTLS, or neither */
+	const char *server_name;       /* checked in the certificate, else the target's host */
+};
+
+/* ASCII metadata sent with a call (request id, trace context). Values
+ * with a byte outside 0x20..0x7e are not sent: gRPC would refuse the
+ * whole call. */
+#define RPC_MAX_META 4
+struct rpc_meta {
+	size_t n;
+	struct {
+		const char *key;       /* lower case, static */
+		const char *val;
+		size_t len;
+	} kv[RPC_MAX_META];
+};
 
 /* Runs on the completion-queue thread. resp is valid only during the call
  * (NULL unless status is RPC_OK). */
@@ -47,16 +71,26 @@ void rpc_drain(void);
 void rpc_stop(void);
 
 /* A channel to a gRPC target ("ipv4:127.0.0.1:9081", "dns:///host:port").
- * name labels logs and metrics ("auth", "authz"). NULL on error. */
-struct rpc_channel *rpc_channel_new(const char *target, const char *name, int timeout_ms);
+ * name labels logs and metrics ("auth", "authz"); tls may be NULL
+ * (insecure). NULL on error (logged, e.g. an unreadable PEM file). */
+struct rpc_channel *rpc_channel_new(const char *target, const char *name, int timeout_ms,
+                                    const struct rpc_tls *tls);
+
+/* Reads obj's "grpc_tls" object ({ca_file, cert_file, key_file,
+ * server_name}) into tls; absent leaves it disabled. Returns 0, or -1 with
+ * err set. sect names the section in messages. */
+int rpc_tls_parse(json_t *obj, const char *sect, struct rpc_tls *tls, char *err, size_t errlen);
 void rpc_channel_free(struct rpc_channel *ch);
 
 /* Starts method with the serialized request. key, when not NULL, lets an
  * identical in-flight call be joined instead of started. Returns 0 (cb
  * will be called exactly once), or -1 when the breaker is open or the call
- * cannot start (cb is not called; answer "unavailable" at once). */
+ * cannot start (cb is not called; answer "unavailable" at once). meta
+ * (may be NULL) goes with the call; a joined call carries the first
+ * caller's. */
 int rpc_call(struct rpc_channel *ch, const char *method, const uint8_t *key,
-             const uint8_t *req, size_t len, rpc_done_fn cb, void *arg);
+             const struct rpc_meta *meta, const uint8_t *req, size_t len,
+             rpc_done_fn cb, void *arg);
 
 struct rpc_stats {
 	uint64_t calls;                /* RPCs started */

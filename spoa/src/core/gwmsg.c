@@ -115,6 +115,16 @@ static int parse_args(struct spop_rd *rd, unsigned nargs, struct gw_request *req
 			rc = take_str(&val, &req->rl_user);
 		else if (name_is(name, "rl_ip"))
 			rc = take_str(&val, &req->rl_ip);
+		else if (name_is(name, "req_id"))
+			rc = take_str(&val, &req->req_id);
+		else if (name_is(name, "traceparent"))
+			rc = take_str(&val, &req->traceparent);
+		else if (name_is(name, "tracestate"))
+			rc = take_str(&val, &req->tracestate);
+		else if (name_is(name, "client_subject"))
+			rc = take_str(&val, &req->client_subject);
+		else if (name_is(name, "client_fp"))
+			rc = take_str(&val, &req->client_fp);
 		/* unknown arguments are ignored: newer generators may add some */
 		if (rc < 0)
 			return -1;
@@ -144,6 +154,8 @@ int gw_request_parse(const uint8_t *payload, size_t len, struct gw_request *req)
 	memset(req, 0, sizeof(*req));
 	req->route = req->perm = req->token = req->method = empty;
 	req->path = req->rl_user = req->rl_ip = empty;
+	req->req_id = req->traceparent = req->tracestate = empty;
+	req->client_subject = req->client_fp = empty;
 
 	spop_rd_init(&rd, payload, len);
 	while ((r = spop_msg_next(&rd, &name, &nargs)) == 1) {

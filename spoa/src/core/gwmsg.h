@@ -27,6 +27,13 @@ struct gw_request {
 	struct spop_str path;
 	struct spop_str rl_user;
 	struct spop_str rl_ip;
+	/* Request id and W3C trace context (for the Auth/Authz calls), and the
+	 * verified client certificate under mTLS; empty when absent. */
+	struct spop_str req_id;
+	struct spop_str traceparent;
+	struct spop_str tracestate;
+	struct spop_str client_subject;
+	struct spop_str client_fp;
 	int auth;
 	int ip_family;             /* 0 (absent), 4 or 6 */
 	uint8_t ip[16];

@@ -18,6 +18,7 @@
 #include <openssl/hmac.h>
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
+#include <openssl/rsa.h>
 
 #define HS_MIN_SECRET   32      /* RFC 7518 3.2: at least the hash size of HS256 */
 #define RSA_MIN_BITS    2048
@@ -28,8 +29,8 @@ struct jwt_key {
 	int has_kid;
 	enum jwt_kty kty;
 	int alg;                       /* -1: any algorithm of the key's type */
-	int bits;                      /* EC curve size: 256, 384, 521 */
-	EVP_PKEY *pkey;                /* RSA, EC */
+	int bits;                      /* EC curve size: 256, 384, 521; OKP: 25519, 448 */
+	EVP_PKEY *pkey;                /* RSA, EC, OKP */
 	unsigned char *secret;         /* oct */
 	size_t secret_len;
 };
@@ -42,6 +43,7 @@ struct jwt_keyset {
 
 static const char *const alg_names[JWT_NALGS] = {
 	"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512",
+	"PS256", "PS384", "PS512", "EdDSA",
 };
 
 int jwt_alg_parse(const char *s)
@@ -84,11 +86,24 @@ static enum jwt_kty alg_kty(enum jwt_sig_alg a)
 		return JWT_KTY_OCT;
 	if (a <= JWT_RS512)
 		return JWT_KTY_RSA;
-	return JWT_KTY_EC;
+	if (a <= JWT_ES512)
+		return JWT_KTY_EC;
+	if (a <= JWT_PS512)
+		return JWT_KTY_RSA;
+	return JWT_KTY_OKP;
 }
 
+static int alg_is_pss(enum jwt_sig_alg a)
+{
+	return a >= JWT_PS256 && a <= JWT_PS512;
+}
+
+/* The hash of an HS, RS, ES or PS algorithm; EdDSA hashes inside the
+ * signature scheme and has none. */
 static const EVP_MD *alg_md(enum jwt_sig_alg a)
 {
+	if (a == JWT_EDDSA)
+		return NULL;
 	switch (a % 3) {
 	case 0:  return EVP_sha256();
 	case 1:  return EVP_sha384();
@@ -253,6 +268,17 @@ static int keyset_push(struct jwt_keyset *ks, const char *kid, int alg, enum jwt
 		         kid ? kid : "", RSA_MIN_BITS);
 		goto fail;
 	}
+	if (kty == JWT_KTY_OKP) {
+		if (EVP_PKEY_is_a(pkey, "ED25519")) {
+			k->bits = 25519;
+		} else if (EVP_PKEY_is_a(pkey, "ED448")) {
+			k->bits = 448;
+		} else {
+			snprintf(err, errlen, "key \"%s\": OKP curve must be Ed25519 or Ed448",
+			         kid ? kid : "");
+			goto fail;
+		}
+	}
 	if (kty == JWT_KTY_EC) {
 		k->bits = EVP_PKEY_get_bits(pkey);
 		if (k->bits != 256 && k->bits != 384 && k->bits != 521) {
@@ -406,6 +432,37 @@ static EVP_PKEY *jwk_ec(json_t *jwk)
 	return pkey;
 }
 
+/* RFC 8037: the public key is the raw x of the curve. Returns NULL for a
+ * curve this verifier does not sign with (X25519, X448 are for ECDH). */
+static EVP_PKEY *jwk_okp(json_t *jwk, const char *crv)
+{
+	unsigned char *x = NULL;
+	long xlen = jwk_b64(jwk, "x", &x);
+	EVP_PKEY *pkey = NULL;
+
+	if (xlen == 32 && strcmp(crv, "Ed25519") == 0)
+		pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, x, (size_t)xlen);
+	else if (xlen == 57 && strcmp(crv, "Ed448") == 0)
+		pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED448, NULL, x, (size_t)xlen);
+	OPENSSL_free(x);
+	return pkey;
+}
+
+/* RFC 7517 section 5: a key of a type, curve or algorithm not understood
+ * here is ignored, not an error. Returns 1 when jwk is one of those. */
+static int jwk_unsupported(const char *kty, const char *crv, const char *alg)
+{
+	if (alg && jwt_alg_parse(alg) < 0)
+		return 1;
+	if (strcmp(kty, "RSA") == 0 || strcmp(kty, "oct") == 0)
+		return 0;
+	if (strcmp(kty, "EC") == 0)
+		return crv && strcmp(crv, "P-256") && strcmp(crv, "P-384") && strcmp(crv, "P-521");
+	if (strcmp(kty, "OKP") == 0)
+		return !crv || (strcmp(crv, "Ed25519") && strcmp(crv, "Ed448"));
+	return 1;
+}
+
 int jwt_keyset_add_jwks(struct jwt_keyset *ks, json_t *jwks, char *err, size_t errlen)
 {
 	json_t *keys = json_object_get(jwks, "keys"), *jwk;
@@ -421,6 +478,7 @@ int jwt_keyset_add_jwks(struct jwt_keyset *ks, json_t *jwks, char *err, size_t e
 		const char *kid = json_string_value(json_object_get(jwk, "kid"));
 		const char *use = json_string_value(json_object_get(jwk, "use"));
 		const char *alg = json_string_value(json_object_get(jwk, "alg"));
+		const char *crv = json_string_value(json_object_get(jwk, "crv"));
 		EVP_PKEY *pkey = NULL;
 		unsigned char *k = NULL;
 		long klen = 0;
@@ -433,22 +491,22 @@ int jwt_keyset_add_jwks(struct jwt_keyset *ks, json_t *jwks, char *err, size_t e
 		}
 		if (use && strcmp(use, "sig") != 0)
 			continue;
-		if (alg && (a = jwt_alg_parse(alg)) < 0) {
-			snprintf(err, errlen, "keys[%zu]: alg \"%s\" is not supported", i, alg);
-			return -1;
-		}
+		if (jwk_unsupported(kty, crv, alg))
+			continue;
+		if (alg)
+			a = jwt_alg_parse(alg);
 		if (strcmp(kty, "RSA") == 0) {
 			t = JWT_KTY_RSA;
 			pkey = jwk_rsa(jwk);
 		} else if (strcmp(kty, "EC") == 0) {
 			t = JWT_KTY_EC;
 			pkey = jwk_ec(jwk);
-		} else if (strcmp(kty, "oct") == 0) {
+		} else if (strcmp(kty, "OKP") == 0) {
+			t = JWT_KTY_OKP;
+			pkey = jwk_okp(jwk, crv);
+		} else {
 			t = JWT_KTY_OCT;
 			klen = jwk_b64(jwk, "k", &k);
-		} else {
-			snprintf(err, errlen, "keys[%zu]: kty \"%s\" is not supported", i, kty);
-			return -1;
 		}
 		if (t == JWT_KTY_OCT ? klen < 0 : !pkey) {
 			snprintf(err, errlen, "keys[%zu] (%s): invalid %s key material", i,
@@ -546,9 +604,12 @@ int jwt_keyset_add_pem_file(struct jwt_keyset *ks, const char *kid, const char *
 		t = JWT_KTY_RSA;
 	} else if (EVP_PKEY_is_a(pkey, "EC")) {
 		t = JWT_KTY_EC;
+	} else if (EVP_PKEY_is_a(pkey, "ED25519") || EVP_PKEY_is_a(pkey, "ED448")) {
+		t = JWT_KTY_OKP;
 	} else {
 		EVP_PKEY_free(pkey);
-		snprintf(err, errlen, "%s: only RSA and EC public keys are supported", path);
+		snprintf(err, errlen, "%s: only RSA, EC, Ed25519 and Ed448 public keys are supported",
+		         path);
 		return -1;
 	}
 	if (keyset_push(ks, kid, a, t, pkey, NULL, 0, err, errlen) < 0)
@@ -597,6 +658,7 @@ static int verify_sig(const struct jwt_key *k, enum jwt_sig_alg a, const char *m
 	unsigned char mac[EVP_MAX_MD_SIZE], *der = NULL;
 	unsigned maclen = 0;
 	EVP_MD_CTX *ctx;
+	EVP_PKEY_CTX *pctx = NULL;
 	int ok = 0, dlen;
 
 	if (k->kty == JWT_KTY_OCT) {
@@ -617,8 +679,18 @@ static int verify_sig(const struct jwt_key *k, enum jwt_sig_alg a, const char *m
 		sig = der;
 		slen = (size_t)dlen;
 	}
-	if (EVP_DigestVerifyInit(ctx, NULL, md, NULL, k->pkey) == 1 &&
-	    EVP_DigestVerify(ctx, sig, slen, (const unsigned char *)msg, mlen) == 1)
+	if (k->kty == JWT_KTY_OKP && slen != (k->bits == 448 ? 114u : 64u))
+		goto out;
+	if (EVP_DigestVerifyInit(ctx, &pctx, md, NULL, k->pkey) != 1)
+		goto out;
+	/* RFC 7518 3.5: MGF1 with the same hash, salt as long as the hash.
+	 * RS tokens keep PKCS#1 v1.5, so one label never passes as the other. */
+	if (alg_is_pss(a) &&
+	    (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
+	     EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md) != 1 ||
+	     EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) != 1))
+		goto out;
+	if (EVP_DigestVerify(ctx, sig, slen, (const unsigned char *)msg, mlen) == 1)
 		ok = 1;
  out:
 	OPENSSL_free(der);
@@ -709,79 +781,124 @@ static enum jwt_status check_claims(const struct jwt_policy *p, json_t *c, int64
 	return JWT_OK;
 }
 
+/* A compact JWS split at its dots, with the header parsed and checked. */
+struct jws {
+	const char *d1, *d2;           /* the two dots */
+	json_t *hdr;
+	int alg;
+	const char *kid;               /* borrowed from hdr, NULL when absent */
+};
+
+/* Splits tok, decodes its header, checks alg against the mask algs and the
+ * signature against ks. scratch holds len * 3 / 4 + 4 bytes. On JWT_OK
+ * j->hdr is set and the caller json_decref()s it; on error it is NULL. */
+static enum jwt_status jws_check(const struct jwt_keyset *ks, unsigned algs, const char *tok,
+                                 size_t len, unsigned char *scratch, struct jws *j)
+{
+	size_t hlen, plen, slen, i;
+	json_t *kidv;
+	const char *alg_s;
+	enum jwt_status st;
+	long siglen;
+	int tried = 0, kid_seen = 0, ok = 0;
+
+	memset(j, 0, sizeof(*j));
+	j->d1 = memchr(tok, '.', len);
+	j->d2 = j->d1 ? memchr(j->d1 + 1, '.', len - (size_t)(j->d1 + 1 - tok)) : NULL;
+	if (!j->d2 || memchr(j->d2 + 1, '.', len - (size_t)(j->d2 + 1 - tok)))
+		return JWT_E_MALFORMED;
+	hlen = (size_t)(j->d1 - tok);
+	plen = (size_t)(j->d2 - j->d1 - 1);
+	slen = len - (size_t)(j->d2 + 1 - tok);
+	if (hlen == 0 || plen == 0 || slen == 0)
+		return JWT_E_MALFORMED;
+
+	st = JWT_E_MALFORMED;
+	j->hdr = decode_json(tok, hlen, scratch);
+	if (!j->hdr)
+		goto fail;
+	alg_s = json_string_value(json_object_get(j->hdr, "alg"));
+	if (!alg_s)
+		goto fail;
+	/* No extension is understood, so a critical one must be refused
+	 * (RFC 7515 4.1.11). */
+	if (json_object_get(j->hdr, "crit"))
+		goto fail;
+	st = JWT_E_ALG;
+	j->alg = jwt_alg_parse(alg_s);     /* "none" and friends are -1 */
+	if (j->alg < 0 || !(algs & JWT_ALG_BIT(j->alg)))
+		goto fail;
+	kidv = json_object_get(j->hdr, "kid");
+	if (kidv) {
+		st = JWT_E_MALFORMED;
+		j->kid = json_string_value(kidv);
+		if (!j->kid)
+			goto fail;
+	}
+	st = JWT_E_MALFORMED;
+	siglen = jwt_b64url_decode(scratch, j->d2 + 1, slen);
+	if (siglen <= 0)
+		goto fail;
+	for (i = 0; i < ks->n && !ok; i++) {
+		const struct jwt_key *k = &ks->keys[i];
+
+		if (j->kid && (!k->has_kid || strcmp(k->kid, j->kid) != 0))
+			continue;
+		kid_seen = 1;
+		if (!key_fits(k, (enum jwt_sig_alg)j->alg))
+			continue;
+		tried = 1;
+		ok = verify_sig(k, (enum jwt_sig_alg)j->alg, tok, (size_t)(j->d2 - tok), scratch,
+		                (size_t)siglen);
+	}
+	if (ok)
+		return JWT_OK;
+	st = !kid_seen ? JWT_E_KID : !tried ? JWT_E_ALG : JWT_E_SIGNATURE;
+ fail:
+	json_decref(j->hdr);
+	j->hdr = NULL;
+	return st;
+}
+
+enum jwt_status jwt_verify_signature(const struct jwt_keyset *ks, unsigned algs,
+                                     const char *tok, size_t len)
+{
+	unsigned char *scratch;
+	enum jwt_status st;
+	struct jws j;
+
+	if (len > 65536)
+		return JWT_E_TOO_LONG;
+	scratch = malloc(len * 3 / 4 + 4);
+	if (!scratch)
+		return JWT_E_NOMEM;
+	st = jws_check(ks, algs, tok, len, scratch, &j);
+	json_decref(j.hdr);
+	free(scratch);
+	return st;
+}
+
 enum jwt_status jwt_verify_token(const struct jwt_keyset *ks, const struct jwt_policy *p,
                                  const char *tok, size_t len, int64_t now,
                                  json_t **claims)
 {
-	const char *d1, *d2, *alg_s, *kid = NULL;
-	json_t *hdr = NULL, *payload = NULL, *kidv;
-	unsigned char *scratch = NULL;
+	json_t *payload = NULL;
+	unsigned char *scratch;
 	enum jwt_status st;
-	size_t hlen, plen, slen, i;
-	long siglen;
-	int alg, tried = 0, kid_seen = 0, ok = 0;
+	struct jws j;
 
 	if (claims)
 		*claims = NULL;
 	if (len > (p->max_len ? p->max_len : JWT_DEF_MAX_TOKEN))
 		return JWT_E_TOO_LONG;
-	d1 = memchr(tok, '.', len);
-	d2 = d1 ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - tok)) : NULL;
-	if (!d2 || memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - tok)))
-		return JWT_E_MALFORMED;
-	hlen = (size_t)(d1 - tok);
-	plen = (size_t)(d2 - d1 - 1);
-	slen = len - (size_t)(d2 + 1 - tok);
-	if (hlen == 0 || plen == 0 || slen == 0)
-		return JWT_E_MALFORMED;
 	scratch = malloc(len * 3 / 4 + 4);
 	if (!scratch)
 		return JWT_E_NOMEM;
-
+	st = jws_check(ks, p->algs, tok, len, scratch, &j);
+	if (st != JWT_OK)
+		goto out;
 	st = JWT_E_MALFORMED;
-	hdr = decode_json(tok, hlen, scratch);
-	if (!hdr)
-		goto out;
-	alg_s = json_string_value(json_object_get(hdr, "alg"));
-	if (!alg_s)
-		goto out;
-	/* No extension is understood, so a critical one must be refused
-	 * (RFC 7515 4.1.11). */
-	if (json_object_get(hdr, "crit"))
-		goto out;
-	st = JWT_E_ALG;
-	alg = jwt_alg_parse(alg_s);       /* "none" and friends are -1 */
-	if (alg < 0 || !(p->algs & JWT_ALG_BIT(alg)))
-		goto out;
-	kidv = json_object_get(hdr, "kid");
-	if (kidv) {
-		st = JWT_E_MALFORMED;
-		kid = json_string_value(kidv);
-		if (!kid)
-			goto out;
-	}
-	st = JWT_E_MALFORMED;
-	siglen = jwt_b64url_decode(scratch, d2 + 1, slen);
-	if (siglen <= 0)
-		goto out;
-	for (i = 0; i < ks->n && !ok; i++) {
-		const struct jwt_key *k = &ks->keys[i];
-
-		if (kid && (!k->has_kid || strcmp(k->kid, kid) != 0))
-			continue;
-		kid_seen = 1;
-		if (!key_fits(k, (enum jwt_sig_alg)alg))
-			continue;
-		tried = 1;
-		ok = verify_sig(k, (enum jwt_sig_alg)alg, tok, (size_t)(d2 - tok), scratch,
-		                (size_t)siglen);
-	}
-	if (!ok) {
-		st = !kid_seen ? JWT_E_KID : !tried ? JWT_E_ALG : JWT_E_SIGNATURE;
-		goto out;
-	}
-	st = JWT_E_MALFORMED;
-	payload = decode_json(d1 + 1, plen, scratch);
+	payload = decode_json(j.d1 + 1, (size_t)(j.d2 - j.d1 - 1), scratch);
 	if (!payload)
 		goto out;
 	st = check_claims(p, payload, now);
@@ -790,7 +907,7 @@ enum jwt_status jwt_verify_token(const struct jwt_keyset *ks, const struct jwt_p
 		payload = NULL;
 	}
  out:
-	json_decref(hdr);
+	json_decref(j.hdr);
 	json_decref(payload);
 	free(scratch);
 	return st;
@@ -862,6 +979,14 @@ json_t *jwt_jwk_public(EVP_PKEY *pkey, const char *kid, const char *alg)
 		    publen != 1 + 2 * size || pub[0] != 0x04 ||
 		    jwk_put_b64(o, "x", pub + 1, size) < 0 ||
 		    jwk_put_b64(o, "y", pub + 1 + size, size) < 0)
+			goto fail;
+	} else if (EVP_PKEY_is_a(pkey, "ED25519") || EVP_PKEY_is_a(pkey, "ED448")) {
+		publen = sizeof(pub);
+		json_object_set_new(o, "kty", json_string("OKP"));
+		json_object_set_new(o, "crv", json_string(EVP_PKEY_is_a(pkey, "ED448") ?
+		                                          "Ed448" : "Ed25519"));
+		if (EVP_PKEY_get_raw_public_key(pkey, pub, &publen) != 1 ||
+		    jwk_put_b64(o, "x", pub, publen) < 0)
 			goto fail;
 	} else {
 		goto fail;

@@ -31,7 +31,9 @@ enum jwt_sig_alg {
 	JWT_HS256 = 0, JWT_HS384 = 1, JWT_HS512 = 2,
 	JWT_RS256 = 3, JWT_RS384 = 4, JWT_RS512 = 5,
 	JWT_ES256 = 6, JWT_ES384 = 7, JWT_ES512 = 8,
-	JWT_NALGS = 9
+	JWT_PS256 = 9, JWT_PS384 = 10, JWT_PS512 = 11,
+	JWT_EDDSA = 12,                /* Ed25519 or Ed448, by the key's curve */
+	JWT_NALGS = 13
 };
 
 #define JWT_ALG_BIT(a)  (1u << (a))
@@ -41,6 +43,7 @@ enum jwt_kty {
 	JWT_KTY_OCT = 1,
 	JWT_KTY_RSA = 2,
 	JWT_KTY_EC  = 3,
+	JWT_KTY_OKP = 4,               /* RFC 8037: Ed25519, Ed448 */
 };
 
 /* Verification outcome; each maps to one reason code of the contract. */
@@ -85,13 +88,17 @@ void jwt_keyset_unref(struct jwt_keyset *ks);
 size_t jwt_keyset_size(const struct jwt_keyset *ks);
 
 /* Adds every usable key of a JWKS document ({"keys":[...]}): RSA n/e, EC
- * x/y/crv (P-256, P-384, P-521), oct k. Keys with "use" other than "sig"
- * are skipped. Returns the number added or -1 with err set. */
+ * x/y/crv (P-256, P-384, P-521), OKP x/crv (Ed25519, Ed448), oct k.
+ * Keys with "use" other than "sig", and (RFC 7517 section 5) keys whose
+ * kty, crv or alg is not understood here, are skipped: a provider's set
+ * may carry encryption keys or newer algorithms beside the ones we use.
+ * Broken or weak material of a supported type refuses the whole document.
+ * Returns the number added or -1 with err set. */
 int jwt_keyset_add_jwks(struct jwt_keyset *ks, json_t *jwks, char *err, size_t errlen);
 int jwt_keyset_add_jwks_file(struct jwt_keyset *ks, const char *path, char *err,
                              size_t errlen);
 
-/* Adds a PEM public key (RSA or EC) or, for an HS algorithm, a raw secret
+/* Adds a PEM public key (RSA, EC, Ed25519 or Ed448) or, for an HS algorithm, a raw secret
  * file. alg may be NULL (any algorithm of the key's type). kid may be NULL.
  * Returns 0 or -1 with err set. */
 int jwt_keyset_add_pem_file(struct jwt_keyset *ks, const char *kid, const char *alg,
@@ -110,6 +117,13 @@ enum jwt_status jwt_verify_token(const struct jwt_keyset *ks, const struct jwt_p
                                  const char *tok, size_t len, int64_t now,
                                  json_t **claims);
 
+/* Checks only the JWS signature of a compact token tok[0..len) against ks,
+ * the algorithms in the mask algs: the payload may be any bytes (RFC 7515
+ * appendix A.4, RFC 7520 section 4 sign plain text). Returns JWT_OK or the
+ * error jwt_verify_token() would give for the same header and signature. */
+enum jwt_status jwt_verify_signature(const struct jwt_keyset *ks, unsigned algs,
+                                     const char *tok, size_t len);
+
 /* base64url without padding. dst must hold ((n + 2) / 3) * 4 + 1 bytes;
  * returns the length written (NUL-terminated). */
 size_t jwt_b64url_encode(char *dst, const unsigned char *src, size_t n);
@@ -118,7 +132,7 @@ size_t jwt_b64url_encode(char *dst, const unsigned char *src, size_t n);
  * n * 3 / 4 + 1 bytes. Returns the decoded length or -1. */
 long jwt_b64url_decode(unsigned char *dst, const char *src, size_t n);
 
-/* The public JWK of an RSA or EC key, or of a shared secret, for keygen and
+/* The public JWK of an RSA, EC or OKP key, or of a shared secret, for keygen and
  * tests. Returns a new object (caller json_decref()s) or NULL. */
 json_t *jwt_jwk_public(EVP_PKEY *pkey, const char *kid, const char *alg);
 json_t *jwt_jwk_secret(const unsigned char *secret, size_t len, const char *kid,

@@ -22,6 +22,7 @@
 #include "grpc.h"
 #include "log.h"
 #include "metrics.h"
+#include "trace.h"
 #include "worker_ctx.h"
 
 enum authz_mode {
@@ -36,6 +37,7 @@ enum authz_mode {
 static struct {
 	enum authz_mode mode;
 	const char *target;
+	struct rpc_tls tls;
 	int timeout_ms;
 	double cache_ttl;
 	long cache_size;
@@ -80,7 +82,7 @@ static int authz_configure(const struct agent_config *cfg, char *err, size_t err
 {
 	static const char *const known[] = {
 		"mode", "service_target", "timeout_ms", "cache_ttl_ms", "cache_size", "on_error",
-		NULL
+		"grpc_tls", NULL
 	};
 	json_t *s = cfg->authz;
 	const char *mode = "none", *on_error = "deny";
@@ -95,7 +97,8 @@ static int authz_configure(const struct agent_config *cfg, char *err, size_t err
 	if (config_check_keys(s, "authz", known, err, errlen) < 0 ||
 	    config_get_str(s, "authz", "mode", &mode, err, errlen) < 0 ||
 	    config_get_str(s, "authz", "service_target", &Z.target, err, errlen) < 0 ||
-	    config_get_str(s, "authz", "on_error", &on_error, err, errlen) < 0)
+	    config_get_str(s, "authz", "on_error", &on_error, err, errlen) < 0 ||
+	    rpc_tls_parse(s, "authz", &Z.tls, err, errlen) < 0)
 		return -1;
 	n = 200;
 	if (config_get_int(s, "authz", "timeout_ms", 1, 60000, &n, err, errlen) < 0)
@@ -189,13 +192,13 @@ static int authz_start(struct agent *a)
 		return 0;
 	if (rpc_start() < 0)
 		return -1;
-	Z.ch = rpc_channel_new(Z.target, "authz", Z.timeout_ms);
+	Z.ch = rpc_channel_new(Z.target, "authz", Z.timeout_ms, &Z.tls);
 	if (!Z.ch) {
 		log_error("authz: cannot create a gRPC channel to %s", Z.target);
 		return -1;
 	}
-	log_info("authz: Authz Service at %s, deadline %d ms, on_error %s", Z.target,
-	         Z.timeout_ms, Z.on_error_allow ? "allow" : "deny");
+	log_info("authz: Authz Service at %s%s, deadline %d ms, on_error %s", Z.target,
+	         Z.tls.enabled ? " over TLS" : "", Z.timeout_ms, Z.on_error_allow ? "allow" : "deny");
 	return 0;
 }
 
@@ -315,6 +318,7 @@ static int start_check(struct decision *d, const struct authn_identity *id,
 	static const char *const names[4] = { "method", "path", "route", "ip" };
 	char *vals[4] = { method, path, route, ip };
 	uint8_t *buf = NULL, *k = NULL;
+	struct rpc_meta meta;
 	size_t n, i;
 	int rc = -1;
 
@@ -344,7 +348,8 @@ static int start_check(struct decision *d, const struct authn_identity *id,
 		goto out;
 	spogate__authz__v1__check_permission_request__pack(&req, buf);
 	memcpy(k, key, CACHE_KEY_LEN);
-	rc = rpc_call(Z.ch, CHECK_METHOD, key, buf, n, on_check_done, k);
+	trace_meta(&d->req, &meta);
+	rc = rpc_call(Z.ch, CHECK_METHOD, key, &meta, buf, n, on_check_done, k);
 	if (rc == 0)
 		k = NULL;
  out:

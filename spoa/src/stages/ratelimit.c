@@ -141,9 +141,15 @@ struct rl_batch;
 struct rl_worker {
 	struct worker *w;
 	struct rl_config cfg;
+<<<<<<< HEAD
 	struct redis_client *redis;    /* one Redis, or NULL with: */
 	struct rcluster *cluster;      /* redis.cluster */
 	struct breaker br;             /* the cluster's (redis.c has its own) */
+=======
+	struct redis_client *redis;
+	double skip_warned;         /* loop time of the last "limits skipped" warning */
+	uint64_t skip_logged;       /* error_allowed at that warning */
+>>>>>>> main
 	struct rl_cache cache;
 	struct rl_leases leases;       /* lease mode only */
 	struct rl_batch *open;         /* decisions waiting for the flush */
@@ -224,14 +230,28 @@ static void apply_outcome(struct rl_worker *rw, struct decision *d,
 	v->retry_after = o->retry_after_s;
 }
 
-/* Redis could not answer in time: on_redis_error decides; no headers. */
+#define SKIP_WARN_S 10.0     /* at most one "limits skipped" warning this often */
+
+/* Redis could not answer in time: on_redis_error decides; no headers.
+ * Failing open is documented, but operators must see that limits were
+ * skipped: spogate_ratelimit_redis_unavailable_total{action="allow"} and
+ * a warning at most every SKIP_WARN_S seconds per worker. */
 static void apply_error(struct rl_worker *rw, struct decision *d)
 {
+	double now = ev_now(rw->w->loop);
+
 	if (rw->cfg.on_error == RL_ON_ERROR_DENY && !rw->cfg.shadow) {
 		add(&rw->st.error_denied, 1);
 		gw_verdict_deny(&d->v, 503, GW_R_RATELIMIT_UNAVAILABLE);
-	} else {
-		add(&rw->st.error_allowed, 1);
+		return;
+	}
+	add(&rw->st.error_allowed, 1);
+	if (rw->skip_warned == 0 || now - rw->skip_warned >= SKIP_WARN_S) {
+		log_warn("worker %d: Redis did not answer in time: rate limits skipped "
+		         "(on_redis_error allow) for %lu requests since the last warning",
+		         rw->w->id, (unsigned long)(rw->st.error_allowed - rw->skip_logged));
+		rw->skip_warned = now;
+		rw->skip_logged = rw->st.error_allowed;
 	}
 }
 
