@@ -141,15 +141,11 @@ struct rl_batch;
 struct rl_worker {
 	struct worker *w;
 	struct rl_config cfg;
-<<<<<<< HEAD
 	struct redis_client *redis;    /* one Redis, or NULL with: */
 	struct rcluster *cluster;      /* redis.cluster */
 	struct breaker br;             /* the cluster's (redis.c has its own) */
-=======
-	struct redis_client *redis;
 	double skip_warned;         /* loop time of the last "limits skipped" warning */
 	uint64_t skip_logged;       /* error_allowed at that warning */
->>>>>>> main
 	struct rl_cache cache;
 	struct rl_leases leases;       /* lease mode only */
 	struct rl_batch *open;         /* decisions waiting for the flush */
