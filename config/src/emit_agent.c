@@ -151,6 +151,15 @@ int gen_emit_agent(const struct gen_gateway *g, const struct gen_registry *r, st
 			json_array_append_new(seeds, json_string(g->redis.cluster.v[i]));
 		json_object_set_new(redis, "cluster", seeds);
 	}
+	if (g->redis.sentinel_master && g->redis.sentinels.n) {
+		json_t *sen = json_object(), *addrs = json_array();
+
+		for (i = 0; i < g->redis.sentinels.n; i++)
+			json_array_append_new(addrs, json_string(g->redis.sentinels.v[i]));
+		json_object_set_new(sen, "master", json_string(g->redis.sentinel_master));
+		json_object_set_new(sen, "addresses", addrs);
+		json_object_set_new(redis, "sentinel", sen);
+	}
 	json_object_set_new(root, "redis", redis);
 
 	for (i = 0; i < g->nroutes; i++)

@@ -212,6 +212,8 @@ struct gen_gateway {
 		int64_t timeout_ms;
 		long db;
 		struct gen_strs cluster;    /* seeds of a Redis Cluster; empty: one Redis */
+		const char *sentinel_master;    /* Redis Sentinel: the master's name */
+		struct gen_strs sentinels;      /* ... and the sentinels' addresses */
 	} redis;
 
 	struct {

@@ -44,8 +44,9 @@ static const char *const agent_keys[] = {
 	"address", "threads", "timeout", "on_error", "max_frame_size", "log_level", NULL,
 };
 static const char *const redis_keys[] = {
-	"address", "timeout", "username", "password", "db", "cluster", NULL,
+	"address", "timeout", "username", "password", "db", "cluster", "sentinel", NULL,
 };
+static const char *const sentinel_keys[] = { "master", "addresses", NULL };
 static const char *const rl_modes[] = { "exact", "lease", NULL };
 static const char *const admin_keys[] = {
 	"stats", "metrics", "socket", "users", "password_file", NULL,
@@ -812,6 +813,30 @@ static void load_rl_headers(struct gen_ctx *c, struct gen_gateway *g, const stru
 	free(hs.v);
 }
 
+/* redis.sentinel: {master: NAME, addresses: [host:port, ...]} */
+static void load_sentinel(struct gen_ctx *c, struct gen_gateway *g, const struct gy_node *m)
+{
+	size_t i;
+
+	if (!m || gy_is_null(m) || gen_expect_map(c, m, "gateway.redis.sentinel") < 0)
+		return;
+	gen_check_keys(c, m, "gateway.redis.sentinel", sentinel_keys);
+	if (gen_get_str(c, m, "master", &g->redis.sentinel_master) <= 0 ||
+	    !g->redis.sentinel_master[0])
+		gen_err(c, m, "sentinel: master (the name Sentinel monitors) is required");
+	if (gen_get_strs(c, m, "addresses", &g->redis.sentinels) <= 0 || g->redis.sentinels.n == 0 ||
+	    g->redis.sentinels.n > 16) {
+		gen_err(c, m, "sentinel: addresses: expected 1 to 16 sentinel addresses");
+		return;
+	}
+	for (i = 0; i < g->redis.sentinels.n; i++)
+		if (!gen_valid_hostport(g->redis.sentinels.v[i]))
+			gen_err(c, g->redis.sentinels.at->kids[i], "sentinel: '%.100s' is not an address "
+				"(expected host:port, IPv6 as [::1]:port)", g->redis.sentinels.v[i]);
+	if (g->redis.cluster.n)
+		gen_err(c, m, "sentinel: not with cluster (a cluster fails over by itself)");
+}
+
 static void load_rl(struct gen_ctx *c, struct gen_gateway *g, const struct gy_node *m)
 {
 	int onerr = 0, mode = 0;
@@ -1161,6 +1186,7 @@ static void load_misc(struct gen_ctx *c, struct gen_gateway *g, const struct gy_
 			if (g->redis.db)
 				gen_err(c, gy_get(m, "db"), "db: Redis Cluster has database 0 only");
 		}
+		load_sentinel(c, g, gy_get(m, "sentinel"));
 	}
 
 	g->admin.stats = "127.0.0.1:8404";
@@ -1354,6 +1380,7 @@ void gen_gateway_free(struct gen_gateway *g)
 	free(g->order);
 	free(g->trusted_proxies.v);
 	free(g->redis.cluster.v);
+	free(g->redis.sentinels.v);
 	free(g->agent.more.v);
 	free(g->cors.origins.v);
 	free(g->cors.methods.v);

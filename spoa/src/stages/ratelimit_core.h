@@ -41,6 +41,10 @@ struct rl_config {
 	int ncluster;                  /* redis.cluster seeds; 0 = one Redis */
 	char cluster_host[RL_MAX_CLUSTER_SEEDS][64];   /* numeric after resolve */
 	int cluster_port[RL_MAX_CLUSTER_SEEDS];
+	char sentinel_master[128];     /* redis.sentinel.master; "" = no Sentinel */
+	int nsentinels;
+	char sentinel_host[RL_MAX_CLUSTER_SEEDS][64];  /* numeric after resolve */
+	int sentinel_port[RL_MAX_CLUSTER_SEEDS];
 	enum rl_on_error on_error;
 	int shadow;
 	int ipv6_prefix;               /* 1..128 */
