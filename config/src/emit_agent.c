@@ -89,6 +89,13 @@ int gen_emit_agent(const struct gen_gateway *g, const struct gen_registry *r, st
 		json_object_set_new(auth, "audiences", strs(&g->auth.audiences, NULL));
 	if (g->auth.jwks_file)
 		json_object_set_new(auth, "jwks_file", json_string(g->auth.jwks_file));
+	if (g->auth.jwks_uri || g->auth.oidc_issuer) {
+		json_object_set_new(auth, g->auth.jwks_uri ? "jwks_uri" : "oidc_issuer",
+		                    json_string(g->auth.jwks_uri ? g->auth.jwks_uri : g->auth.oidc_issuer));
+		if (g->auth.jwks_ca_file)
+			json_object_set_new(auth, "jwks_ca_file", json_string(g->auth.jwks_ca_file));
+		json_object_set_new(auth, "jwks_refresh_ms", json_integer(g->auth.jwks_refresh_ms));
+	}
 	if (g->auth.npem_keys) {
 		json_t *pk = json_array();
 		for (i = 0; i < g->auth.npem_keys; i++) {
@@ -143,6 +150,8 @@ int gen_emit_agent(const struct gen_gateway *g, const struct gen_registry *r, st
 	json_object_set_new(redis, "timeout_ms", json_integer(g->redis.timeout_ms));
 	json_object_set_new(redis, "username", json_string(g->redis.username ? g->redis.username : ""));
 	json_object_set_new(redis, "password", json_string(g->redis.password ? g->redis.password : ""));
+	if (g->redis.password_file)
+		json_object_set_new(redis, "password_file", json_string(g->redis.password_file));
 	json_object_set_new(redis, "db", json_integer(g->redis.db));
 	if (g->redis.cluster.n) {
 		json_t *seeds = json_array();

@@ -173,6 +173,10 @@ struct gen_gateway {
 		struct gen_strs audiences, algorithms;
 		char *jwks_file;        /* resolved, owned */
 		const struct gy_node *jwks_at;
+		const char *jwks_uri;   /* keys over HTTPS, or found through */
+		const char *oidc_issuer;        /* OIDC discovery */
+		char *jwks_ca_file;     /* resolved, owned */
+		int64_t jwks_refresh_ms;
 		struct gen_pem_key *pem_keys;
 		size_t npem_keys;
 		int64_t leeway_ms, timeout_ms, cache_ttl_ms, neg_cache_ttl_ms;
@@ -209,6 +213,7 @@ struct gen_gateway {
 	struct {
 		int present;
 		const char *address, *username, *password;
+		char *password_file;    /* resolved, owned; the agent reads it */
 		int64_t timeout_ms;
 		long db;
 		struct gen_strs cluster;    /* seeds of a Redis Cluster; empty: one Redis */
@@ -302,7 +307,7 @@ struct gen_opts {
 	const char *gateway_file, *registry_file;
 	const char *base_dir;       /* relative paths in the YAML; default: its dir */
 	const char *haproxy_dir;    /* where spoe.conf will be at runtime */
-	const char *run_dir;        /* stats socket default directory */
+	const char *run_dir;        /* stats socket and server-state directory */
 	const char *consul_dns;     /* nameserver for a Consul export */
 };
 

@@ -36,7 +36,8 @@ static const char *const cors_keys[] = {
 static const char *const auth_keys[] = {
 	"mode", "issuer", "audiences", "jwks_file", "pem_keys", "algorithms", "leeway",
 	"service", "timeout", "cache_ttl", "negative_cache_ttl", "max_token_bytes",
-	"claims_to_headers", "require_exp", "cache_size", "cache_memory", NULL,
+	"claims_to_headers", "require_exp", "cache_size", "cache_memory", "jwks_uri",
+	"oidc_issuer", "jwks_ca_file", "jwks_refresh", NULL,
 };
 static const char *const pem_keys[] = { "kid", "alg", "file", NULL };
 static const char *const authz_keys[] = { "mode", "service", "cache_ttl", "timeout", "on_error", NULL };
@@ -44,10 +45,15 @@ static const char *const agent_keys[] = {
 	"address", "threads", "timeout", "on_error", "max_frame_size", "log_level", NULL,
 };
 static const char *const redis_keys[] = {
+<<<<<<< HEAD
 	"address", "timeout", "username", "password", "db", "cluster", "sentinel", NULL,
 };
 static const char *const sentinel_keys[] = { "master", "addresses", NULL };
 static const char *const rl_modes[] = { "exact", "lease", NULL };
+=======
+	"address", "timeout", "username", "password", "password_file", "db", NULL,
+};
+>>>>>>> main
 static const char *const admin_keys[] = {
 	"stats", "metrics", "socket", "users", "password_file", NULL,
 };
@@ -622,6 +628,35 @@ static void load_claims(struct gen_ctx *c, struct gen_gateway *g, const struct g
 	}
 }
 
+/* auth.jwks_uri / auth.oidc_issuer: keys from the identity provider. */
+static void load_remote_keys(struct gen_ctx *c, struct gen_gateway *g, const struct gy_node *m,
+                             const char *base)
+{
+	static const char *const url_keys[] = { "jwks_uri", "oidc_issuer" };
+	const char *ca = NULL, *url;
+	size_t i;
+
+	gen_get_str(c, m, "jwks_uri", &g->auth.jwks_uri);
+	gen_get_str(c, m, "oidc_issuer", &g->auth.oidc_issuer);
+	for (i = 0; i < 2; i++) {
+		url = i ? g->auth.oidc_issuer : g->auth.jwks_uri;
+		if (url && (strncmp(url, "https://", 8) != 0 || !url[8] || strpbrk(url, " \"'\\")))
+			gen_err(c, gy_get(m, url_keys[i]), "%s: '%.100s' is not an https:// URL",
+			        url_keys[i], url);
+	}
+	if (g->auth.jwks_uri && g->auth.oidc_issuer)
+		gen_err(c, gy_get(m, "oidc_issuer"), "auth: give jwks_uri or oidc_issuer, not both "
+		        "(discovery finds the jwks_uri)");
+	if (gen_get_str(c, m, "jwks_ca_file", &ca) > 0)
+		g->auth.jwks_ca_file = gen_resolve_path(base, ca);
+	gen_get_dur(c, m, "jwks_refresh", 1000, &g->auth.jwks_refresh_ms);
+	if (g->auth.jwks_refresh_ms > 86400000)
+		gen_err(c, gy_get(m, "jwks_refresh"), "jwks_refresh: at most 24h");
+	if ((ca || gy_get(m, "jwks_refresh")) && !g->auth.jwks_uri && !g->auth.oidc_issuer)
+		gen_err(c, gy_get(m, ca ? "jwks_ca_file" : "jwks_refresh"),
+		        "auth: %s needs jwks_uri or oidc_issuer", ca ? "jwks_ca_file" : "jwks_refresh");
+}
+
 static void load_auth(struct gen_ctx *c, struct gen_gateway *g, const struct gy_node *m,
 		      const char *base)
 {
@@ -639,6 +674,7 @@ static void load_auth(struct gen_ctx *c, struct gen_gateway *g, const struct gy_
 	g->auth.max_token_bytes = 8192;
 	g->auth.require_exp = 1;
 	g->auth.cache_size = 100000;
+	g->auth.jwks_refresh_ms = 300000;
 	g->auth.cache_bytes = 32LL << 20;
 	if (!m || gy_is_null(m)) {
 		load_claims(c, g, NULL);
@@ -666,7 +702,8 @@ static void load_auth(struct gen_ctx *c, struct gen_gateway *g, const struct gy_
 				gen_err(c, g->auth.algorithms.at->kids[i],
 					"algorithms: '%.50s' is not supported (%s%s%s)", a,
 					strcasecmp(a, "none") == 0 ? "unsigned tokens are always refused" :
-					hint ? "did you mean '" : "expected HS256/384/512, RS256/384/512 or ES256/384/512",
+					hint ? "did you mean '" : "expected HS256/384/512, RS256/384/512, ES256/384/512, "
+					"PS256/384/512 or EdDSA",
 					hint && strcasecmp(a, "none") ? hint : "",
 					hint && strcasecmp(a, "none") ? "'?" : "");
 			}
@@ -715,8 +752,11 @@ static void load_auth(struct gen_ctx *c, struct gen_gateway *g, const struct gy_
 			"got '%.100s'", v->kind == GY_SCALAR ? v->str : gy_kind_name(v));
 	if (gen_get_str(c, m, "service", &g->auth.service) > 0)
 		g->auth.service_at = gy_get(m, "service");
-	if (g->auth.mode == GEN_AUTH_JWT && !g->auth.jwks_file && !g->auth.npem_keys)
-		gen_err(c, gy_get(m, "mode"), "auth: mode jwt needs jwks_file or pem_keys");
+	load_remote_keys(c, g, m, base);
+	if (g->auth.mode == GEN_AUTH_JWT && !g->auth.jwks_file && !g->auth.npem_keys &&
+	    !g->auth.jwks_uri && !g->auth.oidc_issuer)
+		gen_err(c, gy_get(m, "mode"),
+		        "auth: mode jwt needs jwks_file, pem_keys, jwks_uri or oidc_issuer");
 	v = gy_get(m, "claims_to_headers");
 	if (v && !gy_is_null(v) && gen_expect_map(c, v, "claims_to_headers") < 0)
 		v = NULL;
@@ -939,6 +979,11 @@ static void add_admin_user(struct gen_ctx *c, struct gen_gateway *g, const struc
 
 	if (!valid_user_name(name)) {
 		gen_err(c, at, "users: '%.64s' is not a user name ([A-Za-z0-9._-])", name);
+		return;
+	}
+	if (strncmp(hash, "$apr1$", 6) == 0) {
+		gen_err(c, at, "users.%.64s: Apache's $apr1$ (htpasswd's default MD5) is not a "
+			"crypt(3) hash HAProxy can check; use htpasswd -B or openssl passwd -6", name);
 		return;
 	}
 	if (!valid_crypt_hash(hash)) {
@@ -1248,6 +1293,35 @@ static void load_misc(struct gen_ctx *c, struct gen_gateway *g, const struct gy_
 	}
 }
 
+/* redis.password_file (read by the agent when it starts, so the secret
+ * never enters agent.json), and the ${NAME} form of redis.password (taken
+ * from the agent's environment). Only the form is checked here. */
+static void load_redis_secret(struct gen_ctx *c, struct gen_gateway *g, const struct gy_node *m,
+			      const char *base)
+{
+	const char *file = NULL, *pw = g->redis.password;
+
+	if (!m || m->kind != GY_MAP)
+		return;
+	if (gen_get_str(c, m, "password_file", &file) > 0) {
+		if (pw)
+			gen_err(c, gy_get(m, "password_file"),
+				"password_file: give either password or password_file, not both");
+		g->redis.password_file = gen_resolve_path(base, file);
+	}
+	if (pw && pw[0] == '$' && pw[1] == '{') {
+		size_t i, n = strlen(pw);
+		int ok = n > 3 && pw[n - 1] == '}' && !(pw[2] >= '0' && pw[2] <= '9');
+
+		for (i = 2; ok && i + 1 < n; i++)
+			ok = pw[i] == '_' || (pw[i] >= 'A' && pw[i] <= 'Z') ||
+			     (pw[i] >= 'a' && pw[i] <= 'z') || (pw[i] >= '0' && pw[i] <= '9');
+		if (!ok)
+			gen_err(c, gy_get(m, "password"), "password: '${...}' must name an environment "
+				"variable ([A-Za-z_][A-Za-z0-9_]*)");
+	}
+}
+
 int gen_gateway_load(struct gen_gateway *g, const struct gen_opts *o, struct gen_diags *d)
 {
 	struct gen_ctx cx = { d, o->gateway_file }, *c = &cx;
@@ -1334,6 +1408,7 @@ int gen_gateway_load(struct gen_gateway *g, const struct gen_opts *o, struct gen
 		}
 	}
 	load_misc(c, g, gw, base);
+	load_redis_secret(c, g, gy_get(gw, "redis"), base);
 	load_tls(c, g, gy_get(gw, "tls"), base);
 	load_trusted_proxies(c, g, gw);
 
@@ -1389,6 +1464,8 @@ void gen_gateway_free(struct gen_gateway *g)
 	free(g->auth.audiences.v);
 	free(g->auth.algorithms.v);
 	free(g->auth.jwks_file);
+	free(g->redis.password_file);
+	free(g->auth.jwks_ca_file);
 	for (i = 0; i < g->auth.npem_keys; i++)
 		free(g->auth.pem_keys[i].file);
 	free(g->auth.pem_keys);

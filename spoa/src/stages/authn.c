@@ -431,6 +431,7 @@ static void authn_metrics(struct agent *a, struct dynbuf *b)
 		&stats.kid_waits,
 	};
 	uint64_t entries = 0, bytes = 0, e, by;
+	char labels[64];
 	size_t i;
 	int w;
 
@@ -445,16 +446,17 @@ static void authn_metrics(struct agent *a, struct dynbuf *b)
 			bytes += by;
 		}
 	}
-	dynbuf_printf(b, "# HELP spogate_auth_cache_entries Tokens cached by all workers.\n"
-	               "# TYPE spogate_auth_cache_entries gauge\nspogate_auth_cache_entries %lu\n"
-	               "# HELP spogate_auth_cache_bytes What the cached tokens cost, against auth.cache_max_bytes.\n"
-	               "# TYPE spogate_auth_cache_bytes gauge\nspogate_auth_cache_bytes %lu\n",
-	               (unsigned long)entries, (unsigned long)bytes);
-	dynbuf_printf(b, "# HELP spogate_auth_events_total Authentication cache and verification events.\n"
-	               "# TYPE spogate_auth_events_total counter\n");
-	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		dynbuf_printf(b, "spogate_auth_events_total{event=\"%s\"} %lu\n", names[i],
-			      (unsigned long)__atomic_load_n(vals[i], __ATOMIC_RELAXED));
+	metrics_gauge(b, "spogate_auth_cache_entries", "Tokens cached by all workers.",
+	              (double)entries);
+	metrics_gauge(b, "spogate_auth_cache_bytes",
+	              "What the cached tokens cost, against auth.cache_max_bytes.", (double)bytes);
+	metrics_family(b, "spogate_auth_events_total", METRICS_COUNTER,
+	               "Authentication cache and verification events.");
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(labels, sizeof(labels), "event=\"%s\"", names[i]);
+		metrics_sample(b, "spogate_auth_events_total", labels,
+		               __atomic_load_n(vals[i], __ATOMIC_RELAXED));
+	}
 	if (A.fetcher)
 		jwks_fetcher_render(A.fetcher, b);
 }
