@@ -45,15 +45,11 @@ static const char *const agent_keys[] = {
 	"address", "threads", "timeout", "on_error", "max_frame_size", "log_level", NULL,
 };
 static const char *const redis_keys[] = {
-<<<<<<< HEAD
-	"address", "timeout", "username", "password", "db", "cluster", "sentinel", NULL,
+	"address", "timeout", "username", "password", "password_file", "db", "cluster", "sentinel",
+	NULL,
 };
 static const char *const sentinel_keys[] = { "master", "addresses", NULL };
 static const char *const rl_modes[] = { "exact", "lease", NULL };
-=======
-	"address", "timeout", "username", "password", "password_file", "db", NULL,
-};
->>>>>>> main
 static const char *const admin_keys[] = {
 	"stats", "metrics", "socket", "users", "password_file", NULL,
 };

@@ -922,11 +922,12 @@ static void pick_split(const char *pu, const char *pi, int from, char *user, siz
 	}
 }
 
-static void wait_cluster_ready(int metrics_port, int workers)
+/* Until every worker has its Redis (or its full slot map). */
+static void wait_cluster_ready(int metrics_port)
 {
 	int i;
 
-	for (i = 0; i < 100 && h_metric(metrics_port, "spogate_ratelimit_redis_up") < workers; i++)
+	for (i = 0; i < 100 && h_metric(metrics_port, "spogate_ratelimit_redis_up") != 1; i++)
 		usleep(50000);
 	assert_true(i < 100);
 }
@@ -967,8 +968,8 @@ static void test_cluster_two_gateways_admit_exactly_20(void **state)
 	h_stack_init(&s2, "rl_cluster_b");
 	s2.redis_port = S.redis_port;
 	start_pair(&s2, &o);
-	wait_cluster_ready(S.metrics_port, 2);
-	wait_cluster_ready(s2.metrics_port, 2);
+	wait_cluster_ready(S.metrics_port);
+	wait_cluster_ready(s2.metrics_port);
 	pick_split("20/10", "100000/10", 0, user, sizeof(user), ip, sizeof(ip));
 	url_of(&S, "/private/x", u1, sizeof(u1));
 	url_of(&s2, "/private/x", u2, sizeof(u2));
@@ -1093,7 +1094,7 @@ static void test_cluster_failover_during_load(void **state)
 	h_stack_init(&S, "rl_cluster_fo");
 	o.redis_extra = start_cluster(&S);
 	start_pair(&S, &o);
-	wait_cluster_ready(S.metrics_port, 2);
+	wait_cluster_ready(S.metrics_port);
 	mint_many("f", l.users, auth);
 	fo_replica = -1;
 	assert_int_equal(h_run(&out, "redis-cli -p %d cluster nodes", node_port[0]), 0);
@@ -1159,7 +1160,7 @@ static double kill_master(void *arg)
 	sen_switch_ms = -1;
 	for (i = 0; i < 150; i++) {
 		if (h_metric(S.metrics_port, "spogate_ratelimit_sentinel_switches_total") > 0 &&
-		    h_metric(S.metrics_port, "spogate_ratelimit_redis_up") >= 2) {
+		    h_metric(S.metrics_port, "spogate_ratelimit_redis_up") == 1) {
 			sen_switch_ms = h_now_ms() - t0;
 			break;
 		}
@@ -1222,7 +1223,7 @@ static void test_sentinel_master_killed_during_load(void **state)
 	         "[\"127.0.0.1:%d\"]}", sport);
 	o.redis_extra = extra;
 	start_pair(&S, &o);
-	wait_cluster_ready(S.metrics_port, 2);
+	wait_cluster_ready(S.metrics_port);
 	mint_many("s", l.users, auth);
 	url_of(&S, "/private/x", url, sizeof(url));
 	l.url = url;

@@ -1041,13 +1041,6 @@ static uint64_t sum_at(const struct agent *a, int redis, size_t off)
 	return s;
 }
 
-<<<<<<< HEAD
-static void counter(struct dynbuf *b, const char *name, const char *help, uint64_t v)
-{
-	dynbuf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %lu\n", name, help, name, name,
-		      (unsigned long)v);
-}
-
 /* The cluster clients' counters (read without locks: relaxed, a scrape
  * may see a counter a little behind). */
 static void rl_metrics_cluster(struct agent *a, struct dynbuf *b)
@@ -1075,18 +1068,16 @@ static void rl_metrics_cluster(struct agent *a, struct dynbuf *b)
 	}
 	if (!any)
 		return;
-	counter(b, "spogate_ratelimit_cluster_calls_total", "Cluster: script calls sent.", v[0]);
-	counter(b, "spogate_ratelimit_cluster_timeouts_total", "Cluster: calls past redis.timeout_ms.", v[1]);
-	counter(b, "spogate_ratelimit_cluster_errors_total", "Cluster: calls lost or answered with an error.",
+	metrics_counter(b, "spogate_ratelimit_cluster_calls_total", "Cluster: script calls sent.", v[0]);
+	metrics_counter(b, "spogate_ratelimit_cluster_timeouts_total", "Cluster: calls past redis.timeout_ms.", v[1]);
+	metrics_counter(b, "spogate_ratelimit_cluster_errors_total", "Cluster: calls lost or answered with an error.",
 	        v[2]);
-	counter(b, "spogate_ratelimit_cluster_moved_total", "Cluster: MOVED redirects followed.", v[3]);
-	counter(b, "spogate_ratelimit_cluster_ask_total", "Cluster: ASK redirects followed.", v[4]);
-	counter(b, "spogate_ratelimit_cluster_refreshes_total", "Cluster: slot maps loaded.", v[5]);
-	counter(b, "spogate_ratelimit_cluster_noscript_total", "Cluster: calls resent with EVAL.", v[6]);
+	metrics_counter(b, "spogate_ratelimit_cluster_moved_total", "Cluster: MOVED redirects followed.", v[3]);
+	metrics_counter(b, "spogate_ratelimit_cluster_ask_total", "Cluster: ASK redirects followed.", v[4]);
+	metrics_counter(b, "spogate_ratelimit_cluster_refreshes_total", "Cluster: slot maps loaded.", v[5]);
+	metrics_counter(b, "spogate_ratelimit_cluster_noscript_total", "Cluster: calls resent with EVAL.", v[6]);
 }
 
-=======
->>>>>>> main
 static void rl_metrics(struct agent *a, struct dynbuf *b)
 {
 	uint64_t states[3] = { 0, 0, 0 };
@@ -1117,29 +1108,25 @@ static void rl_metrics(struct agent *a, struct dynbuf *b)
 	        SUMRL(shadow_denied));
 	metrics_counter(b, "spogate_ratelimit_bad_policy_total", "Policies ignored as malformed.",
 	        SUMRL(bad_policy));
-<<<<<<< HEAD
-	counter(b, "spogate_ratelimit_batches_total", "Script calls that carried decisions.",
+	metrics_counter(b, "spogate_ratelimit_batches_total", "Script calls that carried decisions.",
 	        SUMRL(batches));
-	counter(b, "spogate_ratelimit_batched_total", "Decisions those calls carried.",
+	metrics_counter(b, "spogate_ratelimit_batched_total", "Decisions those calls carried.",
 	        SUMRL(batched));
-	counter(b, "spogate_ratelimit_lease_hits_total", "Decisions admitted from local slices alone.",
+	metrics_counter(b, "spogate_ratelimit_lease_hits_total", "Decisions admitted from local slices alone.",
 	        SUMRL(lease_hits));
-	counter(b, "spogate_ratelimit_lease_tokens_total", "Tokens granted in slices beyond the asking decision's.",
+	metrics_counter(b, "spogate_ratelimit_lease_tokens_total", "Tokens granted in slices beyond the asking decision's.",
 	        SUMRL(lease_tokens));
-	counter(b, "spogate_ratelimit_cluster_refunds_total", "Cluster: spends undone for a denied decision.",
+	metrics_counter(b, "spogate_ratelimit_cluster_refunds_total", "Cluster: spends undone for a denied decision.",
 	        SUMRL(refunds));
-	counter(b, "spogate_ratelimit_cluster_refunds_skipped_total",
+	metrics_counter(b, "spogate_ratelimit_cluster_refunds_skipped_total",
 	        "Cluster: spends left in place, the key was spent since (under-admission).",
 	        SUMRL(refunds_skipped));
 	rl_metrics_cluster(a, b);
-	counter(b, "spogate_ratelimit_sentinel_queries_total", "Master addresses learnt from Sentinel.",
+	metrics_counter(b, "spogate_ratelimit_sentinel_queries_total", "Master addresses learnt from Sentinel.",
 	        SUMREDIS(sentinel_queries));
-	counter(b, "spogate_ratelimit_sentinel_switches_total", "Sentinel +switch-master followed.",
+	metrics_counter(b, "spogate_ratelimit_sentinel_switches_total", "Sentinel +switch-master followed.",
 	        SUMREDIS(sentinel_switches));
-	counter(b, "spogate_ratelimit_redis_connects_total", "Redis connections established.",
-=======
 	metrics_counter(b, "spogate_ratelimit_redis_connects_total", "Redis connections established.",
->>>>>>> main
 	        SUMREDIS(connects));
 	metrics_counter(b, "spogate_ratelimit_redis_disconnects_total", "Redis connections lost, dropped or refused.",
 	        SUMREDIS(disconnects));
@@ -1158,19 +1145,15 @@ static void rl_metrics(struct agent *a, struct dynbuf *b)
 
 		if (!rw)
 			continue;
-<<<<<<< HEAD
+		nrw++;
 		if (rw->cluster) {
-			up += rcluster_ready(rw->cluster);
+			states[rcluster_ready(rw->cluster) ? REDIS_UP : REDIS_DOWN]++;
 			open += __atomic_load_n(&rw->br.state, __ATOMIC_RELAXED) != BREAKER_CLOSED;
 			continue;
 		}
-		up += redis_client_state(rw->redis) == REDIS_UP;
-=======
-		nrw++;
 		st = redis_client_state(rw->redis);
 		if ((unsigned)st < 3)
 			states[st]++;
->>>>>>> main
 		open += redis_client_breaker_open(rw->redis);
 	}
 	/* One number to alert on: 1 only while every worker has its Redis

@@ -142,11 +142,8 @@ static int parse_sentinel(json_t *o, struct rl_config *c, char *err, size_t errl
 static int parse_redis(json_t *r, struct rl_config *c, char *err, size_t errlen)
 {
 	static const char *const known[] = {
-<<<<<<< HEAD
-		"address", "timeout_ms", "username", "password", "db", "cluster", "sentinel", NULL
-=======
-		"address", "timeout_ms", "username", "password", "password_file", "db", NULL
->>>>>>> main
+		"address", "timeout_ms", "username", "password", "password_file", "db", "cluster",
+		"sentinel", NULL
 	};
 	const char *pw = NULL, *pw_file = NULL;
 	const char *s = NULL;
