@@ -679,6 +679,16 @@ static void emit_frontend(const struct gen_gateway *g, const struct gen_registry
 		dynbuf_printf(b, "    filter spoe engine spogate config %s/spoe.conf\n",
 			      o->haproxy_dir ? o->haproxy_dir : ".");
 
+	/* Trusted proxies first: the request id below may come from them. */
+	if (g->trusted_proxies.n) {
+		dynbuf_puts(b, "\n    acl from_trusted_proxy src");
+		for (i = 0; i < g->trusted_proxies.n; i++)
+			dynbuf_printf(b, " %s", g->trusted_proxies.v[i]);
+		dynbuf_puts(b, "\n");
+	}
+	/* Before any answer of the gateway's, so that every one carries it. */
+	emit_request_id(g, b);
+
 	/* Routing, the agent and the backend must see the same path: resolve
 	 * what several spellings can say (%61 for a, %2e for a dot, //, /./)
 	 * and refuse what is left of "..", which a backend would resolve into
@@ -689,14 +699,16 @@ static void emit_frontend(const struct gen_gateway *g, const struct gen_registry
 		    "    http-request normalize-uri percent-to-uppercase strict\n"
 		    "    http-request normalize-uri path-merge-slashes\n"
 		    "    http-request normalize-uri path-strip-dot\n"
-		    "    http-request return status 400 content-type application/json string "
-		    "'{\"error\":\"bad_request\",\"reason\":\"dot_segment\"}' "
+		    "    http-request return status 400 content-type application/json lf-string "
+		    "'{\"error\":\"bad_request\",\"reason\":\"dot_segment\","
+		    "\"request_id\":\"%[var(txn.req_id),json(utf8s)]\"}' "
 		    "if { path -m reg '(^|/|%2F|%5C)[.][.]($|/|;|%2F|%5C)' }\n");
 	/* The agent verifies one credential; a second header or a list would
 	 * reach the backend beside it. Bearer tokens hold no comma. */
 	dynbuf_puts(b, "    # One Authorization value: the backend gets exactly the credential the agent checks.\n"
-		    "    http-request return status 400 content-type application/json string "
-		    "'{\"error\":\"bad_request\",\"reason\":\"multiple_authorization\"}' "
+		    "    http-request return status 400 content-type application/json lf-string "
+		    "'{\"error\":\"bad_request\",\"reason\":\"multiple_authorization\","
+		    "\"request_id\":\"%[var(txn.req_id),json(utf8s)]\"}' "
 		    "if { req.fhdr_cnt(authorization) gt 1 } || "
 		    "{ req.fhdr(authorization) -m reg -i '^[[:blank:]]*bearer[[:blank:]].*,' }\n");
 
@@ -725,12 +737,6 @@ static void emit_frontend(const struct gen_gateway *g, const struct gen_registry
 	 * address option forwardfor adds; a trusted proxy's are kept and
 	 * the peer is appended to them. */
 	dynbuf_puts(b, "\n    # Client address: forwarding headers only from trusted proxies.\n");
-	if (g->trusted_proxies.n) {
-		dynbuf_puts(b, "    acl from_trusted_proxy src");
-		for (i = 0; i < g->trusted_proxies.n; i++)
-			dynbuf_printf(b, " %s", g->trusted_proxies.v[i]);
-		dynbuf_puts(b, "\n");
-	}
 	{
 		static const char *const fwd[] = { "X-Forwarded-For", "X-Real-IP", "Forwarded", NULL };
 		const char *const *f;
@@ -746,7 +752,6 @@ static void emit_frontend(const struct gen_gateway *g, const struct gen_registry
 			    "if from_trusted_proxy { req.hdr(x-forwarded-for) -m found }\n"
 			    "    http-request set-var(txn.client_ip) src unless { var(txn.client_ip) -m found }\n");
 
-	emit_request_id(g, b);
 	if (g->tls.present)
 		emit_tls_request(g, b);
 	if (grpc)

@@ -314,6 +314,29 @@ static void key_result(const struct rl_policy *p, int64_t d_us, int ok, int64_t 
 		r->retry_ms = (int64_t)ceil(((double)d_us + inc - per) / 1000.0);
 }
 
+int rl_script_reply_parse(const redisReply *r, int n, const struct rl_policy *pol, int *allowed,
+                          struct rl_key_result *res)
+{
+	int i;
+
+	if (n < 1 || r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)(1 + 3 * n))
+		return -1;
+	for (i = 0; i < 1 + 3 * n; i++)
+		if (r->element[i]->type != REDIS_REPLY_INTEGER)
+			return -1;
+	if (r->element[0]->integer != 0 && r->element[0]->integer != 1)
+		return -1;
+	*allowed = r->element[0]->integer == 1;
+	for (i = 0; i < n; i++) {
+		int64_t g = r->element[1 + 3 * i]->integer, d = r->element[2 + 3 * i]->integer;
+
+		if (g < 0 || d < 0 || d > RL_MAX_PERIOD * (int64_t)2000000)
+			return -1;
+		key_result(&pol[i], d, *allowed, *allowed && g > 1 ? g - 1 : 0, &res[i]);
+	}
+	return 0;
+}
+
 /* A key answered by a local slice token. */
 static void lease_result(const struct rl_lease *e, double now, struct rl_key_result *r)
 {
