@@ -621,6 +621,41 @@ static void test_both_policies_ride_one_coalesced_script_call(void **state)
 	free(st);
 }
 
+/* The same load in lease mode: one user and one IP, both far from their
+ * limits, so most decisions are answered by local slices. Counts the Redis
+ * calls per decision beside exact mode's. */
+static void test_lease_mode_spares_redis_calls(void **state)
+{
+	enum { N = 2000 };
+	struct opts o = { .rl_user = "1000000/60", .rl_ip = "1000000/60",
+	                  .rl_extra = "\"mode\": \"lease\"" };
+	char url[128], a[1024];
+	long *st = calloc(N, sizeof(*st));
+	int ok, limited, other;
+	long calls;
+	double usec, hits;
+
+	(void)state;
+	start("rl_lease_cost", &o);
+	url_of(&S, "/private/x", url, sizeof(url));
+	h_run(NULL, "redis-cli -p %d config resetstat >/dev/null", S.redis_port);
+	assert_int_equal(h_http_many(url, (const char *const[]){ auth_for("kate", a, sizeof(a)), NULL },
+	                             N, 32, st, NULL), 0);
+	count(st, N, &ok, &limited, &other);
+	assert_int_equal(ok, N);
+	calls = redis_calls(S.redis_port, "evalsha");
+	usec = redis_usec_per_call(S.redis_port, "evalsha");
+	hits = h_metric(S.metrics_port, "spogate_ratelimit_lease_hits_total");
+	print_message("# lease mode: %d decisions, %ld EVALSHA (%.3f calls per decision), %.0f "
+	              "answered by local slices alone, %.0f tokens granted in slices; %.2f us of "
+	              "Redis per decision\n", N, calls, (double)calls / N, hits,
+	              h_metric(S.metrics_port, "spogate_ratelimit_lease_tokens_total"),
+	              usec * (double)calls / N);
+	assert_true(calls < N / 2);
+	assert_true(hits > 0);
+	free(st);
+}
+
 /* ---- many users, lease mode ---- */
 
 /* N tokens for subjects <prefix>0..<prefix>N-1, "Authorization: Bearer ..."
@@ -1435,6 +1470,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_shadow_mode_passes_everything_and_reports, teardown),
 		cmocka_unit_test_teardown(test_over_limit_cache_spares_redis, teardown),
 		cmocka_unit_test_teardown(test_both_policies_ride_one_coalesced_script_call, teardown),
+		cmocka_unit_test_teardown(test_lease_mode_spares_redis_calls, teardown),
 		cmocka_unit_test_teardown(test_exactness_holds_at_10000_distinct_users, teardown),
 		cmocka_unit_test_teardown(test_lease_two_gateways_never_over_admit, teardown),
 		cmocka_unit_test_teardown(test_cluster_two_gateways_admit_exactly_20, teardown),
