@@ -760,8 +760,8 @@ def run_checks(env, c, t):
         raise BenchError(msg)
 
 
-def run_http(env, c, t, duration):
-    cmd = ["wrk", "-t%d" % WRK_THREADS, "-c%d" % WRK_CONNECTIONS, "-d%ds" % duration, "--latency"]
+def run_http(env, c, t, duration, connections=WRK_CONNECTIONS):
+    cmd = ["wrk", "-t%d" % WRK_THREADS, "-c%d" % connections, "-d%ds" % duration, "--latency"]
     if t.header:
         cmd += ["-H", "Authorization: " + t.header]
     cmd.append(t.url)
@@ -822,6 +822,50 @@ def run_spop(env, c, t, duration, warmup):
             "server_cpu_us_per_req": cpu, "agent_cpu_us_per_req": cpu,
             "redis_cpu_us_per_req": None,
             "allow": j["allow"], "errors": j["decisions"] - j["allow"]}
+
+
+SWEEP_CONFIGS = ("plain", "native-hs256", "spogate-full")
+
+
+def run_sweep(env, live, loads, duration):
+    """At saturation: plain, native-hs256 and spogate-full at each wrk
+    connection count (one run each, alternated per load). For each, the
+    best req/s among the loads where its p99 stays under 2x plain's p99 at
+    the same load."""
+    runs = {}
+    for n in loads:
+        for c, t in live:
+            if c["name"] not in SWEEP_CONFIGS or c["kind"] != "http":
+                continue
+            r = run_http(env, c, t, duration, connections=n)
+            runs.setdefault(c["name"], {})[n] = r
+            print("bench: sweep -c%-4d %-16s %8.0f req/s  p99 %7.0f us" % (
+                n, c["name"], r["req_per_s"], r["p99_us"] or 0), flush=True)
+    plain = runs.get("plain", {})
+    best = {}
+    for name, by in runs.items():
+        ok = [(r["req_per_s"], n) for n, r in by.items()
+              if n in plain and r["p99_us"] and plain[n]["p99_us"]
+              and r["p99_us"] <= 2 * plain[n]["p99_us"]]
+        best[name] = max(ok) if ok else None
+    return {"loads": loads,
+            "runs": {name: {str(n): {"req_per_s": r["req_per_s"], "p99_us": r["p99_us"]}
+                            for n, r in by.items()} for name, by in runs.items()},
+            "best": {name: ({"req_per_s": b[0], "connections": b[1]} if b else None)
+                     for name, b in best.items()}}
+
+
+def sweep_table(sw):
+    lines = ["sweep: req/s (p99 us) per wrk connection count; best = highest req/s with "
+             "p99 <= 2x plain's at that load"]
+    for name, by in sw["runs"].items():
+        cells = ["-c%s %.0f (%.0f)" % (n, by[str(n)]["req_per_s"], by[str(n)]["p99_us"] or 0)
+                 for n in sw["loads"] if str(n) in by]
+        b = sw["best"].get(name)
+        lines.append("  %-14s %s  best %s" % (name, "  ".join(cells),
+                                              "%.0f at -c%d" % (b["req_per_s"], b["connections"])
+                                              if b else "-"))
+    return "\n".join(lines)
 
 
 def median(values):
@@ -965,6 +1009,18 @@ def markdown(doc):
             t["description"], t["target"], fmt(t["value"], "%.2f"),
             " (by CPU/req: %s)" % fmt(t["by_cpu"], "%.2f") if t.get("by_cpu") else "",
             t["status"], t["basis"] or "-"))
+    if doc.get("sweep"):
+        sw = doc["sweep"]
+        out += ["", "Connection sweep (`--sweep`): req/s (p99 µs) per wrk connection count; "
+                "best = the highest req/s whose p99 stays under 2× plain's at the same load.", "",
+                "| configuration | " + " | ".join("-c%d" % n for n in sw["loads"]) + " | best |",
+                "|---|" + "---:|" * (len(sw["loads"]) + 1)]
+        for name, by in sw["runs"].items():
+            b = sw["best"].get(name)
+            out.append("| `%s` | %s | %s |" % (name, " | ".join(
+                "%.0f (%.0f)" % (by[str(n)]["req_per_s"], by[str(n)]["p99_us"] or 0)
+                if str(n) in by else "-" for n in sw["loads"]),
+                "%.0f at -c%d" % (b["req_per_s"], b["connections"]) if b else "-"))
     if doc["skipped"]:
         out += ["", "Not measured (not in this build): %s."
                 % ", ".join("`%s`" % s["name"] for s in doc["skipped"])]
@@ -1004,6 +1060,9 @@ def main():
     ap.add_argument("--duration", type=int, help="seconds per run (default: from the time budget)")
     ap.add_argument("--warmup", type=float, help="seconds of warm-up per configuration")
     ap.add_argument("--out", help="results.json path (default BUILD/bench/results.json)")
+    ap.add_argument("--sweep", help="comma-separated wrk connection counts (default 32,128,512 "
+                    "for a full make bench, none otherwise): after the rounds, plain, "
+                    "native-hs256 and spogate-full at each load")
     args = ap.parse_args()
 
     configs = configurations()
@@ -1034,6 +1093,7 @@ def main():
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, on_term)
     skipped, live, failed = [], [], []
+    sweep = None
     duration = args.duration or 1
     runs = {}
     try:
@@ -1077,6 +1137,11 @@ def main():
                          "  agent: %.2f reads/req, %s connections"
                          % (r["agent_reads_per_req"], r["agent_connections"])
                          if r.get("agent_reads_per_req") is not None else ""), flush=True)
+        # The full `make bench` also measures at saturation; QUICK and
+        # hand-picked runs only with --sweep.
+        loads = args.sweep or ("" if args.quick or args.only or args.rounds else "32,128,512")
+        if loads:
+            sweep = run_sweep(env, live, [int(x) for x in loads.split(",")], duration)
     except BenchError as e:
         print("bench: error: %s" % e, file=sys.stderr)
         failed.append(str(e))
@@ -1123,6 +1188,7 @@ def main():
         "skipped": skipped,
         "targets": targets(results),
         "errors": failed,
+        "sweep": sweep,
         "elapsed_s": round(time.monotonic() - started, 1),
     }
     with open(out_path, "w") as f:
@@ -1138,6 +1204,9 @@ def main():
             tg["id"], tg["target"], fmt(tg["value"], "%.2f"), tg["status"],
             "  (by CPU/req %s)" % fmt(tg["by_cpu"], "%.2f") if tg.get("by_cpu") else "",
             "  [%s]" % tg["basis"] if tg["basis"] else ""))
+    if sweep:
+        print()
+        print(sweep_table(sweep))
     print("\nbench: %s and %s.md (%.0fs)" % (out_path, os.path.splitext(out_path)[0], doc["elapsed_s"]))
     bad = [r["name"] for r in results if r["errors"]]
     if bad:
