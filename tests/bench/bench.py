@@ -1167,7 +1167,8 @@ def main():
     ap.add_argument("--warmup", type=float, help="seconds of warm-up per configuration")
     ap.add_argument("--out", help="results.json path (default BUILD/bench/results.json)")
     ap.add_argument("--sweep", help="connection counts of the saturation sweep, comma-separated "
-                                    "(default 32,128,512; QUICK 32,512); 0 turns it off")
+                                    "(make bench 32,128,512; QUICK 32,512; none with --only, --rounds or "
+                                    "--duration); 0 turns it off")
     ap.add_argument("--sweep-configs", help="configurations swept (default %s)" % ",".join(SWEEP_CONFIGS))
     ap.add_argument("--sweep-rounds", type=int, help="rounds of the sweep (default 3; QUICK 2)")
     ap.add_argument("--sweep-duration", type=int, help="seconds per sweep run (default 5; QUICK 2)")
@@ -1193,6 +1194,8 @@ def main():
         except ValueError:
             print("bench: --sweep wants connection counts like 32,128,512", file=sys.stderr)
             return 2
+    elif args.only or args.rounds or args.duration:
+        sweep_counts = []   # a hand-picked run sweeps only when asked to
     else:
         sweep_counts = list(SWEEP_CONNECTIONS_QUICK if args.quick else SWEEP_CONNECTIONS)
     sweep_names = args.sweep_configs.split(",") if args.sweep_configs else list(SWEEP_CONFIGS)
