@@ -86,7 +86,7 @@ HAPROXY_BIN := $(abspath $(BUILD))/haproxy-$(HAPROXY_VERSION)/haproxy
 export SPOGATE_HAPROXY := $(HAPROXY_BIN)
 endif
 
-.PHONY: all deps run test unit integration bench fuzz clean haproxy
+.PHONY: all deps run test unit integration bench fuzz clean haproxy valkey test-valkey
 .SECONDARY:
 
 all: $(BINS) $(UNIT_BIN) $(INTEG_BIN) $(FUZZ_BIN)
@@ -111,6 +111,20 @@ ifneq ($(HAPROXY_BIN),)
 else
 	@echo "haproxy: HAPROXY_VERSION=2.6 is the system's /usr/sbin/haproxy; make haproxy HAPROXY_VERSION=3.0|3.2 fetches another"
 endif
+
+# make valkey: Valkey 8 (Debian trixie's) at $(BUILD)/valkey-8/valkey-server
+# and valkey-cli, for make test-valkey (tests/debian-pkg.sh).
+VALKEY_DIR := $(abspath $(BUILD))/valkey-8
+valkey: deps
+	@tests/debian-pkg.sh valkey 8 $(VALKEY_DIR)
+
+# make test-valkey: the rate-limit and Redis tests with Valkey 8 as the
+# server (SPOGATE_REDIS_SERVER; redis-cli stays the system's). Not in CI.
+VALKEY_TESTS := unit/test_ratelimit unit/test_ratelimit_lease unit/test_redis_cluster \
+                integration/test_ratelimit integration/test_gen_client_ip integration/test_metrics
+test-valkey: all valkey $(if $(HAPROXY_BIN),haproxy)
+	@export SPOGATE_REDIS_SERVER=$(VALKEY_DIR)/valkey-server; rc=0; \
+	for t in $(VALKEY_TESTS); do BUILD=$(BUILD) tests/run.sh one $(BUILD)/tests/$$t | head -n 1 || rc=1; done; exit $$rc
 
 $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto
 	@mkdir -p $(BUILD)/gen

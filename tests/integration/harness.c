@@ -599,6 +599,15 @@ const char *h_haproxy_bin(void)
 	return getenv("SPOGATE_HAPROXY") ? getenv("SPOGATE_HAPROXY") : "/usr/sbin/haproxy";
 }
 
+const char *h_redis_server_bin(void)
+{
+	/* SPOGATE_REDIS_SERVER runs the suite against another server, such as
+	 * Valkey (make test-valkey). */
+	const char *v = getenv("SPOGATE_REDIS_SERVER");
+
+	return v && *v ? v : "/usr/bin/redis-server";
+}
+
 struct h_proc *h_start_haproxy_as(struct h_stack *s, const char *name, const char *cfg_path,
                                   int port)
 {
@@ -619,7 +628,7 @@ struct h_proc *h_start_haproxy(struct h_stack *s, const char *cfg_path)
 struct h_proc *h_start_redis(struct h_stack *s)
 {
 	char port[16];
-	char *argv[] = { (char *)"/usr/bin/redis-server", (char *)"--port", port,
+	char *argv[] = { (char *)h_redis_server_bin(), (char *)"--port", port,
 	                 (char *)"--bind", (char *)"127.0.0.1", (char *)"--save", (char *)"",
 	                 (char *)"--appendonly", (char *)"no", (char *)"--daemonize", (char *)"no",
 	                 (char *)"--dir", s->dir, NULL };

@@ -121,6 +121,8 @@ struct h_proc *h_start_haproxy_as(struct h_stack *s, const char *name, const cha
                                   int port);
 /* The HAProxy the suite runs: $SPOGATE_HAPROXY or Debian's. */
 const char *h_haproxy_bin(void);
+/* redis-server, or $SPOGATE_REDIS_SERVER (a Valkey, say) */
+const char *h_redis_server_bin(void);
 
 /* HTTP. */
 struct h_resp {

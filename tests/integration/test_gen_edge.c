@@ -453,7 +453,7 @@ static void test_secrets_are_owner_only_and_indirect(void **state)
 	                                    NULL };
 	static const char *const pub[] = { "rsa1.pub.pem", "ec1.pub.pem", "ed1.pub.pem", NULL };
 	char path[800], port[16], extra[1024], *text, *r = NULL, *out = NULL;
-	char *redis_argv[] = { (char *)"/usr/bin/redis-server", (char *)"--port", port,
+	char *redis_argv[] = { (char *)h_redis_server_bin(), (char *)"--port", port,
 	                       (char *)"--bind", (char *)"127.0.0.1", (char *)"--save", (char *)"",
 	                       (char *)"--appendonly", (char *)"no", (char *)"--requirepass",
 	                       (char *)SECRET, NULL };

@@ -883,7 +883,7 @@ static const char *start_cluster(struct h_stack *s)
 	int i;
 
 	for (i = 0; i < NODES; i++) {
-		char *argv[] = { (char *)"/usr/bin/redis-server", (char *)"--port", port,
+		char *argv[] = { (char *)h_redis_server_bin(), (char *)"--port", port,
 		                 (char *)"--cluster-port", bus, (char *)"--bind", (char *)"127.0.0.1",
 		                 (char *)"--cluster-enabled", (char *)"yes",
 		                 (char *)"--cluster-config-file", conf,
@@ -1220,7 +1220,7 @@ static void test_sentinel_master_killed_during_load(void **state)
 	snprintf(master, sizeof(master), "%d", S.redis_port);
 	snprintf(rport, sizeof(rport), "%d", rp);
 	{
-		char *argv[] = { (char *)"/usr/bin/redis-server", (char *)"--port", rport,
+		char *argv[] = { (char *)h_redis_server_bin(), (char *)"--port", rport,
 		                 (char *)"--bind", (char *)"127.0.0.1", (char *)"--save", (char *)"",
 		                 (char *)"--appendonly", (char *)"no", (char *)"--replicaof",
 		                 (char *)"127.0.0.1", master, (char *)"--dir", S.dir, NULL };
@@ -1237,7 +1237,8 @@ static void test_sentinel_master_killed_during_load(void **state)
 	        sport, S.dir, S.redis_port);
 	fclose(f);
 	{
-		char *argv[] = { (char *)"/usr/bin/redis-sentinel", conf, NULL };
+		/* = redis-sentinel conf, and works for a Valkey server too */
+		char *argv[] = { (char *)h_redis_server_bin(), conf, (char *)"--sentinel", NULL };
 
 		h_spawn(&S, "sentinel", argv);
 		assert_int_equal(h_wait_port(sport, 5000), 0);
@@ -1431,7 +1432,7 @@ static void test_redis_acl_user_password_and_db(void **state)
 	struct opts o = { .rl_user = "5/60", .rl_ip = "1000/60",
 	                  .redis_extra = "\"username\": \"gw\", \"password\": \"s3cret\", \"db\": 3" };
 	char port[16];
-	char *argv[] = { (char *)"/usr/bin/redis-server", (char *)"--port", port,
+	char *argv[] = { (char *)h_redis_server_bin(), (char *)"--port", port,
 	                 (char *)"--bind", (char *)"127.0.0.1", (char *)"--save", (char *)"",
 	                 (char *)"--appendonly", (char *)"no", (char *)"--daemonize", (char *)"no",
 	                 /* each word its own argument: redis quotes ones with spaces */
