@@ -124,7 +124,9 @@ VALKEY_TESTS := unit/test_ratelimit unit/test_ratelimit_lease unit/test_redis_cl
                 integration/test_ratelimit integration/test_gen_client_ip integration/test_metrics
 test-valkey: all valkey $(if $(HAPROXY_BIN),haproxy)
 	@export SPOGATE_REDIS_SERVER=$(VALKEY_DIR)/valkey-server; rc=0; \
-	for t in $(VALKEY_TESTS); do BUILD=$(BUILD) tests/run.sh one $(BUILD)/tests/$$t | head -n 1 || rc=1; done; exit $$rc
+	for t in $(VALKEY_TESTS); do \
+		out=$$(BUILD=$(BUILD) tests/run.sh one $(BUILD)/tests/$$t) || rc=1; echo "$$out" | head -n 1; \
+	done; exit $$rc
 
 $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto
 	@mkdir -p $(BUILD)/gen
