@@ -29,8 +29,6 @@
 #include "spop.h"
 #include "worker_ctx.h"
 
-#define AGENT_CAPABILITIES "pipelining,async"
-
 static void conn_close(struct conn *c);
 static void conn_disconnect(struct conn *c, uint32_t status);
 static void conn_update_read(struct conn *c);
@@ -191,7 +189,7 @@ static int handle_hello(struct conn *c, const struct spop_frame *f)
 		return SPOP_ST_BAD_FRAME_SIZE;
 	c->max_frame = h.max_frame_size < cfg->max_frame_size ?
 	               h.max_frame_size : cfg->max_frame_size;
-	n = spop_agent_hello(buf, sizeof(buf), c->max_frame, AGENT_CAPABILITIES);
+	n = spop_agent_hello(buf, sizeof(buf), c->max_frame, spop_caps_answer(h.capabilities));
 	if (n < 0 || out_append(c, buf, (size_t)n) < 0)
 		return SPOP_ST_RES;
 	c->w->st.hellos++;
