@@ -8,7 +8,7 @@
 #                           blog-service on 127.0.0.1:9011/9012 (DNS SRV),
 #                           auth-service on 127.0.0.1:9021 (static)
 #   spogate-agent           127.0.0.1:12345  (metrics :9102)
-#   haproxy                 127.0.0.1:8080   (admin/stats :8404)
+#   haproxy                 127.0.0.1:8080, https :8443 (admin/stats :8404)
 #
 # Configuration: spogate-gen over $SPOGATE_GATEWAY (default
 # config/examples/local.yaml) and $SPOGATE_REGISTRY. Ctrl-C (or SIGTERM)
@@ -25,7 +25,7 @@ POLICY=${SPOGATE_POLICY:-config/examples/policy.json}
 
 # name default: the defaults are the ports written in the example files
 declare -A PORT=(
-	[GATEWAY]=8080 [STATS]=8404 [AGENT]=12345 [METRICS]=9102 [REDIS]=6380
+	[GATEWAY]=8080 [TLS]=8443 [STATS]=8404 [AGENT]=12345 [METRICS]=9102 [REDIS]=6380
 	[DNS]=8600 [REFSVC]=9081 [REFSVC_ADMIN]=9080 [IDENTITY]=9001
 	[BLOG1]=9011 [BLOG2]=9012 [AUTH_BACKEND]=9021
 )
@@ -82,15 +82,29 @@ start() {
 	echo "$! $name" >>"$RUN/pids"
 }
 
-for name in GATEWAY STATS AGENT METRICS REDIS REFSVC REFSVC_ADMIN BLOG1 BLOG2 AUTH_BACKEND; do
+for name in GATEWAY TLS STATS AGENT METRICS REDIS REFSVC REFSVC_ADMIN BLOG1 BLOG2 AUTH_BACKEND; do
 	if port_busy 127.0.0.1 "${PORT[$name]}"; then
 		fail "port ${PORT[$name]} ($name) is in use: is another stack running? (move it with SPOGATE_PORT_$name=N)"
 	fi
 done
 
-mkdir -p "$RUN/logs" "$RUN/keys"
+mkdir -p "$RUN/logs" "$RUN/keys" "$RUN/certs"
 rm -f "$RUN"/logs/*.log "$RUN/pids"
 [ -f "$RUN/keys/jwks1.json" ] || "$BIN/spogate-refsvc" keygen --dir "$RUN/keys" >/dev/null
+# A local CA and the gateway's certificate (localhost, 127.0.0.1), made once.
+if [ ! -f "$RUN/certs/gateway.pem" ]; then
+	(
+		cd "$RUN/certs" &&
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+			-keyout ca.key -out ca.pem -subj "/CN=spogate local CA" 2>/dev/null &&
+		openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout gateway.key \
+			-out gateway.csr -subj /CN=localhost 2>/dev/null &&
+		printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >gateway.ext &&
+		openssl x509 -req -in gateway.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 825 \
+			-extfile gateway.ext -out gateway.crt 2>/dev/null &&
+		cat gateway.crt gateway.key >gateway.pem && chmod 600 gateway.pem gateway.key ca.key
+	) || fail "could not make the local certificates with openssl"
+fi
 
 # The example files with the chosen ports, next to the keys they name.
 sed "$sed_ports" "$GATEWAY" >"$RUN/gateway.yaml"
@@ -133,10 +147,12 @@ start haproxy "${SPOGATE_HAPROXY:-haproxy}" -f "$RUN/haproxy.cfg" -db
 wait_port 127.0.0.1 "${PORT[GATEWAY]}" haproxy
 
 G=http://127.0.0.1:${PORT[GATEWAY]}
+GS=https://localhost:${PORT[TLS]}
 cat <<EOF
 
 spogate is up.
   gateway        $G
+  gateway (TLS)  $GS   (HTTP/2; CA: $RUN/certs/ca.pem)
   HAProxy stats  http://127.0.0.1:${PORT[STATS]}/   (Prometheus: /metrics)
   agent metrics  http://127.0.0.1:${PORT[METRICS]}/metrics
   refsvc calls   http://127.0.0.1:${PORT[REFSVC_ADMIN]}/calls
@@ -150,6 +166,7 @@ Try it (in another terminal):
   for i in 1 2 3 4 5 6 7; do curl -s -o /dev/null -w '%{http_code} ' -H "Authorization: Bearer \$TOKEN" $G/api/v1/users/42; done; echo   # 200 until 5 calls in 10 s, then 429
   curl -i $G/api/v1/auth/login                                      # public route
   curl -i -X OPTIONS -H 'Origin: http://localhost:3000' -H 'Access-Control-Request-Method: POST' $G/api/v1/users/42   # CORS preflight, 204
+  curl -i --http2 --cacert $RUN/certs/ca.pem -H "Authorization: Bearer \$TOKEN" $GS/api/v1/users/42   # HTTPS, HTTP/2, same answer
 
 Ctrl-C stops everything.
 EOF

@@ -14,6 +14,7 @@ Python 3 standard library only. Every process is started here, on a free
 loopback port, and stopped here by its PID.
 """
 import argparse
+import ssl
 import datetime
 import json
 import os
@@ -234,8 +235,10 @@ def strip_haproxy_logs(path, threads):
 def http_get(url, headers):
     """(status, body, {lower-case header: value}) of one GET."""
     req = urllib.request.Request(url, headers=headers)
+    # The TLS rows use the bench's own self-signed certificate.
+    ctx = ssl._create_unverified_context() if url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(req, timeout=5) as r:
+        with urllib.request.urlopen(req, timeout=5, context=ctx) as r:
             return r.status, r.read().decode(errors="replace"), {k.lower(): v for k, v in r.getheaders()}
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode(errors="replace"), {k.lower(): v for k, v in e.headers.items()}
@@ -362,6 +365,21 @@ class Env:
                 f.write("\n".join(self.tokens["rs256-distinct"]) + "\n")
             self.distinct_file = path
         return self.distinct_file
+
+    def tls_cert(self):
+        """A self-signed certificate for the TLS rows (made once)."""
+        path = os.path.join(self.workdir, "bench-tls.pem")
+        if not os.path.exists(path):
+            key, crt = path + ".key", path + ".crt"
+            out = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                                  "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-keyout", key,
+                                  "-out", crt, "-subj", "/CN=localhost"],
+                                 capture_output=True, text=True)
+            if out.returncode != 0:
+                raise BenchError("openssl: %s" % out.stderr.strip())
+            with open(path, "w") as f:
+                f.write(open(crt).read() + open(key).read())
+        return path
 
     def start_haproxy(self, name, cfg):
         port = self.cfg_port
@@ -543,10 +561,10 @@ SPOGATE_STAGES = [
 ]
 
 
-def generate(env, name, stage):
+def generate(env, name, stage, tls=False):
     """Runs spogate-gen on the bench's gateway YAML (plus the stage's
-    sections) and returns (dir, agent port). JSON is YAML, so the inputs are
-    written with json.dumps."""
+    sections; with tls, TLS termination on env.tls_port) and returns (dir,
+    agent port). JSON is YAML, so the inputs are written with json.dumps."""
     d = cfg_dir(env, name)
     agent_port = free_port()
     route = {"path": "/private/**", "service": "echo", "auth_required": stage is not None}
@@ -555,6 +573,9 @@ def generate(env, name, stage):
           "agent": {"address": "127.0.0.1:%d" % agent_port, "threads": SERVER_THREADS,
                     "log_level": "warn"},
           "admin": {"stats": "127.0.0.1:%d" % free_port()}}
+    if tls:
+        env.tls_port = free_port()
+        gw["tls"] = {"port": env.tls_port, "certificates": [env.tls_cert()], "redirect_http": False}
     if stage is None:
         gw["auth"] = {"mode": "none"}
     else:
@@ -580,19 +601,27 @@ def generate(env, name, stage):
     return d, agent_port
 
 
+def bench_url(env, c):
+    """The URL wrk drives: HTTPS (HTTP/1.1 over TLS, kept-alive connections,
+    so record cost rather than handshakes) for the -tls rows."""
+    if c.get("tls"):
+        return "https://127.0.0.1:%d/private/bench" % env.tls_port
+    return "http://127.0.0.1:%d/private/bench" % env.cfg_port
+
+
 def start_plain(env, c):
-    d, _ = generate(env, c["name"], None)
+    d, _ = generate(env, c["name"], None, c.get("tls", False))
     p = env.start_haproxy(c["name"], os.path.join(d, "haproxy.cfg"))
-    return HttpTarget("http://127.0.0.1:%d/private/bench" % env.cfg_port, None, [p.pid], [],
+    return HttpTarget(bench_url(env, c), None, [p.pid], [],
                       [Check(None, 200, "proxies to the echo backend")])
 
 
 def start_spogate(env, c):
     stage = c["stage"]
-    d, agent_port = generate(env, c["name"], stage)
+    d, agent_port = generate(env, c["name"], stage, c.get("tls", False))
     agent = env.start_agent(c["name"], os.path.join(d, "agent.json"), agent_port)
     p = env.start_haproxy(c["name"], os.path.join(d, "haproxy.cfg"))
-    return HttpTarget("http://127.0.0.1:%d/private/bench" % env.cfg_port,
+    return HttpTarget(bench_url(env, c),
                       "Bearer " + env.tokens[stage["token"]][0], [p.pid, agent.pid], [agent.pid],
                       [Check(k.token, k.status, k.what, k.header, probe=True) for k in stage["probe"]]
                       + [Check(stage["token"], 200, "a valid token passes")], agent_port)
@@ -652,6 +681,8 @@ def configurations():
     out = [
         {"name": "plain", "kind": "http", "start": start_plain,
          "desc": "HAProxy proxying to the echo backend, no auth, no limits (generated config)"},
+        {"name": "plain-tls", "kind": "http", "start": start_plain, "tls": True,
+         "desc": "plain behind gateway.tls: HTTPS (HTTP/1.1, kept-alive, ECDSA P-256) to HAProxy"},
         {"name": "native-hs256", "kind": "http", "start": start_native, "alg": "HS256",
          "desc": "HAProxy jwt_verify HS256, alg pinned, exp check, per-IP stick-table limit"},
         {"name": "native-rs256", "kind": "http", "start": start_native, "alg": "RS256",
@@ -662,6 +693,10 @@ def configurations():
     for s in SPOGATE_STAGES:
         out.append({"name": "spogate-" + s["name"], "kind": "http", "start": start_spogate,
                     "stage": s, "full": s.get("full", False), "desc": "HAProxy + agent: " + s["desc"]})
+        if s.get("full"):
+            out.append({"name": "spogate-full-tls", "kind": "http", "start": start_spogate,
+                        "stage": s, "tls": True,
+                        "desc": "spogate-full behind gateway.tls (HTTPS, HTTP/1.1, kept-alive)"})
     # The agent alone: token presence, and the RS256 cache-hit and cache-miss
     # paths (skipped with the rs256 stage until the build has it).
     by_name = {s["name"]: s for s in SPOGATE_STAGES}

@@ -31,7 +31,7 @@
 
 static struct h_stack S;
 static char run_dir[600];
-static int p_gw, p_stats, p_agent, p_metrics, p_redis, p_dns, p_refsvc, p_admin;
+static int p_gw, p_tls, p_stats, p_agent, p_metrics, p_redis, p_dns, p_refsvc, p_admin;
 
 /* The users route (per user 5/10s, per IP 1000/60s) after one request:
  * both policies, as structured fields a client library can read
@@ -70,7 +70,7 @@ static void check_structured_ratelimit(const struct h_resp *r)
 
 static void start_stack(const char *test, const char *gateway)
 {
-	enum { NENV = 13 };
+	enum { NENV = 14 };
 	char env[NENV][128];
 	char *argv[NENV + 4];
 	struct h_proc *p;
@@ -99,6 +99,8 @@ static void start_stack(const char *test, const char *gateway)
 	snprintf(env[10], sizeof(env[10]), "SPOGATE_PORT_BLOG2=%d", h_free_port());
 	snprintf(env[11], sizeof(env[11]), "SPOGATE_PORT_AUTH_BACKEND=%d", h_free_port());
 	snprintf(env[12], sizeof(env[12]), "SPOGATE_GATEWAY=%s", gateway);
+	p_tls = h_free_port();
+	snprintf(env[13], sizeof(env[13]), "SPOGATE_PORT_TLS=%d", p_tls);
 	argv[0] = (char *)"/usr/bin/env";
 	for (i = 0; i < NENV; i++)
 		argv[1 + i] = env[i];
@@ -194,6 +196,16 @@ static void walk_the_flow(int service_mode)
 	if (service_mode) {
 		v0 = calls("validate");
 		c0 = calls("check");
+	}
+	/* make run serves HTTPS with HTTP/2 too, with the local CA it made
+	 * (the tour's curl --cacert). */
+	{
+		char *out = NULL;
+		h_run(&out, "curl -sS -i --http2 --cacert %s/certs/ca.pem -H '%s' "
+		      "https://localhost:%d/api/v1/blog/1 2>&1", run_dir, auth_b, p_tls);
+		if (!out || !strstr(out, "HTTP/2 200"))
+			fail_msg("HTTPS through make run: %s", out ? out : "");
+		free(out);
 	}
 
 	/* backends are discovered through DNS: wait until HAProxy has them */

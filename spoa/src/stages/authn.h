@@ -4,10 +4,12 @@
  *
  * auth.mode (docs/agent-json.md):
  *   none     only token_missing is checked
- *   jwt      local verification (jwt_verify.c) with the configured keys
- *   service  AuthService.ValidateToken over gRPC (grpc.c)
- * Results are cached per worker by SHA-256 of the token (cache.c); a miss
- * in service mode coalesces with identical requests of every worker.
+ *   jwt      local verification (jwt/jwt_verify.c) with the configured
+ *            key set (jwt/jwt_keys.c)
+ *   service  AuthService.ValidateToken over gRPC (clients/authsvc.c)
+ * Identities (identity.c) are cached per worker by SHA-256 of the token
+ * (tokcache.c); a miss in service mode coalesces with identical requests
+ * of every worker.
  *
  * Keys are loaded at configure time and re-read on SIGHUP (the reload
  * hook); on a failed reload the old keys stay.
