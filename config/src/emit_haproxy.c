@@ -915,7 +915,7 @@ void gen_emit_haproxy(const struct gen_gateway *g, const struct gen_registry *r,
 			    "    timeout connect 1s\n    timeout server 3m\n    option spop-check\n"
 			    "    retries 3\n    option redispatch 1\n");
 		for (k = 0; k < nagents; k++)
-			dynbuf_printf(b, "    server agent%zu %s check inter 2s\n", k + 1,
+			dynbuf_printf(b, "    server agent%zu %s check inter 2s fastinter 250ms\n", k + 1,
 				      g->agent.more.n ? g->agent.more.v[k] : g->agent.address);
 	}
 	if (g->admin.stats && g->admin.nusers) {

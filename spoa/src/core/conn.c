@@ -375,6 +375,12 @@ static void on_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 		return;
 	case CONN_READY:
 		quiet = ev_now(loop) - c->last_active;
+		if (c->w->stopping && c->ninflight == 0 && quiet >= CONN_STOP_QUIET) {
+			conn_disconnect(c, SPOP_ST_NORMAL);
+			return;
+		}
+		if (c->w->stopping)
+			idle = CONN_STOP_QUIET;
 		if (c->ninflight > 0 || quiet < idle) {
 			arm(c, c->ninflight > 0 ? idle : idle - quiet);
 			return;
@@ -503,8 +509,10 @@ void conn_decision_done(struct decision *d)
 		return;
 	}
 	c->w->st.acks++;
-	if ((c->w->stopping || c->state == CONN_DRAINING) && c->ninflight == 0)
+	if (c->state == CONN_DRAINING && c->ninflight == 0)
 		conn_disconnect(c, SPOP_ST_NORMAL);
+	else if (c->w->stopping && c->ninflight == 0)
+		arm(c, CONN_STOP_QUIET);
 	else if (c->read_paused)
 		conn_update_read(c);
 }
@@ -517,6 +525,8 @@ void conn_shutdown_all(struct worker *w, int force)
 		next = c->next;
 		if (force)
 			conn_close(c);
+		else if (c->state == CONN_READY)
+			arm(c, CONN_STOP_QUIET);   /* on_timeout says DISCONNECT once quiet */
 		else if (c->ninflight == 0 && c->state != CONN_CLOSING)
 			conn_disconnect(c, SPOP_ST_NORMAL);
 	}
