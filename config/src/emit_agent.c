@@ -89,6 +89,13 @@ int gen_emit_agent(const struct gen_gateway *g, const struct gen_registry *r, st
 		json_object_set_new(auth, "audiences", strs(&g->auth.audiences, NULL));
 	if (g->auth.jwks_file)
 		json_object_set_new(auth, "jwks_file", json_string(g->auth.jwks_file));
+	if (g->auth.jwks_uri || g->auth.oidc_issuer) {
+		json_object_set_new(auth, g->auth.jwks_uri ? "jwks_uri" : "oidc_issuer",
+		                    json_string(g->auth.jwks_uri ? g->auth.jwks_uri : g->auth.oidc_issuer));
+		if (g->auth.jwks_ca_file)
+			json_object_set_new(auth, "jwks_ca_file", json_string(g->auth.jwks_ca_file));
+		json_object_set_new(auth, "jwks_refresh_ms", json_integer(g->auth.jwks_refresh_ms));
+	}
 	if (g->auth.npem_keys) {
 		json_t *pk = json_array();
 		for (i = 0; i < g->auth.npem_keys; i++) {
@@ -116,6 +123,7 @@ int gen_emit_agent(const struct gen_gateway *g, const struct gen_registry *r, st
 	json_object_set_new(auth, "cache_ttl_ms", json_integer(g->auth.cache_ttl_ms));
 	json_object_set_new(auth, "negative_cache_ttl_ms", json_integer(g->auth.neg_cache_ttl_ms));
 	json_object_set_new(auth, "cache_size", json_integer(g->auth.cache_size));
+	json_object_set_new(auth, "cache_max_bytes", json_integer(g->auth.cache_bytes));
 	for (i = 0; i < g->auth.nclaims; i++) {
 		json_t *c = json_object();
 		json_object_set_new(c, "claim", json_string(g->auth.claims[i].claim));

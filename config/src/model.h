@@ -172,12 +172,17 @@ struct gen_gateway {
 		struct gen_strs audiences, algorithms;
 		char *jwks_file;        /* resolved, owned */
 		const struct gy_node *jwks_at;
+		const char *jwks_uri;   /* keys over HTTPS, or found through */
+		const char *oidc_issuer;        /* OIDC discovery */
+		char *jwks_ca_file;     /* resolved, owned */
+		int64_t jwks_refresh_ms;
 		struct gen_pem_key *pem_keys;
 		size_t npem_keys;
 		int64_t leeway_ms, timeout_ms, cache_ttl_ms, neg_cache_ttl_ms;
 		long max_token_bytes;
 		int require_exp;        /* tokens without exp are refused */
 		long cache_size;        /* entries per worker */
+		int64_t cache_bytes;    /* every worker's token cache together */
 		const char *service;
 		const struct gy_node *service_at;
 		struct gen_claim *claims;

@@ -376,7 +376,10 @@ static void load_consul(struct gen_ctx *c, struct gen_registry *r, const struct 
 		s->retries = df->retries;
 		s->error_limit = df->error_limit;
 		/* Tags may name a gRPC port ("grpc-port=9081") for the agent's
-		 * Auth/Authz clients: dns:///<name>.service.consul:<port>. */
+		 * Auth/Authz clients. The name is Consul's, so it resolves through
+		 * Consul's DNS (--consul-dns), in gRPC's authority form:
+		 * dns://<consul-dns>/<name>.service.consul:<port>; dns:/// would
+		 * ask the system resolver, which knows no .consul. */
 		for (j = 0; j < tags->n; j++) {
 			const struct gy_node *t = tags->kids[j];
 			char *end;
@@ -389,10 +392,11 @@ static void load_consul(struct gen_ctx *c, struct gen_registry *r, const struct 
 				continue;
 			}
 			free(s->grpc);
-			len = k->len + 64;
+			len = k->len + 64 + (r->consul_ns ? strlen(r->consul_ns) : 0);
 			s->grpc = malloc(len);
 			if (s->grpc)
-				snprintf(s->grpc, len, "dns:///%s.service.consul:%ld", k->str, port);
+				snprintf(s->grpc, len, "dns://%s/%s.service.consul:%ld",
+				         r->consul_ns ? r->consul_ns : "", k->str, port);
 		}
 		r->nservices++;
 	}

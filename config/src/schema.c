@@ -35,7 +35,8 @@ static const char *const cors_keys[] = {
 static const char *const auth_keys[] = {
 	"mode", "issuer", "audiences", "jwks_file", "pem_keys", "algorithms", "leeway",
 	"service", "timeout", "cache_ttl", "negative_cache_ttl", "max_token_bytes",
-	"claims_to_headers", "require_exp", "cache_size", NULL,
+	"claims_to_headers", "require_exp", "cache_size", "cache_memory", "jwks_uri",
+	"oidc_issuer", "jwks_ca_file", "jwks_refresh", NULL,
 };
 static const char *const pem_keys[] = { "kid", "alg", "file", NULL };
 static const char *const authz_keys[] = { "mode", "service", "cache_ttl", "timeout", "on_error", NULL };
@@ -617,6 +618,35 @@ static void load_claims(struct gen_ctx *c, struct gen_gateway *g, const struct g
 	}
 }
 
+/* auth.jwks_uri / auth.oidc_issuer: keys from the identity provider. */
+static void load_remote_keys(struct gen_ctx *c, struct gen_gateway *g, const struct gy_node *m,
+                             const char *base)
+{
+	static const char *const url_keys[] = { "jwks_uri", "oidc_issuer" };
+	const char *ca = NULL, *url;
+	size_t i;
+
+	gen_get_str(c, m, "jwks_uri", &g->auth.jwks_uri);
+	gen_get_str(c, m, "oidc_issuer", &g->auth.oidc_issuer);
+	for (i = 0; i < 2; i++) {
+		url = i ? g->auth.oidc_issuer : g->auth.jwks_uri;
+		if (url && (strncmp(url, "https://", 8) != 0 || !url[8] || strpbrk(url, " \"'\\")))
+			gen_err(c, gy_get(m, url_keys[i]), "%s: '%.100s' is not an https:// URL",
+			        url_keys[i], url);
+	}
+	if (g->auth.jwks_uri && g->auth.oidc_issuer)
+		gen_err(c, gy_get(m, "oidc_issuer"), "auth: give jwks_uri or oidc_issuer, not both "
+		        "(discovery finds the jwks_uri)");
+	if (gen_get_str(c, m, "jwks_ca_file", &ca) > 0)
+		g->auth.jwks_ca_file = gen_resolve_path(base, ca);
+	gen_get_dur(c, m, "jwks_refresh", 1000, &g->auth.jwks_refresh_ms);
+	if (g->auth.jwks_refresh_ms > 86400000)
+		gen_err(c, gy_get(m, "jwks_refresh"), "jwks_refresh: at most 24h");
+	if ((ca || gy_get(m, "jwks_refresh")) && !g->auth.jwks_uri && !g->auth.oidc_issuer)
+		gen_err(c, gy_get(m, ca ? "jwks_ca_file" : "jwks_refresh"),
+		        "auth: %s needs jwks_uri or oidc_issuer", ca ? "jwks_ca_file" : "jwks_refresh");
+}
+
 static void load_auth(struct gen_ctx *c, struct gen_gateway *g, const struct gy_node *m,
 		      const char *base)
 {
@@ -634,6 +664,8 @@ static void load_auth(struct gen_ctx *c, struct gen_gateway *g, const struct gy_
 	g->auth.max_token_bytes = 8192;
 	g->auth.require_exp = 1;
 	g->auth.cache_size = 100000;
+	g->auth.jwks_refresh_ms = 300000;
+	g->auth.cache_bytes = 32LL << 20;
 	if (!m || gy_is_null(m)) {
 		load_claims(c, g, NULL);
 		return;
@@ -660,7 +692,8 @@ static void load_auth(struct gen_ctx *c, struct gen_gateway *g, const struct gy_
 				gen_err(c, g->auth.algorithms.at->kids[i],
 					"algorithms: '%.50s' is not supported (%s%s%s)", a,
 					strcasecmp(a, "none") == 0 ? "unsigned tokens are always refused" :
-					hint ? "did you mean '" : "expected HS256/384/512, RS256/384/512 or ES256/384/512",
+					hint ? "did you mean '" : "expected HS256/384/512, RS256/384/512, ES256/384/512, "
+					"PS256/384/512 or EdDSA",
 					hint && strcasecmp(a, "none") ? hint : "",
 					hint && strcasecmp(a, "none") ? "'?" : "");
 			}
@@ -703,10 +736,17 @@ static void load_auth(struct gen_ctx *c, struct gen_gateway *g, const struct gy_
 	gen_get_int(c, m, "max_token_bytes", 256, 65536, &g->auth.max_token_bytes);
 	gen_get_bool(c, m, "require_exp", &g->auth.require_exp);
 	gen_get_int(c, m, "cache_size", 1, 10000000, &g->auth.cache_size);
+	v = gy_get(m, "cache_memory");
+	if (v && (v->kind != GY_SCALAR || size_parse_bytes(v->str, &g->auth.cache_bytes) < 0))
+		gen_err(c, v, "cache_memory: expected a size such as 32MB or 512KB (B, KB, MB, GB), "
+			"got '%.100s'", v->kind == GY_SCALAR ? v->str : gy_kind_name(v));
 	if (gen_get_str(c, m, "service", &g->auth.service) > 0)
 		g->auth.service_at = gy_get(m, "service");
-	if (g->auth.mode == GEN_AUTH_JWT && !g->auth.jwks_file && !g->auth.npem_keys)
-		gen_err(c, gy_get(m, "mode"), "auth: mode jwt needs jwks_file or pem_keys");
+	load_remote_keys(c, g, m, base);
+	if (g->auth.mode == GEN_AUTH_JWT && !g->auth.jwks_file && !g->auth.npem_keys &&
+	    !g->auth.jwks_uri && !g->auth.oidc_issuer)
+		gen_err(c, gy_get(m, "mode"),
+		        "auth: mode jwt needs jwks_file, pem_keys, jwks_uri or oidc_issuer");
 	v = gy_get(m, "claims_to_headers");
 	if (v && !gy_is_null(v) && gen_expect_map(c, v, "claims_to_headers") < 0)
 		v = NULL;
@@ -1337,6 +1377,7 @@ void gen_gateway_free(struct gen_gateway *g)
 	free(g->auth.audiences.v);
 	free(g->auth.algorithms.v);
 	free(g->auth.jwks_file);
+	free(g->auth.jwks_ca_file);
 	for (i = 0; i < g->auth.npem_keys; i++)
 		free(g->auth.pem_keys[i].file);
 	free(g->auth.pem_keys);

@@ -22,29 +22,53 @@ static size_t read_uint(const char *s, int64_t max, int64_t *out)
 	return i;
 }
 
-int dur_parse_ms(const char *s, int64_t *ms)
+struct unit {
+	const char *name;
+	int64_t mul;
+};
+
+/* A number of at most max followed by exactly one of the n units; *out =
+ * number * multiplier (at most max too). Returns 0 or -1. */
+static int parse_with_unit(const char *s, int64_t max, const struct unit *units, size_t n,
+                           int64_t *out)
 {
-	static const struct { const char *unit; int64_t mul; } units[] = {
-		{ "ms", 1 }, { "s", 1000 }, { "m", 60000 },
-		{ "h", 3600000 }, { "d", 86400000 },
-	};
 	int64_t v;
-	size_t n, i;
+	size_t len, i;
 
 	if (!s)
 		return -1;
-	n = read_uint(s, DUR_MS_MAX, &v);
-	if (n == 0 || s[n] == '\0')
+	len = read_uint(s, max, &v);
+	if (len == 0 || s[len] == '\0')
 		return -1;
-	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-		if (strcmp(s + n, units[i].unit) == 0) {
-			if (v > DUR_MS_MAX / units[i].mul)
+	for (i = 0; i < n; i++) {
+		if (strcmp(s + len, units[i].name) == 0) {
+			if (v > max / units[i].mul)
 				return -1;
-			*ms = v * units[i].mul;
+			*out = v * units[i].mul;
 			return 0;
 		}
 	}
 	return -1;
+}
+
+int dur_parse_ms(const char *s, int64_t *ms)
+{
+	static const struct unit units[] = {
+		{ "ms", 1 }, { "s", 1000 }, { "m", 60000 },
+		{ "h", 3600000 }, { "d", 86400000 },
+	};
+
+	return parse_with_unit(s, DUR_MS_MAX, units, sizeof(units) / sizeof(units[0]), ms);
+}
+
+int size_parse_bytes(const char *s, int64_t *bytes)
+{
+	static const struct unit units[] = {
+		{ "B", 1 }, { "KB", 1LL << 10 }, { "KiB", 1LL << 10 }, { "MB", 1LL << 20 },
+		{ "MiB", 1LL << 20 }, { "GB", 1LL << 30 }, { "GiB", 1LL << 30 },
+	};
+
+	return parse_with_unit(s, SIZE_BYTES_MAX, units, sizeof(units) / sizeof(units[0]), bytes);
 }
 
 int rate_parse(const char *s, long *limit, long *period_s)

@@ -283,6 +283,7 @@ class Env:
         self.shared = {}      # name -> Popen: echo, redis, refsvc
         self.keys = {}
         self.tokens = {}
+        self.distinct_files = {}
 
     def binary(self, name):
         path = os.path.join(self.bin, name)
@@ -333,6 +334,7 @@ class Env:
         os.makedirs(kd, exist_ok=True)
         self.keys["rs256"] = jwtmint.make_rsa_key(kd, "rs256")
         self.keys["es256"] = jwtmint.make_ec_key(kd, "es256")
+        self.keys["eddsa"] = jwtmint.make_ed25519_key(kd, "eddsa")
         now = int(time.time())
         claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "bench-user", "iat": now,
                   "nbf": now - 60, "exp": now + 3600, "roles": ["reader"],
@@ -343,28 +345,38 @@ class Env:
                                                     os.path.join(kd, "si"), kid="rs1")
         self.tokens["es256"] = jwtmint.mint_openssl("ES256", self.keys["es256"][0], [claims],
                                                     os.path.join(kd, "si"), kid="es1")
+        self.tokens["eddsa"] = jwtmint.mint_openssl("EdDSA", self.keys["eddsa"][0], [claims],
+                                                    os.path.join(kd, "si"), kid="ed1")
         noperm = dict(claims, sub="bench-noperm", roles=["nobody"], permissions=[], scope="")
         self.tokens["rs256-noperm"] = jwtmint.mint_openssl("RS256", self.keys["rs256"][0], [noperm],
                                                            os.path.join(kd, "si"), kid="rs1")
         self.tokens["opaque"] = ["bench-opaque-token"]
         # Tokens whose signature does not match: only a real verifier refuses them.
-        for kind in ("rs256", "es256"):
+        for kind in ("rs256", "es256", "eddsa"):
             t = self.tokens[kind][0]
             self.tokens[kind + "-bad"] = [t[:-8] + ("AAAAAAAA" if not t.endswith("AAAAAAAA") else "BBBBBBBB")]
         self.tokens["hs256-bad"] = [jwtmint.mint_hs256("not-the-secret", claims)]
 
-    def distinct_rs256(self, n):
-        """n distinct valid RS256 tokens (the cache-miss path), minted once."""
-        if "rs256-distinct" not in self.tokens:
+    def distinct(self, kind, n):
+        """n distinct valid tokens of kind (rs256, es256, eddsa) for the
+        cache-miss path, minted once; returns the file that lists them."""
+        name = kind + "-distinct"
+        if name not in self.tokens:
             now = int(time.time())
-            signer = jwtmint.RsaSigner(self.keys["rs256"][0])
-            self.tokens["rs256-distinct"] = [signer.mint(dict(self.claims, jti="bench-%d" % i, iat=now),
-                                                         kid="rs1") for i in range(n)]
-            path = os.path.join(self.workdir, "rs256-distinct.tokens")
+            claims = [dict(self.claims, jti="bench-%d" % i, iat=now) for i in range(n)]
+            if kind == "rs256":
+                signer = jwtmint.RsaSigner(self.keys["rs256"][0])
+                self.tokens[name] = [signer.mint(c, kid="rs1") for c in claims]
+            else:
+                alg = {"es256": "ES256", "eddsa": "EdDSA"}[kind]
+                self.tokens[name] = jwtmint.mint_openssl(alg, self.keys[kind][0], claims,
+                                                         os.path.join(self.workdir, "keys", "si"),
+                                                         kid=kind[:2] + "1")
+            path = os.path.join(self.workdir, name + ".tokens")
             with open(path, "w") as f:
-                f.write("\n".join(self.tokens["rs256-distinct"]) + "\n")
-            self.distinct_file = path
-        return self.distinct_file
+                f.write("\n".join(self.tokens[name]) + "\n")
+            self.distinct_files[kind] = path
+        return self.distinct_files[kind]
 
     def tls_cert(self):
         """A self-signed certificate for the TLS rows (made once)."""
@@ -509,6 +521,8 @@ PARTS = {
               "probe": [Check("rs256-bad", 401, "a bad RS256 signature is refused")]},
     "es256": {"desc": "ES256 JWT (cached)", "gateway": jwt_auth("ES256"), "token": "es256",
               "probe": [Check("es256-bad", 401, "a bad ES256 signature is refused")]},
+    "eddsa": {"desc": "EdDSA (Ed25519) JWT (cached)", "gateway": jwt_auth("EdDSA"), "token": "eddsa",
+              "probe": [Check("eddsa-bad", 401, "a bad EdDSA signature is refused")]},
     "claims": {"desc": "authz by the token's claims",
                "gateway": lambda env: {"authz": {"mode": "claims"}, "route": {"permission": PERMISSION}},
                "probe": [Check("rs256-noperm", 403, "a token without the permission is refused")],
@@ -554,6 +568,7 @@ SPOGATE_STAGES = [
     stage("limits", "token", "limits"),
     stage("rs256", "rs256"),
     stage("es256", "es256"),
+    stage("eddsa", "eddsa"),
     stage("rs256-claims", "rs256", "claims"),
     stage("rs256-authz", "rs256", "authz"),
     stage("rs256-limits", "rs256", "limits"),
@@ -633,7 +648,7 @@ def start_agent_only(env, c):
     stage = c["stage"]
     d, port = generate(env, c["name"], stage)
     aj = os.path.join(d, "agent.json")
-    if c["path"] == "miss":
+    if c["path"].startswith("miss"):
         with open(aj) as f:
             cfg = json.load(f)
         cfg["auth"]["cache_ttl_ms"] = 0
@@ -644,8 +659,8 @@ def start_agent_only(env, c):
                                      "--mix", "token:100"] + stage.get("spop", []))
     for k in stage["probe"]:
         probe_agent(env, c, t, k)
-    if c["path"] == "miss":
-        t.args += ["--tokens-file", env.distinct_rs256(DISTINCT_TOKENS)]
+    if c["path"].startswith("miss"):
+        t.args += ["--tokens-file", env.distinct(stage["token"], DISTINCT_TOKENS)]
     else:
         t.args += ["--token", env.tokens[stage["token"]][0]]
     return t
@@ -710,6 +725,13 @@ def configurations():
                         "depth": depth, "connections": conns,
                         "desc": "spogate-bench to the agent alone, %d connections x depth %d, %s"
                                 % (conns, depth, what)})
+    # The verification rate of the other asymmetric algorithms, next to the
+    # RS256 miss path above: distinct tokens, cache off, depth 64.
+    for kind, alg in (("es256", "ES256"), ("eddsa", "EdDSA")):
+        out.append({"name": "agent-d64-miss-" + kind, "kind": "spop", "start": start_agent_only,
+                    "stage": by_name[kind], "path": "miss-" + kind, "depth": 64, "connections": 4,
+                    "desc": "spogate-bench to the agent alone, 4 connections x depth 64, %s cache "
+                            "miss (%d distinct tokens, cache off)" % (alg, DISTINCT_TOKENS)})
     return out
 
 

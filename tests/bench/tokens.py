@@ -1,8 +1,8 @@
 """Keys and JWTs for the benchmark, made at bench time.
 
 Python's standard library signs HS256 itself; RS256 and ES256 signatures come
-from the openssl command line, one process for any number of tokens
-(`openssl dgst -sign KEY -hex FILE...` prints one signature per file).
+from the openssl command line (`openssl dgst -sign`), EdDSA ones from
+`openssl pkeyutl -sign -rawin`, one process per token.
 Nothing here is secret: the keys live in the bench's scratch directory and
 die with it.
 """
@@ -50,6 +50,17 @@ def make_ec_key(directory, name="es256"):
     return key, pub
 
 
+def make_ed25519_key(directory, name="eddsa"):
+    """Ed25519 key pair for EdDSA: NAME.key and NAME.pub.pem."""
+    key = os.path.join(directory, name + ".key")
+    pub = os.path.join(directory, name + ".pub.pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ED25519", "-out", key],
+                   check=True, capture_output=True)
+    subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-out", pub],
+                   check=True, capture_output=True)
+    return key, pub
+
+
 def mint_hs256(secret, claims, kid=None):
     header = {"alg": "HS256", "typ": "JWT"}
     if kid:
@@ -77,7 +88,8 @@ def _der_ecdsa_to_raw(der, size=32):
 
 def mint_openssl(alg, key, claims_list, scratch, kid=None):
     """Signs one token per claims dict with `openssl dgst -sign` (RS256 or
-    ES256), one process per token: for a handful of tokens."""
+    ES256) or `openssl pkeyutl -sign -rawin` (EdDSA), one process per token:
+    for a few hundred tokens at most."""
     header = {"alg": alg, "typ": "JWT"}
     if kid:
         header["kid"] = kid
@@ -88,8 +100,11 @@ def mint_openssl(alg, key, claims_list, scratch, kid=None):
         si = _signing_input(header, claims)
         with open(path, "w") as f:
             f.write(si)
-        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key, path],
-                             check=True, capture_output=True).stdout
+        if alg == "EdDSA":
+            cmd = ["openssl", "pkeyutl", "-sign", "-rawin", "-inkey", key, "-in", path]
+        else:
+            cmd = ["openssl", "dgst", "-sha256", "-sign", key, path]
+        sig = subprocess.run(cmd, check=True, capture_output=True).stdout
         if alg.startswith("ES"):
             sig = _der_ecdsa_to_raw(sig)
         tokens.append(si + "." + b64url(sig))

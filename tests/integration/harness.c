@@ -544,6 +544,21 @@ struct h_proc *h_start_redis(struct h_stack *s)
 	return p;
 }
 
+struct h_proc *h_start_dnsmasq(struct h_stack *s, const char *conf_path)
+{
+	char arg[600];
+	char *argv[] = { (char *)"/usr/sbin/dnsmasq", (char *)"--keep-in-foreground", arg,
+	                 (char *)"--pid-file", (char *)"--log-facility=-", (char *)"--user=root",
+	                 NULL };
+	struct h_proc *p;
+
+	snprintf(arg, sizeof(arg), "--conf-file=%s", conf_path);
+	p = h_spawn(s, "dnsmasq", argv);
+	if (h_wait_log(p, "started", 5000) < 0)
+		die("dnsmasq did not start (%s)", conf_path);
+	return p;
+}
+
 /* HTTP */
 
 struct growbuf {
@@ -809,78 +824,17 @@ int h_run(char **out, const char *fmt, ...)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-/* The family of a sample line: its name without labels and without the
- * _bucket/_sum/_count suffixes of histograms. */
-static void family_of(const char *line, size_t len, char *out, size_t cap)
-{
-	static const char *const sfx[] = { "_bucket", "_sum", "_count", NULL };
-	size_t n = 0;
-	int i;
-
-	while (n < len && line[n] != '{' && line[n] != ' ' && n + 1 < cap) {
-		out[n] = line[n];
-		n++;
-	}
-	out[n] = '\0';
-	for (i = 0; sfx[i]; i++) {
-		size_t sl = strlen(sfx[i]);
-
-		if (n > sl && strcmp(out + n - sl, sfx[i]) == 0) {
-			out[n - sl] = '\0';
-			break;
-		}
-	}
-}
-
 char *h_metrics_problem(int port)
 {
 	struct h_resp r;
-	char url[128], fam[256], cur[256] = "", *problem = NULL;
-	char (*seen)[256] = calloc(1024, sizeof(*seen));
-	int nseen = 0, i;
-	const char *p;
+	char url[128], *problem;
 
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", port);
 	if (h_http(&r, NULL, url, NULL, NULL) < 0 || r.status != 200) {
 		h_resp_free(&r);
-		free(seen);
 		return strdup("no /metrics");
 	}
-	for (p = r.body; *p && !problem; ) {
-		const char *eol = strchr(p, '\n');
-		size_t len = eol ? (size_t)(eol - p) : strlen(p);
-
-		if (len > 7 && strncmp(p, "# TYPE ", 7) == 0) {
-			family_of(p + 7, len - 7, fam, sizeof(fam));
-			for (i = 0; i < nseen; i++)
-				if (strcmp(seen[i], fam) == 0)
-					break;
-			if (i < nseen && asprintf(&problem, "TYPE of %s twice", fam) < 0)
-				problem = NULL;
-			if (nseen < 1024)
-				snprintf(seen[nseen++], sizeof(seen[0]), "%s", fam);
-			snprintf(cur, sizeof(cur), "%s", fam);
-		} else if (len > 0 && p[0] != '#') {
-			family_of(p, len, fam, sizeof(fam));
-			if (strcmp(fam, cur) != 0) {
-				/* a sample outside its family's block (or untyped after
-				 * a typed family was closed) */
-				for (i = 0; i < nseen; i++)
-					if (strcmp(seen[i], fam) == 0)
-						break;
-				if (i < nseen && asprintf(&problem, "samples of %s are not contiguous",
-				                          fam) < 0)
-					problem = NULL;
-				snprintf(cur, sizeof(cur), "%s", fam);
-				if (nseen < 1024 && i == nseen)
-					snprintf(seen[nseen++], sizeof(seen[0]), "%s", fam);
-			}
-		}
-		if (!eol)
-			break;
-		p = eol + 1;
-	}
+	problem = h_prom_check(r.body ? r.body : "");
 	h_resp_free(&r);
-	free(seen);
 	return problem;
 }

@@ -113,6 +113,9 @@ struct h_proc *h_start_agent(struct h_stack *s, const char *config_path,
                              const char *const *extra_args);
 struct h_proc *h_start_haproxy(struct h_stack *s, const char *cfg_path);
 struct h_proc *h_start_redis(struct h_stack *s);
+/* dnsmasq in the foreground with conf_path (which names its port);
+ * waits until it says it started. */
+struct h_proc *h_start_dnsmasq(struct h_stack *s, const char *conf_path);
 /* Another HAProxy (a TLS backend, say), waited for on port. */
 struct h_proc *h_start_haproxy_as(struct h_stack *s, const char *name, const char *cfg_path,
                                   int port);
@@ -155,10 +158,16 @@ int h_http_many(const char *url, const char *const *headers, int n, int parallel
  * line starting with series (exact name including labels), or -1. */
 double h_metric(int port, const char *series);
 
-/* Checks the exposition at http://127.0.0.1:port/metrics: every family's
- * TYPE line appears once, before its samples, and a family's samples are
- * contiguous. Returns NULL when well formed, else a malloc'd description. */
+/* Checks the exposition at http://127.0.0.1:port/metrics with
+ * h_prom_check(). Returns NULL when well formed, else a malloc'd
+ * description. */
 char *h_metrics_problem(int port);
+
+/* Checks text against the Prometheus text format 0.0.4, strictly, and
+ * against what the agent promises beyond it: every family has # HELP and
+ * # TYPE before its samples, counters end in _total (harness_prom.c).
+ * Returns NULL when it holds, else a malloc'd "line N: why". */
+char *h_prom_check(const char *text);
 
 /* Makes certificates in s->dir with the openssl CLI: script runs there
  * with two shell functions, "mkca NAME" (NAME.pem, NAME.key: a CA) and

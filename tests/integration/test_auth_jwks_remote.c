@@ -156,9 +156,48 @@ static const char *subst(const char *s)
 	return out;
 }
 
+/* The agent.json spogate-gen makes of a gateway YAML that names the
+ * provider by oidc_issuer (and its CA by jwks_ca_file, relative to the
+ * YAML). Returns its path. */
+static const char *generate(void)
+{
+	static char path[600];
+	char *out = NULL, *aj = NULL;
+
+	h_write(&S, "gateway.yaml",
+	        "gateway:\n"
+	        "  port: %d\n"
+	        "  routes:\n"
+	        "    - {path: /private/**, service: echo, auth_required: true}\n"
+	        "  auth:\n"
+	        "    mode: jwt\n"
+	        "    oidc_issuer: %s\n"
+	        "    jwks_ca_file: tls/ca.pem\n"
+	        "    jwks_refresh: 5m\n"
+	        "    audiences: [%s]\n"
+	        "    algorithms: [RS256, ES256, EdDSA, PS256]\n"
+	        "    timeout: 1500ms\n"
+	        "  agent: {address: 127.0.0.1:%d, log_level: debug}\n",
+	        S.http_port, issuer, T_AUD, S.agent_port);
+	h_write(&S, "registry.yaml", "services:\n  echo: {servers: [\"127.0.0.1:%d\"]}\n",
+	        S.echo_port);
+	if (h_run(&out, "%s -g %s/gateway.yaml -r %s/registry.yaml -o %s/gen --run-dir %s/gen 2>&1",
+	          h_bin("spogate-gen"), S.dir, S.dir, S.dir, S.dir) != 0)
+		fail_msg("spogate-gen: %s", out ? out : "");
+	free(out);
+	snprintf(path, sizeof(path), "%s/gen/agent.json", S.dir);
+	assert_int_equal(h_run(&aj, "cat %s", path), 0);
+	assert_non_null(strstr(aj, "\"oidc_issuer\": \"https://127.0.0.1:"));
+	assert_non_null(strstr(aj, "/tls/ca.pem\""));
+	assert_non_null(strstr(aj, "\"jwks_refresh_ms\": 300000"));
+	free(aj);
+	return path;
+}
+
 /* The whole stack with the provider (running when provider_up) serving key
  * set 1; auth_extra are more members of the agent's "auth" section, with
- * @ISSUER@ and @DIR@ replaced. */
+ * @ISSUER@ and @DIR@ replaced, or NULL for the agent.json spogate-gen
+ * makes (generate()). */
 static void stack_up(const char *name, const char *auth_extra, int provider_up)
 {
 	const char *cfg;
@@ -175,15 +214,16 @@ static void stack_up(const char *name, const char *auth_extra, int provider_up)
 	if (provider_up)
 		idp_start();
 	h_start_echo(&S, "echo", S.echo_port);
-	cfg = h_write(&S, "agent.json",
-	              "{\"log_level\":\"debug\",\"threads\":2,"
-	              "\"auth\":{\"mode\":\"jwt\",\"audiences\":[\"%s\"],"
-	              "\"jwks_ca_file\":\"%s/tls/ca.pem\",\"timeout_ms\":1500,"
-	              "\"algorithms\":[\"RS256\",\"ES256\",\"EdDSA\",\"PS256\"],%s}}",
-	              T_AUD, S.dir, subst(auth_extra));
-	agent = h_start_agent(&S, cfg, NULL);
-	h_render(&S, "tests/integration/conf/auth-spoe.conf.in", "auth-spoe.conf");
-	h_start_haproxy(&S, h_render(&S, "tests/integration/conf/auth.cfg.in", "haproxy.cfg"));
+	if (!auth_extra)
+		cfg = generate();
+	else
+		cfg = h_write(&S, "agent.json",
+		              "{\"log_level\":\"debug\",\"threads\":2,"
+		              "\"auth\":{\"mode\":\"jwt\",\"audiences\":[\"%s\"],"
+		              "\"jwks_ca_file\":\"%s/tls/ca.pem\",\"timeout_ms\":1500,"
+		              "\"algorithms\":[\"RS256\",\"ES256\",\"EdDSA\",\"PS256\"],%s}}",
+		              T_AUD, S.dir, subst(auth_extra));
+	agent = t_start_agent_haproxy(&S, cfg);
 }
 
 static int teardown(void **state)
@@ -214,7 +254,7 @@ static void expect_token(const char *alg, const char *key, const char *kid, long
 static int setup_discovery(void **state)
 {
 	(void)state;
-	stack_up("auth_jwks_discovery", "\"oidc_issuer\":\"@ISSUER@\"", 1);
+	stack_up("auth_jwks_discovery", NULL, 1);
 	return 0;
 }
 

@@ -52,9 +52,7 @@ static int setup(void **state)
 	              "{\"claim\":\"roles\",\"var\":\"roles\",\"header\":\"X-User-Roles\"},"
 	              "{\"claim\":\"email\",\"var\":\"email\"}]}}",
 	              T_ISS, T_AUD, S.dir);
-	agent = h_start_agent(&S, cfg, NULL);
-	h_render(&S, "tests/integration/conf/auth-spoe.conf.in", "auth-spoe.conf");
-	h_start_haproxy(&S, h_render(&S, "tests/integration/conf/auth.cfg.in", "haproxy.cfg"));
+	agent = t_start_agent_haproxy(&S, cfg);
 	return 0;
 }
 

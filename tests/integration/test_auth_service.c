@@ -41,9 +41,7 @@ static int setup(void **state)
 	              "\"claims\":[{\"claim\":\"sub\"},{\"claim\":\"roles\",\"var\":\"roles\"},"
 	              "{\"claim\":\"email\",\"var\":\"email\"}]}}",
 	              S.refsvc_port);
-	agent = h_start_agent(&S, cfg, NULL);
-	h_render(&S, "tests/integration/conf/auth-spoe.conf.in", "auth-spoe.conf");
-	h_start_haproxy(&S, h_render(&S, "tests/integration/conf/auth.cfg.in", "haproxy.cfg"));
+	agent = t_start_agent_haproxy(&S, cfg);
 	return 0;
 }
 

@@ -113,6 +113,18 @@ T_HELPER void t_expect(struct h_stack *s, const char *path, const char *tok, lon
 	h_resp_free(&r);
 }
 
+/* The agent with agent.json cfg, then HAProxy with the auth test config
+ * (tests/integration/conf/auth*.in; the stack's PROCESSING var is set).
+ * Returns the agent. */
+T_HELPER struct h_proc *t_start_agent_haproxy(struct h_stack *s, const char *cfg)
+{
+	struct h_proc *a = h_start_agent(s, cfg, NULL);
+
+	h_render(s, "tests/integration/conf/auth-spoe.conf.in", "auth-spoe.conf");
+	h_start_haproxy(s, h_render(s, "tests/integration/conf/auth.cfg.in", "haproxy.cfg"));
+	return a;
+}
+
 /* Starts the reference service on s->refsvc_port / refsvc_admin_port. */
 T_HELPER struct h_proc *t_start_refsvc(struct h_stack *s, const char *extra)
 {

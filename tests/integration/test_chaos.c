@@ -276,6 +276,10 @@ static void test_chaos_keeps_documented_verdicts_and_loses_nothing_on_reload(voi
 	assert_int_equal(h_signal(redis, SIGSTOP), 0);
 	sleep_ms(3000);
 	assert_int_equal(h_signal(redis, SIGCONT), 0);
+	/* Skipped limits are visible: a counter and a rate-limited warning. */
+	assert_true(h_metric(S.metrics_port,
+	                     "spogate_ratelimit_redis_unavailable_total{action=\"allow\"}") > 0);
+	assert_int_equal(h_wait_log(agent, "rate limits skipped", 2000), 0);
 	sleep_ms(500);
 
 	phase(PH_REDIS_KILL);

@@ -248,7 +248,7 @@ static void test_2000_requests_all_answered_right(void **state)
 	free(st);
 
 	assert_true(h_metric(S.metrics_port, "spogate_notify_total") >= 2 * N);
-	assert_true(h_metric(S.metrics_port, "spogate_decisions_total{verdict=\"401\"}") >= N);
+	assert_true(h_metric(S.metrics_port, "spogate_decisions_total{outcome=\"deny\",reason=\"token_missing\"}") >= N);
 	assert_true(h_metric(S.metrics_port, "spogate_pipelined_total") > 0);
 	assert_true(h_metric(S.metrics_port, "spogate_out_of_order_total") > 0);
 	assert_true(h_metric(S.metrics_port, "spogate_max_inflight") > 1);

@@ -33,7 +33,6 @@ static void start_dns(int n)
 	size_t used;
 	int i;
 	const char *path;
-	char arg[600];
 
 	used = (size_t)snprintf(conf, sizeof(conf),
 				"port=%d\nlisten-address=127.0.0.1\nbind-interfaces\nno-resolv\n"
@@ -47,14 +46,7 @@ static void start_dns(int n)
 					 "host-record=echo%d.svc.test,127.0.0.1\n",
 					 i + 1, echo_port[i], i + 1);
 	path = h_write(&S, "dnsmasq.conf", "%s", conf);
-	snprintf(arg, sizeof(arg), "--conf-file=%s", path);
-	{
-		char *argv[] = { (char *)"/usr/sbin/dnsmasq", (char *)"--keep-in-foreground",
-				 arg, (char *)"--pid-file", (char *)"--log-facility=-",
-				 (char *)"--user=root", NULL };
-		dns = h_spawn(&S, "dnsmasq", argv);
-	}
-	assert_int_equal(h_wait_log(dns, "started", 5000), 0);
+	dns = h_start_dnsmasq(&S, path);
 }
 
 static void generate(void)

@@ -29,6 +29,7 @@
 static struct h_stack S;
 static int tls_port;
 static grpc_channel *channel;
+static struct h_proc *agent;
 
 struct g_result {
 	grpc_status_code status;
@@ -170,11 +171,15 @@ static int setup(void **state)
 		"  routes:\n"
 		"    - {path: /spogate.auth.v1.AuthService/**, service: refsvc, auth_required: true}\n"
 		"    - {path: /admin.v1.Admin/**, service: refsvc, permission: grpc.admin}\n"
+		"    - {path: /limited.v1.Limited/**, service: refsvc, auth_required: false,\n"
+		"       rate_limit: {per_ip: 1/minute}}\n"
+		"  rate_limiting: {enabled: true}\n"
+		"  redis: {address: 127.0.0.1:%d}\n"
 		"  auth: {mode: service, service: refsvc}\n"
 		"  authz: {mode: service, service: refsvc}\n"
 		"  agent: {address: 127.0.0.1:%d, threads: 1}\n"
 		"  admin: {stats: 127.0.0.1:%d, metrics: 127.0.0.1:%d}\n",
-		S.http_port, tls_port, S.agent_port, S.stats_port, S.metrics_port);
+		S.http_port, tls_port, S.redis_port, S.agent_port, S.stats_port, S.metrics_port);
 	reg = h_write(&S, "registry.yaml",
 		"services:\n"
 		"  refsvc: {servers: [\"127.0.0.1:%d\"], grpc: \"127.0.0.1:%d\", protocol: grpc,\n"
@@ -184,7 +189,8 @@ static int setup(void **state)
 		fail_msg("spogate-gen: %s", out ? out : "");
 	free(out);
 	snprintf(path, sizeof(path), "%s/agent.json", S.dir);
-	h_start_agent(&S, path, NULL);
+	h_start_redis(&S);
+	agent = h_start_agent(&S, path, NULL);
 	snprintf(path, sizeof(path), "%s/haproxy.cfg", S.dir);
 	h_start_haproxy(&S, path);
 	h_wait_port(tls_port, 5000);
@@ -251,6 +257,12 @@ static void test_denials_are_grpc_statuses(void **state)
 	g_call(&r, "/nothing.v1.Nope/Call", t, "x");
 	assert_int_equal(r.status, GRPC_STATUS_UNIMPLEMENTED);
 	assert_string_equal(r.message, "not_found");
+	/* over the per-IP limit: RESOURCE_EXHAUSTED */
+	g_call(&r, "/limited.v1.Limited/Call", NULL, "x");
+	assert_int_equal(r.status, GRPC_STATUS_UNIMPLEMENTED);   /* passed; refsvc has no such method */
+	g_call(&r, "/limited.v1.Limited/Call", NULL, "x");
+	assert_int_equal(r.status, GRPC_STATUS_RESOURCE_EXHAUSTED);
+	assert_string_equal(r.message, "rate_limited_ip");
 	free(t);
 }
 
@@ -282,12 +294,27 @@ static void test_plain_http_denials_stay_json(void **state)
 	}
 }
 
+/* Last: the agent gone, the gateway fails closed with UNAVAILABLE. */
+static void test_agent_down_is_unavailable(void **state)
+{
+	char *t = t_token(&S, "RS256", "rsa1.pem", "rsa1", "alice");
+	struct g_result r;
+
+	(void)state;
+	h_stop(agent, 3000);
+	g_call(&r, "/spogate.auth.v1.AuthService/ValidateToken", t, t);
+	assert_int_equal(r.status, GRPC_STATUS_UNAVAILABLE);
+	assert_string_equal(r.message, "gateway_unavailable");
+	free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_grpc_backend_is_reached_over_h2_with_a_token),
 		cmocka_unit_test(test_denials_are_grpc_statuses),
 		cmocka_unit_test(test_plain_http_denials_stay_json),
+		cmocka_unit_test(test_agent_down_is_unavailable),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -157,6 +157,77 @@ static void test_size_is_bounded_and_lru_goes_first(void **state)
 	cache_free(c);
 }
 
+/* Expired entries used to stay until the LRU end reached them: a cache
+ * of 100,000 expired results held them all. Inserts now sweep them. */
+static void test_expired_entries_are_reclaimed_by_later_inserts(void **state)
+{
+	enum { N = 1000 };
+	struct cache *c = cache_new(100000, free_value);
+	struct cache_stats st;
+	uint8_t k[CACHE_KEY_LEN];
+	unsigned i;
+
+	(void)state;
+	reset();
+	for (i = 0; i < N; i++) {
+		key_of(k, i);
+		cache_fill(c, k, val((int)i), 10.0, 0.0, NULL, NULL);
+	}
+	cache_get_stats(c, &st);
+	assert_int_equal(st.entries, N);
+	/* Later, all expired: fresh inserts (as many as the table has
+	 * buckets, at most) take the expired ones with them. */
+	for (i = 0; i < 70000; i++) {
+		memset(k, 0xee, sizeof(k));
+		k[0] = (uint8_t)i;
+		k[1] = (uint8_t)(i >> 8);
+		k[2] = (uint8_t)(i >> 16);
+		cache_fill(c, k, val(-1), 1000.0, 20.0, NULL, NULL);
+	}
+	cache_get_stats(c, &st);
+	assert_int_equal(st.expired, N);
+	assert_int_equal(st.entries, 70000);
+	assert_int_equal(st.evictions, 0);
+	cache_free(c);
+}
+
+static size_t int_size(const void *v)
+{
+	(void)v;
+	return 1000;
+}
+
+/* Two caches sharing one byte budget stay under it together, whichever
+ * of them grows. */
+static void test_byte_budget_is_shared_and_kept(void **state)
+{
+	struct cache *a = cache_new(100000, free_value), *b = cache_new(100000, free_value);
+	struct cache_stats sa, sb;
+	size_t total = 0;
+	uint8_t k[CACHE_KEY_LEN];
+	unsigned i;
+
+	(void)state;
+	reset();
+	cache_set_budget(a, 200 * 1024, &total, int_size);
+	cache_set_budget(b, 200 * 1024, &total, int_size);
+	for (i = 0; i < 500; i++) {
+		key_of(k, i);
+		cache_fill(i % 4 ? a : b, k, val((int)i), 100.0, 0.0, NULL, NULL);
+	}
+	cache_get_stats(a, &sa);
+	cache_get_stats(b, &sb);
+	assert_true(total <= 200 * 1024);
+	assert_int_equal(total, sa.bytes + sb.bytes);
+	assert_true(sa.evictions + sb.evictions > 0);
+	assert_true(sa.entries + sb.entries >= 150);
+	cache_clear(a);
+	cache_clear(b);
+	assert_int_equal(total, 0);
+	cache_free(a);
+	cache_free(b);
+}
+
 static void test_pending_entries_survive_eviction_and_clear(void **state)
 {
 	struct cache *c = cache_new(2, free_value);
@@ -189,6 +260,8 @@ int main(void)
 		cmocka_unit_test(test_concurrent_lookups_coalesce_into_one_fetch),
 		cmocka_unit_test(test_failed_fetch_wakes_waiters_with_null_and_caches_nothing),
 		cmocka_unit_test(test_size_is_bounded_and_lru_goes_first),
+		cmocka_unit_test(test_expired_entries_are_reclaimed_by_later_inserts),
+		cmocka_unit_test(test_byte_budget_is_shared_and_kept),
 		cmocka_unit_test(test_pending_entries_survive_eviction_and_clear),
 	};
 

@@ -74,6 +74,27 @@ static void test_bad_durations_are_refused(void **state)
 	assert_int_equal(dur_parse_ms(NULL, &ms), -1);
 }
 
+static void test_sizes_parse_in_binary_units_and_refuse_the_rest(void **state)
+{
+	static const char *const bad[] = {
+		"", "32", "MB", "-1MB", "1.5MB", "32 MB", "32mb", "32TB", "2000GB", "99999999999999999999B",
+	};
+	int64_t b;
+	size_t i;
+
+	(void)state;
+	assert_int_equal(size_parse_bytes("32MB", &b), 0);
+	assert_int_equal(b, 32LL << 20);
+	assert_int_equal(size_parse_bytes("512KiB", &b), 0);
+	assert_int_equal(b, 512LL << 10);
+	assert_int_equal(size_parse_bytes("1GB", &b), 0);
+	assert_int_equal(b, 1LL << 30);
+	assert_int_equal(size_parse_bytes("0B", &b), 0);
+	assert_int_equal(b, 0);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(size_parse_bytes(bad[i], &b), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -81,6 +102,7 @@ int main(void)
 		cmocka_unit_test(test_bad_rates_are_refused),
 		cmocka_unit_test(test_durations_convert_to_ms),
 		cmocka_unit_test(test_bad_durations_are_refused),
+		cmocka_unit_test(test_sizes_parse_in_binary_units_and_refuse_the_rest),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

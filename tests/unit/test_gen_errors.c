@@ -99,6 +99,10 @@ CASE(test_auth_and_authz_services_must_exist, "missing_auth_service", "missing_a
 CASE(test_bad_trusted_proxies_are_errors, "bad_trusted_proxy", NULL, -1)
 CASE(test_bad_agent_addresses_are_errors, "bad_agent_address", NULL, -1)
 CASE(test_unknown_ratelimit_header_sets_and_public_per_user_are_reported, "rl_headers", NULL, -1)
+CASE(test_bad_jwks_uri_oidc_issuer_and_refresh_are_errors, "bad_jwks_remote", NULL, -1)
+CASE(test_jwks_ca_file_needs_a_jwks_uri, "jwks_ca_without_uri", NULL, -1)
+CASE(test_duplicate_host_and_path_is_an_error, "duplicate_host_route", NULL, -1)
+CASE(test_bad_tls_hosts_origins_and_admin_users_are_reported, "bad_tls", NULL, -1)
 CASE(test_every_problem_of_both_files_is_reported, "many_errors", "bad_registry.reg.yaml", -1)
 
 static void test_ten_megabyte_file_is_refused(void **state)
@@ -172,11 +176,15 @@ int main(void)
 		cmocka_unit_test(test_deep_nesting_is_refused),
 		cmocka_unit_test(test_duplicate_key_is_an_error),
 		cmocka_unit_test(test_reserved_claim_var_is_refused),
+		cmocka_unit_test(test_bad_jwks_uri_oidc_issuer_and_refresh_are_errors),
+		cmocka_unit_test(test_jwks_ca_file_needs_a_jwks_uri),
 		cmocka_unit_test(test_registry_errors_are_reported),
 		cmocka_unit_test(test_unknown_ratelimit_header_sets_and_public_per_user_are_reported),
 		cmocka_unit_test(test_auth_and_authz_services_must_exist),
 		cmocka_unit_test(test_bad_trusted_proxies_are_errors),
 		cmocka_unit_test(test_bad_agent_addresses_are_errors),
+		cmocka_unit_test(test_duplicate_host_and_path_is_an_error),
+		cmocka_unit_test(test_bad_tls_hosts_origins_and_admin_users_are_reported),
 		cmocka_unit_test(test_every_problem_of_both_files_is_reported),
 		cmocka_unit_test(test_ten_megabyte_file_is_refused),
 		cmocka_unit_test(test_missing_file_is_reported),

@@ -66,6 +66,7 @@ struct rpc_channel {
 	uint64_t lat_count;
 	uint64_t lat_sum_us;
 	int registered;
+	int state;                     /* grpc_connectivity_state last logged, -1 none */
 };
 
 /* Channels that /metrics renders, in creation order (one per service). */
@@ -81,6 +82,17 @@ static grpc_completion_queue *cq;
 static pthread_t cq_thread;
 static int started;
 static int draining;
+
+/* The channel-state watcher: a thread that looks at every channel's state
+ * and logs each change, so a target that does not resolve or connect is
+ * said at start and whenever it recovers or fails again. Polling, not
+ * grpc_channel_watch_connectivity_state(): a pending watch would hold the
+ * completion queue's shutdown until its deadline. */
+#define WATCH_INTERVAL_MS 200
+static pthread_t watch_thread;
+static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t watch_cond = PTHREAD_COND_INITIALIZER;
+static int watch_stop, watching;
 
 static double mono_now(void)
 {
@@ -231,6 +243,75 @@ static void *cq_main(void *arg)
 	return NULL;
 }
 
+static const char *state_name(int st)
+{
+	switch (st) {
+	case GRPC_CHANNEL_IDLE:              return "IDLE";
+	case GRPC_CHANNEL_CONNECTING:        return "CONNECTING";
+	case GRPC_CHANNEL_READY:             return "READY";
+	case GRPC_CHANNEL_TRANSIENT_FAILURE: return "TRANSIENT_FAILURE";
+	case GRPC_CHANNEL_SHUTDOWN:          return "SHUTDOWN";
+	}
+	return "start";
+}
+
+/* Logs a change of ch's state. Called with channels_lock held, which keeps
+ * ch from being freed meanwhile. */
+static void watch_channel(struct rpc_channel *ch)
+{
+	int st = (int)grpc_channel_check_connectivity_state(ch->channel, 0);
+
+	if (st == ch->state)
+		return;
+	if (st == GRPC_CHANNEL_TRANSIENT_FAILURE)
+		log_warn("rpc: %s: %s is unreachable (%s after %s): the name does not resolve or "
+		         "nothing accepts the connection; calls answer 503 until it recovers",
+		         ch->name, ch->target, state_name(st), state_name(ch->state));
+	else
+		log_info("rpc: %s: channel to %s is %s (was %s)", ch->name, ch->target,
+		         state_name(st), state_name(ch->state));
+	ch->state = st;
+}
+
+static void *watch_main(void *arg)
+{
+	struct timespec ts;
+
+	(void)arg;
+	pthread_mutex_lock(&watch_lock);
+	while (!watch_stop) {
+		pthread_mutex_unlock(&watch_lock);
+		pthread_mutex_lock(&channels_lock);
+		for (int i = 0; i < RPC_MAX_CHANNELS; i++)
+			if (channels[i])
+				watch_channel(channels[i]);
+		pthread_mutex_unlock(&channels_lock);
+		pthread_mutex_lock(&watch_lock);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += WATCH_INTERVAL_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		if (!watch_stop)
+			pthread_cond_timedwait(&watch_cond, &watch_lock, &ts);
+	}
+	pthread_mutex_unlock(&watch_lock);
+	return NULL;
+}
+
+static void watch_end(void)
+{
+	if (!watching)
+		return;
+	pthread_mutex_lock(&watch_lock);
+	watch_stop = 1;
+	pthread_cond_signal(&watch_cond);
+	pthread_mutex_unlock(&watch_lock);
+	pthread_join(watch_thread, NULL);
+	watching = 0;
+}
+
 int rpc_start(void)
 {
 	if (started)
@@ -247,6 +328,11 @@ int rpc_start(void)
 		return -1;
 	}
 	started = 1;
+	watch_stop = 0;
+	if (pthread_create(&watch_thread, NULL, watch_main, NULL) == 0)
+		watching = 1;
+	else
+		log_warn("rpc: no channel-state watcher: changes of a channel's state are not logged");
 	return 0;
 }
 
@@ -254,6 +340,7 @@ void rpc_drain(void)
 {
 	if (!started || draining)
 		return;
+	watch_end();
 	draining = 1;
 	grpc_completion_queue_shutdown(cq);
 	pthread_join(cq_thread, NULL);
@@ -269,6 +356,19 @@ void rpc_stop(void)
 	cq = NULL;
 	grpc_shutdown();
 	started = 0;
+}
+
+/* ", names resolved by ADDR" for a dns://ADDR/ target, else "". */
+static const char *dns_authority_note(const char *target)
+{
+	static __thread char note[128];
+	const char *end;
+
+	if (strncmp(target, "dns://", 6) != 0 || target[6] == '/' ||
+	    !(end = strchr(target + 6, '/')))
+		return "";
+	snprintf(note, sizeof(note), ", names resolved by %.*s", (int)(end - target - 6), target + 6);
+	return note;
 }
 
 /* Reads a whole PEM file (at most 1 MiB). Returns a malloc'd string or
@@ -363,7 +463,7 @@ struct rpc_channel *rpc_channel_new(const char *target, const char *name, int ti
 {
 	struct rpc_channel *ch = calloc(1, sizeof(*ch));
 	grpc_channel_credentials *creds;
-	grpc_arg args[6];
+	grpc_arg args[7];
 	grpc_channel_args cargs;
 
 	if (!ch)
@@ -371,6 +471,7 @@ struct rpc_channel *rpc_channel_new(const char *target, const char *name, int ti
 	snprintf(ch->name, sizeof(ch->name), "%s", name);
 	snprintf(ch->target, sizeof(ch->target), "%s", target);
 	ch->timeout_ms = timeout_ms;
+	ch->state = -1;
 	pthread_mutex_init(&ch->lock, NULL);
 	/* A restarted service must be found again within a second, not after
 	 * gRPC's default two-minute backoff ceiling. */
@@ -390,14 +491,19 @@ struct rpc_channel *rpc_channel_new(const char *target, const char *name, int ti
 	args[4].type = GRPC_ARG_INTEGER;
 	args[4].key = (char *)GRPC_ARG_ENABLE_RETRIES;
 	args[4].value.integer = 0;
-	cargs.num_args = 5;
+	/* A name that did not resolve (a service not registered yet) is asked
+	 * again within a second, not after the default 30 s. */
+	args[5].type = GRPC_ARG_INTEGER;
+	args[5].key = (char *)GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS;
+	args[5].value.integer = 1000;
+	cargs.num_args = 6;
 	cargs.args = args;
 	if (tls && tls->enabled) {
 		if (tls->server_name) {
-			args[5].type = GRPC_ARG_STRING;
-			args[5].key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
-			args[5].value.string = (char *)tls->server_name;
-			cargs.num_args = 6;
+			args[6].type = GRPC_ARG_STRING;
+			args[6].key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
+			args[6].value.string = (char *)tls->server_name;
+			cargs.num_args = 7;
 		}
 		creds = tls_creds(name, tls);
 	} else {
@@ -411,6 +517,10 @@ struct rpc_channel *rpc_channel_new(const char *target, const char *name, int ti
 		free(ch);
 		return NULL;
 	}
+	/* Resolve and connect now, so a target that cannot be reached is
+	 * logged at start, not at the first request. */
+	grpc_channel_check_connectivity_state(ch->channel, 1);
+	log_info("rpc: %s: channel to %s%s", name, target, dns_authority_note(target));
 	pthread_mutex_lock(&channels_lock);
 	for (int i = 0; i < RPC_MAX_CHANNELS; i++)
 		if (!channels[i]) {
@@ -593,6 +703,7 @@ static void render(struct agent *a, struct dynbuf *b)
 	static const char *const results[] = { "started", "joined", "ok", "failed", "refused" };
 	struct rpc_channel *chs[RPC_MAX_CHANNELS];
 	struct rpc_stats st[RPC_MAX_CHANNELS];
+	char labels[96];
 	int i, j, n = 0;
 
 	(void)a;
@@ -606,24 +717,27 @@ static void render(struct agent *a, struct dynbuf *b)
 		pthread_mutex_unlock(&channels_lock);
 		return;
 	}
-	dynbuf_printf(b, "# HELP spogate_grpc_calls_total gRPC calls by service and result.\n"
-	               "# TYPE spogate_grpc_calls_total counter\n");
+	metrics_family(b, "spogate_grpc_calls_total", METRICS_COUNTER,
+	               "gRPC calls by service and result.");
 	for (i = 0; i < n; i++) {
 		uint64_t v[5] = { st[i].calls, st[i].joined, st[i].ok, st[i].failed, st[i].refused };
 
-		for (j = 0; j < 5; j++)
-			dynbuf_printf(b, "spogate_grpc_calls_total{service=\"%s\",result=\"%s\"} %lu\n",
-				      chs[i]->name, results[j], (unsigned long)v[j]);
+		for (j = 0; j < 5; j++) {
+			snprintf(labels, sizeof(labels), "service=\"%s\",result=\"%s\"", chs[i]->name,
+			         results[j]);
+			metrics_sample(b, "spogate_grpc_calls_total", labels, v[j]);
+		}
 	}
-	dynbuf_printf(b, "# TYPE spogate_grpc_circuit_open gauge\n");
-	for (i = 0; i < n; i++)
-		dynbuf_printf(b, "spogate_grpc_circuit_open{service=\"%s\"} %d\n", chs[i]->name,
-			      st[i].open);
-	dynbuf_printf(b, "# HELP spogate_grpc_call_seconds gRPC call latency, deadline included.\n"
-	               "# TYPE spogate_grpc_call_seconds histogram\n");
+	metrics_family(b, "spogate_grpc_circuit_open", METRICS_GAUGE,
+	               "1 while the circuit breaker of a service's channel is open.");
+	for (i = 0; i < n; i++) {
+		snprintf(labels, sizeof(labels), "service=\"%s\"", chs[i]->name);
+		metrics_sample(b, "spogate_grpc_circuit_open", labels, (uint64_t)st[i].open);
+	}
+	metrics_family(b, "spogate_grpc_call_seconds", METRICS_HISTOGRAM,
+	               "gRPC call latency, deadline included.");
 	for (i = 0; i < n; i++) {
 		uint64_t counts[RPC_LAT_BUCKETS];
-		char labels[64];
 
 		for (j = 0; j < RPC_LAT_BUCKETS; j++)
 			counts[j] = __atomic_load_n(&chs[i]->lat_bucket[j], __ATOMIC_RELAXED);

@@ -18,6 +18,7 @@
 
 #include "jwt_verify.h"
 #include "log.h"
+#include "metrics.h"
 
 #define RETRY_MIN  1.0
 #define RETRY_MAX  30.0
@@ -409,11 +410,13 @@ static void *run(void *arg)
 			retry = RETRY_MIN;
 			due = mono_now() + next_interval(f, max_age);
 		} else {
+			double wait = retry < f->cfg.refresh ? retry : f->cfg.refresh;
+
 			log_warn("jwks: fetch failed (%s), %s; retrying in %.0f s", outcome_names[o],
 			         __atomic_load_n(&f->last_success, __ATOMIC_RELAXED) ?
-			         "keeping the last good keys" : "no keys yet", retry);
+			         "keeping the last good keys" : "no keys yet", wait);
 			log_warn("jwks: %s", err);
-			due = mono_now() + (retry < f->cfg.refresh ? retry : f->cfg.refresh);
+			due = mono_now() + wait;
 			retry = retry * 2 > RETRY_MAX ? RETRY_MAX : retry * 2;
 		}
 		f->fn(f->arg, ks);
@@ -507,28 +510,26 @@ void jwks_fetcher_stop(struct jwks_fetcher *f)
 void jwks_fetcher_render(struct jwks_fetcher *f, struct dynbuf *b)
 {
 	int64_t last = __atomic_load_n(&f->last_success, __ATOMIC_RELAXED);
+	char labels[64];
 	int i;
 
-	dynbuf_printf(b, "# HELP spogate_jwks_fetches_total JWKS fetches from the identity provider, by outcome.\n"
-	              "# TYPE spogate_jwks_fetches_total counter\n");
-	for (i = 0; i < JWKS_NOUTCOMES; i++)
-		dynbuf_printf(b, "spogate_jwks_fetches_total{outcome=\"%s\"} %lu\n", outcome_names[i],
-		              (unsigned long)__atomic_load_n(&f->outcomes[i], __ATOMIC_RELAXED));
-	dynbuf_printf(b, "# HELP spogate_jwks_early_fetches_total Early fetches asked for by an unknown kid: started, or refused by the rate limit.\n"
-	              "# TYPE spogate_jwks_early_fetches_total counter\n"
-	              "spogate_jwks_early_fetches_total{result=\"started\"} %lu\n"
-	              "spogate_jwks_early_fetches_total{result=\"rate_limited\"} %lu\n",
-	              (unsigned long)__atomic_load_n(&f->kicks_started, __ATOMIC_RELAXED),
-	              (unsigned long)__atomic_load_n(&f->kicks_limited, __ATOMIC_RELAXED));
-	dynbuf_printf(b, "# HELP spogate_jwks_keys Keys in the key set last fetched.\n"
-	              "# TYPE spogate_jwks_keys gauge\n"
-	              "spogate_jwks_keys %lu\n",
-	              (unsigned long)__atomic_load_n(&f->keys_held, __ATOMIC_RELAXED));
-	dynbuf_printf(b, "# HELP spogate_jwks_last_success_timestamp_seconds When the key set was last fetched (0: never).\n"
-	              "# TYPE spogate_jwks_last_success_timestamp_seconds gauge\n"
-	              "spogate_jwks_last_success_timestamp_seconds %lld\n", (long long)last);
-	dynbuf_printf(b, "# HELP spogate_jwks_age_seconds Age of the key set in use (-1: none yet).\n"
-	              "# TYPE spogate_jwks_age_seconds gauge\n"
-	              "spogate_jwks_age_seconds %lld\n",
-	              last ? (long long)(time(NULL) - last) : -1LL);
+	metrics_family(b, "spogate_jwks_fetches_total", METRICS_COUNTER,
+	               "JWKS fetches from the identity provider, by outcome.");
+	for (i = 0; i < JWKS_NOUTCOMES; i++) {
+		snprintf(labels, sizeof(labels), "outcome=\"%s\"", outcome_names[i]);
+		metrics_sample(b, "spogate_jwks_fetches_total", labels,
+		               __atomic_load_n(&f->outcomes[i], __ATOMIC_RELAXED));
+	}
+	metrics_family(b, "spogate_jwks_early_fetches_total", METRICS_COUNTER,
+	               "Early fetches asked for by an unknown kid: started, or refused by the rate limit.");
+	metrics_sample(b, "spogate_jwks_early_fetches_total", "result=\"started\"",
+	               __atomic_load_n(&f->kicks_started, __ATOMIC_RELAXED));
+	metrics_sample(b, "spogate_jwks_early_fetches_total", "result=\"rate_limited\"",
+	               __atomic_load_n(&f->kicks_limited, __ATOMIC_RELAXED));
+	metrics_gauge(b, "spogate_jwks_keys", "Keys in the key set last fetched.",
+	              (double)__atomic_load_n(&f->keys_held, __ATOMIC_RELAXED));
+	metrics_gauge(b, "spogate_jwks_last_success_timestamp_seconds",
+	              "When the key set was last fetched (0: never).", (double)last);
+	metrics_gauge(b, "spogate_jwks_age_seconds", "Age of the key set in use (-1: none yet).",
+	              last ? (double)(time(NULL) - last) : -1);
 }

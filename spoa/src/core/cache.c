@@ -21,7 +21,11 @@ struct entry {
 	struct waiter **wtail;
 	struct entry *hnext;
 	struct entry *lprev, *lnext;   /* LRU: head = most recent */
+	size_t cost;                   /* bytes counted against the budget */
 };
+
+/* What an entry costs besides its value: the struct and malloc's header. */
+#define ENTRY_COST (sizeof(struct entry) + 16)
 
 struct cache {
 	size_t cap;
@@ -29,6 +33,11 @@ struct cache {
 	size_t mask;
 	struct entry **buckets;
 	struct entry lru;              /* sentinel */
+	size_t sweep_at;               /* next bucket the sweep looks at */
+	size_t max_bytes;              /* 0 = no byte budget */
+	size_t bytes;                  /* this cache's entries */
+	size_t *total;                 /* all caches sharing the budget */
+	size_t (*value_size)(const void *);
 	void (*free_value)(void *);
 	struct cache_stats st;
 };
@@ -62,6 +71,32 @@ struct cache *cache_new(size_t cap, void (*free_value)(void *value))
 	return c;
 }
 
+/* Sets e's value and what the entry now costs. */
+/* Adds delta (two's complement for a decrease) to the byte counts. */
+static void count_bytes(struct cache *c, size_t delta)
+{
+	c->bytes += delta;
+	if (c->total)
+		__atomic_add_fetch(c->total, delta, __ATOMIC_RELAXED);
+}
+
+static void entry_set(struct cache *c, struct entry *e, void *value)
+{
+	size_t cost = ENTRY_COST + (value && c->value_size ? c->value_size(value) : 0);
+
+	count_bytes(c, cost - e->cost);
+	e->value = value;
+	e->cost = cost;
+}
+
+void cache_set_budget(struct cache *c, size_t max_bytes, size_t *total,
+                      size_t (*value_size)(const void *))
+{
+	c->max_bytes = max_bytes;
+	c->total = total;
+	c->value_size = value_size;
+}
+
 static void lru_unlink(struct entry *e)
 {
 	e->lprev->lnext = e->lnext;
@@ -86,6 +121,7 @@ static void entry_remove(struct cache *c, struct entry *e)
 	lru_unlink(e);
 	if (e->value && c->free_value)
 		c->free_value(e->value);
+	count_bytes(c, 0 - e->cost);
 	free(e);
 	c->n--;
 }
@@ -100,19 +136,50 @@ static struct entry *find(struct cache *c, const uint8_t *key)
 	return NULL;
 }
 
-/* Evicts settled entries from the LRU end until the cache fits. Pending
- * entries are skipped: their waiters need them. */
+static int over(const struct cache *c)
+{
+	size_t used = c->total ? __atomic_load_n(c->total, __ATOMIC_RELAXED) : c->bytes;
+
+	return c->n > c->cap || (c->max_bytes && used > c->max_bytes);
+}
+
+/* Evicts settled entries from the LRU end until the cache fits its entry
+ * count and its byte budget. Pending entries are skipped: their waiters
+ * need them. */
 static void shrink(struct cache *c)
 {
 	struct entry *e = c->lru.lprev, *prev;
 
-	while (c->n > c->cap && e != &c->lru) {
+	while (over(c) && e != &c->lru) {
 		prev = e->lprev;
 		if (!e->pending) {
 			entry_remove(c, e);
 			c->st.evictions++;
 		}
 		e = prev;
+	}
+}
+
+/* Frees settled entries that expired, SWEEP_BUCKETS buckets per call from
+ * where the last call stopped: called on every insert, so the table is
+ * swept once every capacity / SWEEP_BUCKETS inserts and expired results
+ * never sit in memory until the LRU reaches them. */
+#define SWEEP_BUCKETS 2
+
+static void sweep(struct cache *c, double now)
+{
+	struct entry *e, *next;
+	int i;
+
+	for (i = 0; i < SWEEP_BUCKETS; i++) {
+		for (e = c->buckets[c->sweep_at & c->mask]; e; e = next) {
+			next = e->hnext;
+			if (!e->pending && e->expires <= now) {
+				entry_remove(c, e);
+				c->st.expired++;
+			}
+		}
+		c->sweep_at++;
 	}
 }
 
@@ -169,8 +236,9 @@ enum cache_rc cache_lookup(struct cache *c, const uint8_t key[CACHE_KEY_LEN], do
 		/* Expired: reuse the entry as the pending one. */
 		if (c->free_value)
 			c->free_value(e->value);
-		e->value = NULL;
+		entry_set(c, e, NULL);
 	} else {
+		sweep(c, now);
 		e = calloc(1, sizeof(*e));
 		if (!e)
 			return CACHE_ERROR;
@@ -179,6 +247,7 @@ enum cache_rc cache_lookup(struct cache *c, const uint8_t key[CACHE_KEY_LEN], do
 		c->buckets[slot(c, key)] = e;
 		lru_push(c, e);
 		c->n++;
+		entry_set(c, e, NULL);
 	}
 	e->pending = 1;
 	e->waiters = NULL;
@@ -205,6 +274,7 @@ void cache_fill(struct cache *c, const uint8_t key[CACHE_KEY_LEN], void *value,
 			e = NULL;
 		}
 	} else if (keep) {
+		sweep(c, now);
 		e = calloc(1, sizeof(*e));
 		if (e) {
 			memcpy(e->key, key, CACHE_KEY_LEN);
@@ -212,12 +282,13 @@ void cache_fill(struct cache *c, const uint8_t key[CACHE_KEY_LEN], void *value,
 			c->buckets[slot(c, key)] = e;
 			lru_push(c, e);
 			c->n++;
+			entry_set(c, e, NULL);
 		}
 	}
 	if (e) {
 		if (e->value && e->value != value && c->free_value)
 			c->free_value(e->value);
-		e->value = value;
+		entry_set(c, e, value);
 		e->expires = expires;
 		if (c->lru.lnext != e) {
 			lru_unlink(e);
@@ -251,4 +322,5 @@ void cache_get_stats(const struct cache *c, struct cache_stats *st)
 {
 	*st = c->st;
 	st->entries = c->n;
+	st->bytes = c->bytes;
 }

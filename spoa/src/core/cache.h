@@ -1,7 +1,9 @@
 /*
  * A small TTL cache keyed by 32-byte digests (SHA-256 of a token, of a
  * user and a permission), one per worker thread so the hot path takes no
- * lock. Bounded: past its capacity the least recently used entry goes.
+ * lock. Bounded: past its capacity the least recently used entry goes, and
+ * every insert frees the expired entries of two buckets, so expired results
+ * are reclaimed as the cache turns over, not only when the LRU ends.
  *
  * In-flight coalescing: the first lookup of a missing key creates a
  * pending entry and tells the caller to fetch; later lookups of the same
@@ -30,6 +32,8 @@ struct cache_stats {
 	uint64_t misses;
 	uint64_t coalesced;
 	uint64_t evictions;
+	uint64_t expired;              /* expired entries freed by the sweep */
+	uint64_t bytes;                /* what the entries and values cost */
 	uint64_t entries;
 };
 
@@ -41,6 +45,14 @@ typedef void (*cache_wake_fn)(void *arg, void *value, void *ctx);
 
 /* A cache of at most cap settled entries. NULL on no memory. */
 struct cache *cache_new(size_t cap, void (*free_value)(void *value));
+
+/* Also bounds the cache by bytes: each entry costs its struct plus
+ * value_size(value) (the value's own allocations), and once the caches
+ * sharing *total (updated atomically: one cache per worker, one budget)
+ * hold more than max_bytes, this one drops its least recently used
+ * entries. total NULL = this cache alone; max_bytes 0 = no byte bound. */
+void cache_set_budget(struct cache *c, size_t max_bytes, size_t *total,
+                      size_t (*value_size)(const void *));
 
 /* Wakes nobody: call only when no waiter is left (worker teardown). */
 void cache_free(struct cache *c);

@@ -5,6 +5,7 @@
  */
 #include "metrics.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -19,6 +21,7 @@
 #include "log.h"
 #include "metrics_http.h"
 #include "stage.h"
+#include "version.h"
 #include "worker_ctx.h"
 
 #define REQ_MAX 4096
@@ -44,6 +47,46 @@ void metrics_register(struct metrics_source *src)
 static uint64_t ld(const uint64_t *p)
 {
 	return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+static const char *const type_names[] = {
+	[METRICS_COUNTER]   = "counter",
+	[METRICS_GAUGE]     = "gauge",
+	[METRICS_HISTOGRAM] = "histogram",
+};
+
+void metrics_family(struct dynbuf *b, const char *name, enum metrics_type type,
+                    const char *help)
+{
+	dynbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type_names[type]);
+}
+
+void metrics_sample(struct dynbuf *b, const char *name, const char *labels, uint64_t v)
+{
+	if (*labels)
+		dynbuf_printf(b, "%s{%s} %llu\n", name, labels, (unsigned long long)v);
+	else
+		dynbuf_printf(b, "%s %llu\n", name, (unsigned long long)v);
+}
+
+void metrics_sample_f(struct dynbuf *b, const char *name, const char *labels, double v)
+{
+	if (*labels)
+		dynbuf_printf(b, "%s{%s} %.17g\n", name, labels, v);
+	else
+		dynbuf_printf(b, "%s %.17g\n", name, v);
+}
+
+void metrics_counter(struct dynbuf *b, const char *name, const char *help, uint64_t v)
+{
+	metrics_family(b, name, METRICS_COUNTER, help);
+	metrics_sample(b, name, "", v);
+}
+
+void metrics_gauge(struct dynbuf *b, const char *name, const char *help, double v)
+{
+	metrics_family(b, name, METRICS_GAUGE, help);
+	metrics_sample_f(b, name, "", v);
 }
 
 void metrics_histogram(struct dynbuf *b, const char *name, const char *labels,
@@ -83,73 +126,126 @@ static uint64_t sum_at(const struct agent *a, size_t off)
 
 #define SUM(field) sum_at(a, offsetof(struct worker_stats, field))
 
+/* The process metrics every Prometheus client library exports, from
+ * getrusage(), getrlimit() and /proc (a few small reads per scrape). */
+static void render_process(struct dynbuf *b)
+{
+	struct rusage ru;
+	struct rlimit rl;
+	struct dirent *de;
+	unsigned long pages = 0, rss = 0;
+	double cpu = 0;
+	long fds = 0;
+	FILE *f;
+	DIR *dir;
+
+	if (getrusage(RUSAGE_SELF, &ru) == 0)
+		cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+		      ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
+	metrics_family(b, "process_cpu_seconds_total", METRICS_COUNTER,
+	               "Total user and system CPU time spent in seconds.");
+	metrics_sample_f(b, "process_cpu_seconds_total", "", cpu);
+	f = fopen("/proc/self/statm", "r");
+	if (f) {
+		if (fscanf(f, "%lu %lu", &pages, &rss) != 2)
+			rss = 0;
+		fclose(f);
+	}
+	metrics_gauge(b, "process_resident_memory_bytes", "Resident memory size in bytes.",
+	              (double)rss * (double)sysconf(_SC_PAGESIZE));
+	dir = opendir("/proc/self/fd");
+	if (dir) {
+		while ((de = readdir(dir)))
+			if (de->d_name[0] != '.')
+				fds++;
+		closedir(dir);
+		fds--;                     /* the directory's own */
+	}
+	metrics_gauge(b, "process_open_fds", "Number of open file descriptors.",
+	              (double)(fds > 0 ? fds : 0));
+	metrics_gauge(b, "process_max_fds", "Maximum number of open file descriptors.",
+	              getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ?
+	              (double)rl.rlim_cur : -1);
+}
+
 static void render(struct agent *a, struct dynbuf *b)
 {
-	static const char *const statuses[5] = { "allow", "401", "403", "429", "503" };
 	struct metrics_source *src;
-	int i;
+	char labels[96];
+	int i, o;
 
-	dynbuf_printf(b, "# HELP spogate_connections_total SPOP connections accepted.\n"
-	               "# TYPE spogate_connections_total counter\n"
-	               "spogate_connections_total %lu\n", (unsigned long)SUM(conns_accepted));
-	dynbuf_printf(b, "# HELP spogate_connections_open SPOP connections open.\n"
-	               "# TYPE spogate_connections_open gauge\n"
-	               "spogate_connections_open %lu\n", (unsigned long)SUM(conns_open));
-	dynbuf_printf(b, "# TYPE spogate_hellos_total counter\nspogate_hellos_total %lu\n",
-		      (unsigned long)SUM(hellos));
-	dynbuf_printf(b, "# TYPE spogate_healthchecks_total counter\nspogate_healthchecks_total %lu\n",
-		      (unsigned long)SUM(healthchecks));
-	dynbuf_printf(b, "# TYPE spogate_frames_total counter\nspogate_frames_total %lu\n",
-		      (unsigned long)SUM(frames_in));
-	dynbuf_printf(b, "# TYPE spogate_notify_total counter\nspogate_notify_total %lu\n",
-		      (unsigned long)SUM(notify));
-	dynbuf_printf(b, "# TYPE spogate_acks_total counter\nspogate_acks_total %lu\n",
-		      (unsigned long)SUM(acks));
-	dynbuf_printf(b, "# HELP spogate_pipelined_total NOTIFY frames received while another decision of the same connection was in flight.\n"
-	               "# TYPE spogate_pipelined_total counter\nspogate_pipelined_total %lu\n",
-		      (unsigned long)SUM(pipelined));
-	dynbuf_printf(b, "# HELP spogate_out_of_order_total ACKs sent before an older decision of the same connection completed.\n"
-	               "# TYPE spogate_out_of_order_total counter\nspogate_out_of_order_total %lu\n",
-		      (unsigned long)SUM(out_of_order));
+	metrics_family(b, "spogate_build_info", METRICS_GAUGE,
+	               "The agent's version and the oldest HAProxy it supports; always 1.");
+	metrics_sample(b, "spogate_build_info",
+	               "version=\"" SPOGATE_VERSION "\",haproxy_min=\"" SPOGATE_HAPROXY_MIN "\"", 1);
+	render_process(b);
+	metrics_counter(b, "spogate_connections_total", "SPOP connections accepted.",
+	                SUM(conns_accepted));
+	metrics_gauge(b, "spogate_connections_open", "SPOP connections open.",
+	              (double)SUM(conns_open));
+	metrics_counter(b, "spogate_hellos_total", "HAPROXY-HELLO handshakes answered.",
+	                SUM(hellos));
+	metrics_counter(b, "spogate_healthchecks_total", "HAPROXY-HELLO health checks answered.",
+	                SUM(healthchecks));
+	metrics_counter(b, "spogate_frames_total", "SPOP frames received.", SUM(frames_in));
+	metrics_counter(b, "spogate_notify_total", "NOTIFY frames received.", SUM(notify));
+	metrics_counter(b, "spogate_acks_total", "ACK frames sent.", SUM(acks));
+	metrics_counter(b, "spogate_pipelined_total",
+	                "NOTIFY frames received while another decision of the same connection was in flight.",
+	                SUM(pipelined));
+	metrics_counter(b, "spogate_out_of_order_total",
+	                "ACKs sent before an older decision of the same connection completed.",
+	                SUM(out_of_order));
 	{
 		uint64_t m = 0;
 
 		for (i = 0; i < a->nworkers; i++)
 			if (ld(&a->workers[i].st.max_inflight) > m)
 				m = ld(&a->workers[i].st.max_inflight);
-		dynbuf_printf(b, "# TYPE spogate_max_inflight gauge\nspogate_max_inflight %lu\n",
-			      (unsigned long)m);
+		metrics_gauge(b, "spogate_max_inflight",
+		              "Most decisions seen in flight at once on one connection.", (double)m);
 	}
-	dynbuf_printf(b, "# HELP spogate_connections_timed_out_total SPOP connections closed for no HELLO in time (handshake) or for idleness (idle).\n"
-	               "# TYPE spogate_connections_timed_out_total counter\n"
-	               "spogate_connections_timed_out_total{phase=\"handshake\"} %lu\n"
-	               "spogate_connections_timed_out_total{phase=\"idle\"} %lu\n",
-	               (unsigned long)SUM(timeouts[0]), (unsigned long)SUM(timeouts[1]));
-	dynbuf_printf(b, "# HELP spogate_disconnect_drains_total HAProxy DISCONNECTs answered only after the decisions in flight were ACKed.\n"
-	               "# TYPE spogate_disconnect_drains_total counter\n"
-	               "spogate_disconnect_drains_total %lu\n", (unsigned long)SUM(drains));
-	dynbuf_printf(b, "# HELP spogate_accept_paused_total Times a worker stopped accepting for a while because it ran out of file descriptors.\n"
-	               "# TYPE spogate_accept_paused_total counter\n"
-	               "spogate_accept_paused_total %lu\n", (unsigned long)SUM(accept_paused));
-	dynbuf_printf(b, "# TYPE spogate_disconnects_total counter\n");
+	metrics_family(b, "spogate_connections_timed_out_total", METRICS_COUNTER,
+	               "SPOP connections closed for no HELLO in time (handshake) or for idleness (idle).");
+	metrics_sample(b, "spogate_connections_timed_out_total", "phase=\"handshake\"",
+	               SUM(timeouts[0]));
+	metrics_sample(b, "spogate_connections_timed_out_total", "phase=\"idle\"",
+	               SUM(timeouts[1]));
+	metrics_counter(b, "spogate_disconnect_drains_total",
+	                "HAProxy DISCONNECTs answered only after the decisions in flight were ACKed.",
+	                SUM(drains));
+	metrics_counter(b, "spogate_accept_paused_total",
+	                "Times a worker stopped accepting for a while because it ran out of file descriptors.",
+	                SUM(accept_paused));
+	metrics_family(b, "spogate_disconnects_total", METRICS_COUNTER,
+	               "AGENT-DISCONNECT frames sent, by SPOP status (99: other).");
 	for (i = 0; i <= SPOP_ST_RES + 1; i++) {
 		uint64_t s = SUM(disconnects[i]);
 
+		snprintf(labels, sizeof(labels), "status=\"%d\"", i <= SPOP_ST_RES ? i : 99);
 		if (s)
-			dynbuf_printf(b, "spogate_disconnects_total{status=\"%d\"} %lu\n",
-				      i <= SPOP_ST_RES ? i : 99, (unsigned long)s);
+			metrics_sample(b, "spogate_disconnects_total", labels, s);
 	}
-	dynbuf_printf(b, "# HELP spogate_decisions_total Decisions by verdict.\n"
-	               "# TYPE spogate_decisions_total counter\n");
-	for (i = 0; i < 5; i++)
-		dynbuf_printf(b, "spogate_decisions_total{verdict=\"%s\"} %lu\n", statuses[i],
-			      (unsigned long)SUM(decisions[i]));
-	dynbuf_printf(b, "# TYPE spogate_denials_total counter\n");
-	for (i = 1; i < GW_R_MAX; i++)
-		dynbuf_printf(b, "spogate_denials_total{reason=\"%s\"} %lu\n",
-			      gw_reason_str((enum gw_reason)i), (unsigned long)SUM(reasons[i]));
-	dynbuf_printf(b, "# HELP spogate_decision_seconds Time from NOTIFY to ACK.\n"
-	               "# TYPE spogate_decision_seconds histogram\n");
+	/* Every reason a verdict can carry, allowed (reason "none") or denied. */
+	metrics_family(b, "spogate_decisions_total", METRICS_COUNTER,
+	               "Decisions by outcome (allow, deny) and reason (none when allowed).");
+	for (o = 0; o < 2; o++)
+		for (i = 0; i < GW_R_MAX; i++) {
+			uint64_t s = SUM(decisions[o][i]);
+
+			if ((o == 0) != (i == GW_R_NONE) && s == 0)
+				continue;
+			snprintf(labels, sizeof(labels), "outcome=\"%s\",reason=\"%s\"",
+			         o ? "deny" : "allow", i ? gw_reason_str((enum gw_reason)i) : "none");
+			metrics_sample(b, "spogate_decisions_total", labels, s);
+		}
+	metrics_family(b, "spogate_denials_total", METRICS_COUNTER,
+	               "Denied decisions by reason (the deny side of spogate_decisions_total).");
+	for (i = 1; i < GW_R_MAX; i++) {
+		snprintf(labels, sizeof(labels), "reason=\"%s\"", gw_reason_str((enum gw_reason)i));
+		metrics_sample(b, "spogate_denials_total", labels, SUM(reasons[i]));
+	}
+	metrics_family(b, "spogate_decision_seconds", METRICS_HISTOGRAM, "Time from NOTIFY to ACK.");
 	{
 		uint64_t counts[WORKER_LAT_BUCKETS];
 		double bounds[WORKER_LAT_BUCKETS];

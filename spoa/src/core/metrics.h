@@ -21,8 +21,30 @@ struct metrics_source {
 	struct metrics_source *next;
 };
 
-/* Writes the samples of one histogram (the caller writes HELP and TYPE
- * once per family): cumulative <name>_bucket lines for the n bounds (in
+enum metrics_type {
+	METRICS_COUNTER   = 0,
+	METRICS_GAUGE     = 1,
+	METRICS_HISTOGRAM = 2,
+};
+
+/* Starts a family: its # HELP and # TYPE lines. Every family is written
+ * through this, once, right before its samples (a strict parser and the
+ * test tests/integration/test_metrics.c hold the exposition to it). help is
+ * one line of text without a backslash. */
+void metrics_family(struct dynbuf *b, const char *name, enum metrics_type type,
+                    const char *help);
+
+/* One sample: name{labels} value. labels is "" or a label list without
+ * braces, such as service="auth"; counters are integers, gauges may not. */
+void metrics_sample(struct dynbuf *b, const char *name, const char *labels, uint64_t v);
+void metrics_sample_f(struct dynbuf *b, const char *name, const char *labels, double v);
+
+/* A family of one unlabelled sample. */
+void metrics_counter(struct dynbuf *b, const char *name, const char *help, uint64_t v);
+void metrics_gauge(struct dynbuf *b, const char *name, const char *help, double v);
+
+/* Writes the samples of one histogram (after metrics_family(), once per
+ * family, however many label sets follow): cumulative <name>_bucket lines for the n bounds (in
  * seconds) and +Inf, then _sum and _count. counts[] are per bucket, not
  * cumulative. labels is "" or a label list without braces, such as
  * service="auth". */

@@ -58,16 +58,10 @@ static void add(uint64_t *p, uint64_t v)
 void worker_count_decision(struct worker *w, const struct gw_verdict *v, double seconds)
 {
 	uint64_t us = seconds > 0 ? (uint64_t)(seconds * 1e6) : 0;
-	int slot, i;
+	unsigned reason = (unsigned)v->reason < GW_R_MAX ? (unsigned)v->reason : GW_R_NONE;
+	int i;
 
-	switch (v->status) {
-	case 0:   slot = 0; break;
-	case 401: slot = 1; break;
-	case 403: slot = 2; break;
-	case 429: slot = 3; break;
-	default:  slot = 4; break;
-	}
-	add(&w->st.decisions[slot], 1);
+	add(&w->st.decisions[v->status != 0][reason], 1);
 	if ((unsigned)v->reason < GW_R_MAX)
 		add(&w->st.reasons[v->reason], 1);
 	add(&w->st.lat_count, 1);

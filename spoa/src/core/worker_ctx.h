@@ -39,7 +39,7 @@ struct worker_stats {
 	uint64_t drains;               /* HAPROXY-DISCONNECTs that waited for ACKs */
 	uint64_t accept_paused;        /* times accepting stopped for lack of fds */
 	uint64_t disconnects[SPOP_ST_RES + 2];  /* by status; last slot = other */
-	uint64_t decisions[5];         /* allow, 401, 403, 429, 503 */
+	uint64_t decisions[2][GW_R_MAX];   /* [allowed 0, denied 1][reason] */
 	uint64_t reasons[GW_R_MAX];
 	uint64_t lat_count;
 	uint64_t lat_sum_us;

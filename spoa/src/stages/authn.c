@@ -53,6 +53,8 @@ static struct {
 	double cache_ttl;
 	double neg_ttl;
 	long cache_size;
+	long long cache_max_bytes;     /* every worker's token cache together */
+	size_t cache_bytes;            /* what they hold (atomic, cache.c) */
 	int timeout_ms;
 	const char *target;
 	struct rpc_tls tls;
@@ -89,6 +91,15 @@ static void count(uint64_t *p)
 
 /* ---- configuration ---- */
 
+/* The token caches of all workers together stay within this by default:
+ * 100,000 verified tokens take about 30 MB (docs/agent-json.md). */
+#define AUTHN_DEF_CACHE_BYTES (32LL * 1024 * 1024)
+
+/* Variable names derived from claim names, kept until the next configure
+ * (verdicts point to them). */
+static char *derived_vars[GW_MAX_VARS];
+static size_t nderived;
+
 static int parse_claims(json_t *arr, char *err, size_t errlen)
 {
 	static const char *const known[] = { "claim", "var", "header", NULL };
@@ -102,8 +113,11 @@ static int parse_claims(json_t *arr, char *err, size_t errlen)
 	A.claims[0].claim = "sub";
 	A.claims[0].var = "user_id";
 	A.nclaims = 1;
-	if (!arr)
+	if (!arr) {
+		while (nderived)
+			free(derived_vars[--nderived]);
 		return 0;
+	}
 	if (!json_is_array(arr)) {
 		snprintf(err, errlen, "\"auth.claims\" must be an array");
 		return -1;
@@ -128,14 +142,20 @@ static int parse_claims(json_t *arr, char *err, size_t errlen)
 			continue;                        /* always user_id */
 		if (!var) {
 			/* docs/agent-json.md: the claim's name, lower-cased, with
-			 * anything outside [a-z0-9_] turned into '_'. Kept for the
-			 * life of the process (verdicts point to var names). */
-			char *v = strdup(claim), *q;
+			 * anything outside [a-z0-9_] turned into '_'. Kept until the
+			 * next configure (verdicts point to var names). */
+			char *v, *q;
 
+			if (nderived >= GW_MAX_VARS) {
+				snprintf(err, errlen, "\"auth.claims\": at most %d entries", GW_MAX_VARS - 4);
+				return -1;
+			}
+			v = strdup(claim);
 			if (!v) {
 				snprintf(err, errlen, "out of memory");
 				return -1;
 			}
+			derived_vars[nderived++] = v;
 			for (q = v; *q; q++) {
 				if (*q >= 'A' && *q <= 'Z')
 					*q = (char)(*q - 'A' + 'a');
@@ -242,7 +262,8 @@ static int authn_configure(const struct agent_config *cfg, char *err, size_t err
 		"mode", "issuer", "audiences", "jwks_file", "pem_keys", "algorithms",
 		"leeway_ms", "max_token_bytes", "service_target", "timeout_ms", "cache_ttl_ms",
 		"negative_cache_ttl_ms", "cache_size", "claims", "require_exp", "jwks_uri",
-		"oidc_issuer", "jwks_ca_file", "jwks_refresh_ms", "jwks_timeout_ms", "grpc_tls", NULL
+		"oidc_issuer", "jwks_ca_file", "jwks_refresh_ms", "jwks_timeout_ms", "grpc_tls",
+		"cache_max_bytes", NULL
 	};
 	json_t *s = cfg->auth, *v, *e;
 	const char *mode = "none", *algs[JWT_NALGS * 2];
@@ -250,6 +271,11 @@ static int authn_configure(const struct agent_config *cfg, char *err, size_t err
 	size_t i, nalgs;
 	int a;
 
+	/* Strings borrowed from a previous configure (--check, the fuzzer)
+	 * must not outlive that config. */
+	A.pol.issuer = NULL;
+	A.jwks_file = NULL;
+	A.target = NULL;
 	A.mode = AUTHN_NONE;
 	A.pol.algs = JWT_ALG_BIT(JWT_RS256) | JWT_ALG_BIT(JWT_ES256);
 	A.pol.leeway = 30;
@@ -260,6 +286,7 @@ static int authn_configure(const struct agent_config *cfg, char *err, size_t err
 	A.cache_ttl = 60;
 	A.neg_ttl = 5;
 	A.cache_size = 100000;
+	A.cache_max_bytes = AUTHN_DEF_CACHE_BYTES;
 	A.timeout_ms = 200;
 	A.nclaims = 0;
 	if (parse_claims(NULL, err, errlen) < 0)
@@ -324,6 +351,9 @@ static int authn_configure(const struct agent_config *cfg, char *err, size_t err
 	if (config_get_int(s, "auth", "cache_size", 1, 10000000, &n, err, errlen) < 0)
 		return -1;
 	A.cache_size = (long)n;
+	if (config_get_int(s, "auth", "cache_max_bytes", 0, 1LL << 40, &A.cache_max_bytes,
+	                   err, errlen) < 0)
+		return -1;
 	if (parse_claims(json_object_get(s, "claims"), err, errlen) < 0)
 		return -1;
 	v = json_object_get(s, "pem_keys");
@@ -400,16 +430,33 @@ static void authn_metrics(struct agent *a, struct dynbuf *b)
 		&stats.rpc_unavailable, &stats.reloads, &stats.reload_errors, &stats.no_keys,
 		&stats.kid_waits,
 	};
+	uint64_t entries = 0, bytes = 0, e, by;
+	char labels[64];
 	size_t i;
+	int w;
 
-	(void)a;
 	if (A.mode == AUTHN_NONE)
 		return;
-	dynbuf_printf(b, "# HELP spogate_auth_events_total Authentication cache and verification events.\n"
-	               "# TYPE spogate_auth_events_total counter\n");
-	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		dynbuf_printf(b, "spogate_auth_events_total{event=\"%s\"} %lu\n", names[i],
-			      (unsigned long)__atomic_load_n(vals[i], __ATOMIC_RELAXED));
+	for (w = 0; w < a->nworkers; w++) {
+		const struct authn_worker *aw = worker_stage_ctx(&a->workers[w], &authn_stage);
+
+		if (aw) {
+			tokcache_size(aw->tc, &e, &by);
+			entries += e;
+			bytes += by;
+		}
+	}
+	metrics_gauge(b, "spogate_auth_cache_entries", "Tokens cached by all workers.",
+	              (double)entries);
+	metrics_gauge(b, "spogate_auth_cache_bytes",
+	              "What the cached tokens cost, against auth.cache_max_bytes.", (double)bytes);
+	metrics_family(b, "spogate_auth_events_total", METRICS_COUNTER,
+	               "Authentication cache and verification events.");
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(labels, sizeof(labels), "event=\"%s\"", names[i]);
+		metrics_sample(b, "spogate_auth_events_total", labels,
+		               __atomic_load_n(vals[i], __ATOMIC_RELAXED));
+	}
 	if (A.fetcher)
 		jwks_fetcher_render(A.fetcher, b);
 }
@@ -443,6 +490,7 @@ static int authn_worker_start(struct worker *w, void **wctx)
 		log_error("authn: out of memory");
 		return -1;
 	}
+	tokcache_set_budget(aw->tc, (size_t)A.cache_max_bytes, &A.cache_bytes);
 	aw->w = w;
 	aw->waits_tail = &aw->waits;
 	ev_timer_init(&aw->wait_w, on_wait_timer, 0., 0.);

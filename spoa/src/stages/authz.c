@@ -142,10 +142,10 @@ static void authz_metrics(struct agent *a, struct dynbuf *b)
 	(void)a;
 	if (Z.mode == AUTHZ_NONE)
 		return;
-	dynbuf_printf(b, "# HELP spogate_authz_events_total Authorization outcomes and cache events.\n"
-	               "# TYPE spogate_authz_events_total counter\n");
-#define EV(name) dynbuf_printf(b, "spogate_authz_events_total{event=\"" #name "\"} %lu\n", \
-		(unsigned long)__atomic_load_n(&stats.name, __ATOMIC_RELAXED))
+	metrics_family(b, "spogate_authz_events_total", METRICS_COUNTER,
+	               "Authorization outcomes and cache events.");
+#define EV(name) metrics_sample(b, "spogate_authz_events_total", "event=\"" #name "\"", \
+		__atomic_load_n(&stats.name, __ATOMIC_RELAXED))
 	EV(allowed);
 	EV(denied);
 	EV(hits);

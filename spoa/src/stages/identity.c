@@ -13,32 +13,48 @@
  * few bytes each) cannot come from either and makes the result fail. */
 #define LIST_MAX_BYTES  (64 * 1024 * sizeof(size_t))
 
+static struct identity denials[GW_R_MAX];
+
+/* Before main(), so the workers only ever read the shared refusals. */
+__attribute__((constructor)) static void denials_init(void)
+{
+	int i;
+
+	for (i = 0; i < GW_R_MAX; i++) {
+		denials[i].is_static = 1;
+		denials[i].status = 401;
+		denials[i].reason = (enum gw_reason)i;
+	}
+}
+
 void identity_unref(void *p)
 {
 	struct identity *r = p;
 
-	if (!r || __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) != 0)
+	if (!r || r->is_static || __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
-	free(r->buf);
 	free(r);
 }
 
 struct identity *identity_ref(struct identity *r)
 {
-	__atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED);
+	if (!r->is_static)
+		__atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED);
 	return r;
 }
 
 struct identity *identity_deny(int status, enum gw_reason reason)
 {
-	struct identity *r = calloc(1, sizeof(*r));
+	if (status != 401 || (unsigned)reason >= GW_R_MAX)
+		reason = GW_R_TOKEN_INVALID;
+	return &denials[reason];
+}
 
-	if (!r)
-		return NULL;
-	r->refs = 1;
-	r->status = status;
-	r->reason = reason;
-	return r;
+size_t identity_size(const void *p)
+{
+	const struct identity *r = p;
+
+	return r->is_static ? 0 : r->bytes;
 }
 
 /* Appends a NUL-terminated copy of s to the identity arena and returns its
@@ -143,7 +159,7 @@ static struct identity *rb_finish(struct rbuild *rb)
 {
 	size_t nroles = rb->roles.len / sizeof(size_t), nperms = rb->perms.len / sizeof(size_t);
 	struct identity *r = NULL;
-	size_t i;
+	size_t i, size;
 
 	if (rb->bad) {
 		r = identity_deny(401, GW_R_TOKEN_INVALID);
@@ -155,11 +171,19 @@ static struct identity *rb_finish(struct rbuild *rb)
 		r = identity_deny(401, GW_R_TOKEN_INVALID);
 		goto out_free;
 	}
-	r = calloc(1, sizeof(*r) + (nroles + nperms) * sizeof(r->strs[0]));
+	/* The arena is copied at its exact size: dynbuf grows by doubling
+	 * from 1 KB, which cost every cached token a kilobyte. */
+	size = sizeof(*r) + (nroles + nperms) * sizeof(r->strs[0]) +
+	       rb->nvars * sizeof(struct gw_var);
+	r = malloc(size + rb->sb.len);
 	if (!r)
 		goto out_free;
+	memset(r, 0, sizeof(*r));
 	r->refs = 1;
-	r->buf = rb->sb.p;
+	r->bytes = size + rb->sb.len + 16;     /* + malloc's header */
+	r->vars = (struct gw_var *)(r->strs + nroles + nperms);
+	r->buf = (char *)r + size;
+	memcpy(r->buf, rb->sb.p, rb->sb.len);
 	r->id.user_id = r->buf + rb->user;
 	for (i = 0; i < rb->nvars; i++) {
 		r->vars[i].name = rb->var_name[i];
@@ -168,14 +192,13 @@ static struct identity *rb_finish(struct rbuild *rb)
 	}
 	r->nvars = rb->nvars;
 	for (i = 0; i < nroles; i++)
-		r->strs[i] = rb_entry(rb, &rb->roles, i);
+		r->strs[i] = r->buf + (rb_entry(rb, &rb->roles, i) - rb->sb.p);
 	for (i = 0; i < nperms; i++)
-		r->strs[nroles + i] = rb_entry(rb, &rb->perms, i);
+		r->strs[nroles + i] = r->buf + (rb_entry(rb, &rb->perms, i) - rb->sb.p);
 	r->id.roles = r->strs;
 	r->id.nroles = nroles;
 	r->id.perms = r->strs + nroles;
 	r->id.nperms = nperms;
-	rb->sb.p = NULL;
  out_free:
 	free(rb->sb.p);
 	dynbuf_free(&rb->roles);
@@ -348,4 +371,37 @@ struct identity *identity_from_response(const Spogate__Auth__V1__ValidateTokenRe
 	for (i = 0; i < m->n_permissions; i++)
 		rb_list(&rb, &rb.perms, m->permissions[i], strlen(m->permissions[i]));
 	return rb_finish(&rb);
+}
+
+int identity_response_check(const uint8_t *resp, size_t len, const struct claim_map *map,
+                            size_t nmap)
+{
+	Spogate__Auth__V1__ValidateTokenResponse *m;
+	struct identity *r;
+	size_t i;
+	int st;
+
+	m = spogate__auth__v1__validate_token_response__unpack(NULL, len, resp);
+	if (!m)
+		return -1;
+	r = identity_from_response(m, map, nmap);
+	spogate__auth__v1__validate_token_response__free_unpacked(m, NULL);
+	if (!r)
+		return -1;
+	st = r->status;
+	if (st == 0) {
+		if (!r->id.user_id || !*r->id.user_id || r->nvars == 0 || r->nvars > GW_MAX_VARS)
+			abort();
+		for (i = 0; i < r->nvars; i++)
+			if (!value_ok(r->vars[i].value, r->vars[i].len) ||
+			    strlen(r->vars[i].value) != r->vars[i].len)
+				abort();
+		for (i = 0; i < r->id.nroles + r->id.nperms; i++)
+			if (!r->strs[i] || !*r->strs[i])
+				abort();
+	} else if (st != 401 || r->reason > GW_R_AUDIENCE_MISMATCH) {
+		abort();
+	}
+	identity_unref(r);
+	return st;
 }

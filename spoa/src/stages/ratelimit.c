@@ -88,6 +88,8 @@ struct rl_worker {
 	struct worker *w;
 	struct rl_config cfg;
 	struct redis_client *redis;
+	double skip_warned;         /* loop time of the last "limits skipped" warning */
+	uint64_t skip_logged;       /* error_allowed at that warning */
 	struct rl_cache cache;
 	struct rl_stats st;
 };
@@ -140,14 +142,28 @@ static void apply_outcome(struct rl_worker *rw, struct decision *d,
 	v->retry_after = o->retry_after_s;
 }
 
-/* Redis could not answer in time: on_redis_error decides; no headers. */
+#define SKIP_WARN_S 10.0     /* at most one "limits skipped" warning this often */
+
+/* Redis could not answer in time: on_redis_error decides; no headers.
+ * Failing open is documented, but operators must see that limits were
+ * skipped: spogate_ratelimit_redis_unavailable_total{action="allow"} and
+ * a warning at most every SKIP_WARN_S seconds per worker. */
 static void apply_error(struct rl_worker *rw, struct decision *d)
 {
+	double now = ev_now(rw->w->loop);
+
 	if (rw->cfg.on_error == RL_ON_ERROR_DENY && !rw->cfg.shadow) {
 		add(&rw->st.error_denied, 1);
 		gw_verdict_deny(&d->v, 503, GW_R_RATELIMIT_UNAVAILABLE);
-	} else {
-		add(&rw->st.error_allowed, 1);
+		return;
+	}
+	add(&rw->st.error_allowed, 1);
+	if (rw->skip_warned == 0 || now - rw->skip_warned >= SKIP_WARN_S) {
+		log_warn("worker %d: Redis did not answer in time: rate limits skipped "
+		         "(on_redis_error allow) for %lu requests since the last warning",
+		         rw->w->id, (unsigned long)(rw->st.error_allowed - rw->skip_logged));
+		rw->skip_warned = now;
+		rw->skip_logged = rw->st.error_allowed;
 	}
 }
 
@@ -479,69 +495,77 @@ static uint64_t sum_at(const struct agent *a, int redis, size_t off)
 	return s;
 }
 
-static void counter(struct dynbuf *b, const char *name, const char *help, uint64_t v)
-{
-	dynbuf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %lu\n", name, help, name, name,
-		      (unsigned long)v);
-}
-
 static void rl_metrics(struct agent *a, struct dynbuf *b)
 {
-	int i, up = 0, open = 0;
+	uint64_t states[3] = { 0, 0, 0 };
+	enum redis_state st;
+	int i, nrw = 0, open = 0;
 
 	if (!rl_enabled)
 		return;
-	counter(b, "spogate_ratelimit_checks_total", "Decisions checked against a rate-limit policy.",
+	metrics_counter(b, "spogate_ratelimit_checks_total", "Decisions checked against a rate-limit policy.",
 	        SUMRL(checks));
-	counter(b, "spogate_ratelimit_redis_calls_total", "Rate-limit script calls sent to Redis.",
+	metrics_counter(b, "spogate_ratelimit_redis_calls_total", "Rate-limit script calls sent to Redis.",
 	        SUMREDIS(calls));
-	counter(b, "spogate_ratelimit_redis_keys_total", "Keys evaluated by those calls.",
+	metrics_counter(b, "spogate_ratelimit_redis_keys_total", "Keys evaluated by those calls.",
 	        SUMREDIS(keys));
-	counter(b, "spogate_ratelimit_redis_noscript_total", "Calls resent with EVAL after NOSCRIPT.",
+	metrics_counter(b, "spogate_ratelimit_redis_noscript_total", "Calls resent with EVAL after NOSCRIPT.",
 	        SUMREDIS(noscript));
-	counter(b, "spogate_ratelimit_redis_errors_total", "Error replies and calls lost with a connection.",
+	metrics_counter(b, "spogate_ratelimit_redis_errors_total", "Error replies and calls lost with a connection.",
 	        SUMREDIS(errors));
-	counter(b, "spogate_ratelimit_redis_timeouts_total", "Calls that exceeded redis.timeout_ms.",
+	metrics_counter(b, "spogate_ratelimit_redis_timeouts_total", "Calls that exceeded redis.timeout_ms.",
 	        SUMREDIS(timeouts));
-	counter(b, "spogate_ratelimit_redis_late_replies_total", "Replies that came after their timeout.",
+	metrics_counter(b, "spogate_ratelimit_redis_late_replies_total", "Replies that came after their timeout.",
 	        SUMREDIS(late_replies));
-	counter(b, "spogate_ratelimit_fail_fast_total", "Decisions that did not wait: Redis down or breaker open.",
+	metrics_counter(b, "spogate_ratelimit_fail_fast_total", "Decisions that did not wait: Redis down or breaker open.",
 	        SUMRL(fail_fast));
-	counter(b, "spogate_ratelimit_cache_hits_total", "Denials answered by the local over-limit cache.",
+	metrics_counter(b, "spogate_ratelimit_cache_hits_total", "Denials answered by the local over-limit cache.",
 	        SUMRL(cache_hits));
-	counter(b, "spogate_ratelimit_shadow_denied_total", "Requests shadow mode would have denied.",
+	metrics_counter(b, "spogate_ratelimit_shadow_denied_total", "Requests shadow mode would have denied.",
 	        SUMRL(shadow_denied));
-	counter(b, "spogate_ratelimit_bad_policy_total", "Policies ignored as malformed.",
+	metrics_counter(b, "spogate_ratelimit_bad_policy_total", "Policies ignored as malformed.",
 	        SUMRL(bad_policy));
-	counter(b, "spogate_ratelimit_redis_connects_total", "Redis connections established.",
+	metrics_counter(b, "spogate_ratelimit_redis_connects_total", "Redis connections established.",
 	        SUMREDIS(connects));
-	counter(b, "spogate_ratelimit_redis_disconnects_total", "Redis connections lost, dropped or refused.",
+	metrics_counter(b, "spogate_ratelimit_redis_disconnects_total", "Redis connections lost, dropped or refused.",
 	        SUMREDIS(disconnects));
-	dynbuf_printf(b, "# HELP spogate_ratelimit_denied_total Requests denied with 429.\n"
-	               "# TYPE spogate_ratelimit_denied_total counter\n"
-	               "spogate_ratelimit_denied_total{policy=\"user\"} %lu\n"
-	               "spogate_ratelimit_denied_total{policy=\"ip\"} %lu\n",
-		      (unsigned long)SUMRL(denied_user), (unsigned long)SUMRL(denied_ip));
-	dynbuf_printf(b, "# HELP spogate_ratelimit_redis_unavailable_total Decisions made per on_redis_error.\n"
-	               "# TYPE spogate_ratelimit_redis_unavailable_total counter\n"
-	               "spogate_ratelimit_redis_unavailable_total{action=\"allow\"} %lu\n"
-	               "spogate_ratelimit_redis_unavailable_total{action=\"deny\"} %lu\n",
-		      (unsigned long)SUMRL(error_allowed), (unsigned long)SUMRL(error_denied));
+	metrics_family(b, "spogate_ratelimit_denied_total", METRICS_COUNTER,
+	               "Requests denied with 429.");
+	metrics_sample(b, "spogate_ratelimit_denied_total", "policy=\"user\"", SUMRL(denied_user));
+	metrics_sample(b, "spogate_ratelimit_denied_total", "policy=\"ip\"", SUMRL(denied_ip));
+	metrics_family(b, "spogate_ratelimit_redis_unavailable_total", METRICS_COUNTER,
+	               "Decisions made per on_redis_error.");
+	metrics_sample(b, "spogate_ratelimit_redis_unavailable_total", "action=\"allow\"",
+	               SUMRL(error_allowed));
+	metrics_sample(b, "spogate_ratelimit_redis_unavailable_total", "action=\"deny\"",
+	               SUMRL(error_denied));
 	for (i = 0; i < a->nworkers; i++) {
 		const struct rl_worker *rw = worker_stage_ctx(&a->workers[i], &ratelimit_stage);
 
 		if (!rw)
 			continue;
-		up += redis_client_state(rw->redis) == REDIS_UP;
+		nrw++;
+		st = redis_client_state(rw->redis);
+		if ((unsigned)st < 3)
+			states[st]++;
 		open += redis_client_breaker_open(rw->redis);
 	}
-	dynbuf_printf(b, "# HELP spogate_ratelimit_redis_up Workers with a live Redis connection.\n"
-	               "# TYPE spogate_ratelimit_redis_up gauge\nspogate_ratelimit_redis_up %d\n", up);
-	dynbuf_printf(b, "# HELP spogate_ratelimit_breaker_open Workers whose circuit breaker is not closed.\n"
-	               "# TYPE spogate_ratelimit_breaker_open gauge\nspogate_ratelimit_breaker_open %d\n",
-		      open);
-	dynbuf_printf(b, "# HELP spogate_ratelimit_redis_seconds Round trip of a rate-limit script call.\n"
-	               "# TYPE spogate_ratelimit_redis_seconds histogram\n");
+	/* One number to alert on: 1 only while every worker has its Redis
+	 * connection; the states say how many workers are where. */
+	metrics_gauge(b, "spogate_ratelimit_redis_up",
+	              "1 when every worker's Redis connection is up, else 0.",
+	              nrw > 0 && states[REDIS_UP] == (uint64_t)nrw ? 1 : 0);
+	metrics_family(b, "spogate_ratelimit_redis_connections", METRICS_GAUGE,
+	               "Workers by the state of their Redis connection.");
+	metrics_sample(b, "spogate_ratelimit_redis_connections", "state=\"down\"",
+	               states[REDIS_DOWN]);
+	metrics_sample(b, "spogate_ratelimit_redis_connections", "state=\"connecting\"",
+	               states[REDIS_CONNECTING]);
+	metrics_sample(b, "spogate_ratelimit_redis_connections", "state=\"up\"", states[REDIS_UP]);
+	metrics_gauge(b, "spogate_ratelimit_breaker_open",
+	              "Workers whose circuit breaker is not closed.", open);
+	metrics_family(b, "spogate_ratelimit_redis_seconds", METRICS_HISTOGRAM,
+	               "Round trip of a rate-limit script call.");
 	{
 		uint64_t counts[REDIS_LAT_BUCKETS];
 		double bounds[REDIS_LAT_BUCKETS];

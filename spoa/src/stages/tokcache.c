@@ -15,6 +15,7 @@ struct tokcache {
 	struct worker *w;
 	struct cache *cache;
 	tokcache_apply_fn apply;
+	uint64_t entries, bytes;       /* published after each fill (atomic) */
 };
 
 struct wake_ctx {
@@ -73,9 +74,24 @@ void tokcache_fill(struct tokcache *tc, const uint8_t key[CACHE_KEY_LEN], struct
                    double expires, double now, struct decision *skip)
 {
 	struct wake_ctx wc = { .tc = tc, .batch = { .n = 0 } };
+	struct cache_stats st;
 
 	cache_fill(tc->cache, key, r, expires, now, on_wake, &wc);
+	cache_get_stats(tc->cache, &st);
+	__atomic_store_n(&tc->entries, st.entries, __ATOMIC_RELAXED);
+	__atomic_store_n(&tc->bytes, st.bytes, __ATOMIC_RELAXED);
 	decision_batch_resume(&wc.batch, skip);
+}
+
+void tokcache_set_budget(struct tokcache *tc, size_t max_bytes, size_t *total)
+{
+	cache_set_budget(tc->cache, max_bytes, total, identity_size);
+}
+
+void tokcache_size(const struct tokcache *tc, uint64_t *entries, uint64_t *bytes)
+{
+	*entries = __atomic_load_n(&tc->entries, __ATOMIC_RELAXED);
+	*bytes = __atomic_load_n(&tc->bytes, __ATOMIC_RELAXED);
 }
 
 /* An answer travelling from another thread to one worker. */

@@ -47,6 +47,15 @@ void tokcache_fill(struct tokcache *tc, const uint8_t key[CACHE_KEY_LEN], struct
 void tokcache_post(struct tokcache *tc, const uint8_t key[CACHE_KEY_LEN], struct identity *r,
                    double expires);
 
+/* Bounds the caches of every worker together: once the bytes in *total
+ * (shared, atomic) pass max_bytes, this one drops its least recently used
+ * identities (cache_set_budget(); identity_size() is the cost). */
+void tokcache_set_budget(struct tokcache *tc, size_t max_bytes, size_t *total);
+
+/* The cache's entries and bytes as its loop last published them, for the
+ * metrics scrape on the main thread. */
+void tokcache_size(const struct tokcache *tc, uint64_t *entries, uint64_t *bytes);
+
 /* Forgets every settled identity (the keys changed). */
 void tokcache_clear(struct tokcache *tc);
 
