@@ -178,9 +178,14 @@ test: deps $(if $(HAPROXY_BIN),haproxy)
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) tests/run.sh all
 
+# Builds only what the stack runs. On a terminal the stack runs as a job of
+# its own (bash -m), so Ctrl-C reaches it and not make: it stops every
+# process and make exits 0 instead of reporting an interrupt.
+RUN_BINS := $(AGENT) $(GEN) $(REFSVC) $(ECHO)
 run: deps $(if $(HAPROXY_BIN),haproxy)
-	@$(MAKE) --no-print-directory all
-	@BUILD=$(BUILD) tests/run-stack.sh
+	@$(MAKE) --no-print-directory $(RUN_BINS)
+	@if [ -t 0 ]; then BUILD=$(BUILD) bash -m -c 'tests/run-stack.sh; exit $$?'; \
+	else BUILD=$(BUILD) tests/run-stack.sh; fi
 
 bench: deps $(if $(HAPROXY_BIN),haproxy)
 	@$(MAKE) --no-print-directory all

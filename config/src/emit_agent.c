@@ -150,6 +150,8 @@ int gen_emit_agent(const struct gen_gateway *g, const struct gen_registry *r, st
 	json_object_set_new(redis, "timeout_ms", json_integer(g->redis.timeout_ms));
 	json_object_set_new(redis, "username", json_string(g->redis.username ? g->redis.username : ""));
 	json_object_set_new(redis, "password", json_string(g->redis.password ? g->redis.password : ""));
+	if (g->redis.password_file)
+		json_object_set_new(redis, "password_file", json_string(g->redis.password_file));
 	json_object_set_new(redis, "db", json_integer(g->redis.db));
 	json_object_set_new(root, "redis", redis);
 

@@ -68,6 +68,28 @@ static void put_regex_literal(struct dynbuf *b, const char *s, size_t n)
 	}
 }
 
+/* Writes a regex that matches header name s however a client spells it:
+ * letters in either case, and '-' or '_' for each '-' (CGI frameworks read
+ * X_User_ID and X-User-ID both as HTTP_X_USER_ID). prefix: s is a prefix
+ * (it ends with '-'); otherwise the whole name. */
+static void put_name_regex(struct dynbuf *b, const char *s, int prefix)
+{
+	dynbuf_puts(b, "'^");
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '-' || ch == '_') {
+			dynbuf_puts(b, "[-_]");
+		} else if ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z') {
+			char e[4] = { '[', (char)(ch & ~0x20), (char)(ch | 0x20), ']' };
+			dynbuf_add(b, e, 4);
+		} else {
+			put_regex_literal(b, s, 1);
+		}
+	}
+	dynbuf_puts(b, prefix ? "'" : "$'");
+}
+
 /* Writes "{ var(txn.rid) -m int 1 2 }" for the routes in ids. */
 static void put_rid_cond(struct dynbuf *b, const int *ids, size_t n)
 {
@@ -124,19 +146,49 @@ static void put_route_acl(struct dynbuf *b, const struct gen_route *r)
 	dynbuf_printf(b, "%s$'\n", tail ? "(/.*)?" : "");
 }
 
+/* 414 and 431 are not in the list: no supported HAProxy takes an
+ * errorfile for them. */
+const struct gen_error_page gen_error_pages[] = {
+	{ 400, "Bad Request", "bad_request" },
+	{ 408, "Request Timeout", "request_timeout" },
+	{ 413, "Payload Too Large", "payload_too_large" },
+	{ 500, "Internal Server Error", "internal_error" },
+	{ 502, "Bad Gateway", "bad_gateway" },
+	{ 503, "Service Unavailable", "service_unavailable" },
+	{ 504, "Gateway Timeout", "gateway_timeout" },
+};
+const size_t gen_nerror_pages = sizeof(gen_error_pages) / sizeof(gen_error_pages[0]);
+
+void gen_error_page_render(const struct gen_error_page *p, struct dynbuf *b)
+{
+	char body[96];
+	int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}", p->error);
+
+	dynbuf_printf(b, "HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
+		      "cache-control: no-cache\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s",
+		      p->code, p->reason, n, body);
+}
+
 static void emit_global(const struct gen_gateway *g, const struct gen_opts *o, struct dynbuf *b)
 {
 	char t[32];
-	const char *sock_dir = o->run_dir ? o->run_dir : "/run/spogate";
+	size_t i;
+	const char *run_dir = o->run_dir ? o->run_dir : "/run/spogate";
 
-	dynbuf_puts(b, "global\n    master-worker\n");
+	dynbuf_puts(b, "global\n    master-worker\n"
+		    "    # normalize-uri (the frontend's dot-segment defence) is experimental in 2.6.\n"
+		    "    expose-experimental-directives\n");
 	if (g->admin.socket)
 		dynbuf_printf(b, "    stats socket %s mode 600 level admin expose-fd listeners\n",
 			      g->admin.socket);
 	else
 		dynbuf_printf(b, "    stats socket %s/haproxy.sock mode 600 level admin expose-fd listeners\n",
-			      sock_dir);
+			      run_dir);
 	dynbuf_puts(b, "    stats timeout 30s\n");
+	/* Written through the stats socket before a reload ("show servers
+	 * state"), so that DNS-discovered servers keep their addresses and
+	 * states in the new worker instead of starting as (none). */
+	dynbuf_printf(b, "    server-state-file %s/server-state\n", run_dir);
 	dynbuf_printf(b, "    nbthread %ld\n", g->nbthread);
 	/* Without maxconn HAProxy sizes itself from the file-descriptor limit,
 	 * which is what works everywhere (containers often cap it). */
@@ -147,7 +199,8 @@ static void emit_global(const struct gen_gateway *g, const struct gen_opts *o, s
 	else
 		dynbuf_printf(b, "    log %s %s\n", g->log_target, g->log_facility);
 
-	dynbuf_puts(b, "\ndefaults\n    mode http\n    log global\n    option dontlognull\n");
+	dynbuf_puts(b, "\ndefaults\n    mode http\n    log global\n    option dontlognull\n"
+		    "    load-server-state-from-file global\n");
 	dynbuf_printf(b, "    timeout connect %s\n", dur(t, sizeof(t), g->t_connect));
 	dynbuf_printf(b, "    timeout client %s\n", dur(t, sizeof(t), g->t_client));
 	dynbuf_printf(b, "    timeout server %s\n", dur(t, sizeof(t), g->t_server));
@@ -156,13 +209,9 @@ static void emit_global(const struct gen_gateway *g, const struct gen_opts *o, s
 	dynbuf_printf(b, "    timeout queue %s\n", dur(t, sizeof(t), g->t_queue));
 	dynbuf_printf(b, "    timeout check %s\n", dur(t, sizeof(t), g->t_check));
 	/* HAProxy's own errors as JSON, like the gateway's. */
-	dynbuf_puts(b,
-		"    http-error status 400 content-type application/json string '{\"error\":\"bad_request\"}'\n"
-		"    http-error status 408 content-type application/json string '{\"error\":\"request_timeout\"}'\n"
-		"    http-error status 500 content-type application/json string '{\"error\":\"internal_error\"}'\n"
-		"    http-error status 502 content-type application/json string '{\"error\":\"bad_gateway\"}'\n"
-		"    http-error status 503 content-type application/json string '{\"error\":\"service_unavailable\"}'\n"
-		"    http-error status 504 content-type application/json string '{\"error\":\"gateway_timeout\"}'\n");
+	for (i = 0; i < gen_nerror_pages; i++)
+		dynbuf_printf(b, "    errorfile %d %s/errors/%d.http\n", gen_error_pages[i].code,
+			      o->haproxy_dir ? o->haproxy_dir : ".", gen_error_pages[i].code);
 }
 
 static int any_agent(const struct gen_gateway *g)
@@ -499,21 +548,27 @@ static void emit_request_id(const struct gen_gateway *g, struct dynbuf *b)
 		    "unless { var(txn.traceparent) -m found }\n");
 }
 
-/* With TLS: the scheme for the backends and the redirect of plain HTTP. */
+/* With TLS: the scheme for the backends and the redirect of plain HTTP.
+ * A trusted proxy that terminated TLS itself says so with
+ * X-Forwarded-Proto: https; its plain requests are neither relabelled nor
+ * redirected (that would loop). */
 static void emit_tls_request(const struct gen_gateway *g, struct dynbuf *b)
 {
+	const char *fwd = g->trusted_proxies.n ? " || from_trusted_proxy fwd_https" : "";
 	char port[16] = "";
 
-	dynbuf_puts(b, "\n    # TLS: the scheme for the backends; plain HTTP is redirected.\n"
-		    "    http-request set-header X-Forwarded-Proto https if { ssl_fc }\n"
-		    "    http-request set-header X-Forwarded-Proto http unless { ssl_fc }\n");
+	dynbuf_puts(b, "\n    # TLS: the scheme for the backends; plain HTTP is redirected.\n");
+	if (g->trusted_proxies.n)
+		dynbuf_puts(b, "    acl fwd_https req.hdr(x-forwarded-proto) -m str -i https\n");
+	dynbuf_printf(b, "    http-request set-header X-Forwarded-Proto https if { ssl_fc }\n"
+		      "    http-request set-header X-Forwarded-Proto http unless { ssl_fc }%s\n", fwd);
 	if (!g->tls.redirect_http)
 		return;
 	if (g->tls.port != 443)
 		snprintf(port, sizeof(port), ":%ld", g->tls.port);
 	dynbuf_printf(b, "    http-request redirect location "
 		      "'https://%%[req.hdr(host),regsub(:[0-9]+$,),lower]%s%%[pathq]' code %ld "
-		      "unless { ssl_fc }\n", port, g->tls.redirect_code);
+		      "unless { ssl_fc }%s\n", port, g->tls.redirect_code, fwd);
 }
 
 /* Route matching. Routes with exact hosts are tried first, then routes
@@ -595,48 +650,108 @@ static void emit_frontend(const struct gen_gateway *g, const struct gen_registry
 	if (g->tls.present)
 		emit_tls_bind(g, b);
 	dynbuf_puts(b, "    option forwardfor\n");
+	/* One JSON object per line: ISO 8601 time (UTC) and the accept time in
+	 * epoch seconds, strings through json() and quoted by %{+Q} (which
+	 * writes "" where a plain %[] writes -), numbers always numbers. The
+	 * URI is the one received, before normalization and rewrites. */
+	dynbuf_puts(b, "    log-format '{\"time\":\"%[date,utime(%Y-%m-%dT%H:%M:%SZ)]\",\"ts\":%Ts.%ms,");
 	/* Behind trusted proxies the client is the address they named; the
 	 * peer (the proxy) is logged beside it. */
 	dynbuf_puts(b, g->trusted_proxies.n ?
-		    "    log-format '{\"time\":\"%tr\",\"client\":\"%[var(txn.client_ip)]\","
-		    "\"peer\":\"%ci\",\"method\":\"%HM\"," :
-		    "    log-format '{\"time\":\"%tr\",\"client\":\"%ci\",\"method\":\"%HM\",");
-	dynbuf_puts(b, "\"uri\":\"%{+E}HU\",\"route\":\"%[var(txn.route),json(utf8s)]\","
+		    "\"client\":%{+Q}[var(txn.client_ip)],\"peer\":\"%ci\",\"method\":\"%HM\"," :
+		    "\"client\":\"%ci\",\"method\":\"%HM\",");
+	dynbuf_puts(b, "\"uri\":%{+Q}[capture.req.uri,json(utf8s)],\"route\":%{+Q}[var(txn.route),json(utf8s)],"
 		    "\"backend\":\"%b\",\"server\":\"%s\",\"status\":%ST,"
-		    "\"request_id\":\"%[var(txn.req_id),json(utf8s)]\","
-		    "\"traceparent\":\"%[var(txn.traceparent),json(utf8s)]\","
-		    "\"user\":\"%[var(txn.gw.user_id),json(utf8s)]\","
-		    "\"reason\":\"%[var(txn.gw.reason),json(utf8s)]\","
+		    "\"request_id\":%{+Q}[var(txn.req_id),json(utf8s)],"
+		    "\"traceparent\":%{+Q}[var(txn.traceparent),json(utf8s)],"
+		    "\"user\":%{+Q}[var(txn.gw.user_id),json(utf8s)],"
+		    "\"reason\":%{+Q}[var(txn.gw.reason),json(utf8s)],"
 		    "\"spoe_ms\":%[var(txn.gw.ptime,-1)],\"spoe_error\":%[var(txn.gw.error,0)],"
+		    "\"total_ms\":%Ta,\"bytes\":%B,\"termination\":\"%ts\"}'\n");
+	/* Requests HAProxy's parser refused (400, 408) have no transaction:
+	 * the same keys, with what is known. */
+	dynbuf_puts(b, "    error-log-format '{\"time\":\"%[date,utime(%Y-%m-%dT%H:%M:%SZ)]\",\"ts\":%Ts.%ms,");
+	dynbuf_puts(b, g->trusted_proxies.n ? "\"client\":\"%ci\",\"peer\":\"%ci\"," : "\"client\":\"%ci\",");
+	dynbuf_puts(b, "\"method\":\"\",\"uri\":\"\",\"route\":\"\",\"backend\":\"%b\",\"server\":\"%s\","
+		    "\"status\":%ST,\"user\":\"\",\"reason\":\"\",\"spoe_ms\":-1,\"spoe_error\":0,"
 		    "\"total_ms\":%Ta,\"bytes\":%B,\"termination\":\"%ts\"}'\n");
 	if (agent)
 		dynbuf_printf(b, "    filter spoe engine spogate config %s/spoe.conf\n",
 			      o->haproxy_dir ? o->haproxy_dir : ".");
 
-	dynbuf_puts(b, "\n    # Identity headers come only from the gateway: drop client-supplied ones.\n"
-		    "    http-request del-header ^[Xx]-[Uu][Ss][Ee][Rr]- -m reg\n"
-		    "    http-request del-header ^[Xx]-[Gg][Aa][Tt][Ee][Ww][Aa][Yy]- -m reg\n"
-		    "    http-request del-header ^[Xx]-[Cc][Ll][Ii][Ee][Nn][Tt]- -m reg\n");
-	for (i = 0; i < g->auth.nclaims; i++) {
-		const char *h = g->auth.claims[i].header;
-		if (strncasecmp(h, "X-User-", 7) != 0 && strncasecmp(h, "X-Gateway-", 10) != 0)
-			dynbuf_printf(b, "    http-request del-header %s\n", h);
-	}
-
+	/* Trusted proxies first: the request id below may come from them. */
 	if (g->trusted_proxies.n) {
-		/* The client address for the agent (per-IP limits): the last
-		 * X-Forwarded-For entry when the peer is a trusted proxy, which
-		 * appended it; anyone else cannot choose their address. */
-		dynbuf_puts(b, "\n    # Client address: X-Forwarded-For only from trusted proxies.\n"
-			    "    acl from_trusted_proxy src");
+		dynbuf_puts(b, "\n    acl from_trusted_proxy src");
 		for (i = 0; i < g->trusted_proxies.n; i++)
 			dynbuf_printf(b, " %s", g->trusted_proxies.v[i]);
-		dynbuf_puts(b, "\n    http-request set-var(txn.client_ip) req.hdr_ip(x-forwarded-for,-1) "
-			    "if from_trusted_proxy { req.hdr(x-forwarded-for) -m found }\n"
-			    "    http-request set-var(txn.client_ip) src unless { var(txn.client_ip) -m found }\n");
+		dynbuf_puts(b, "\n");
+	}
+	/* Before any answer of the gateway's, so that every one carries it. */
+	emit_request_id(g, b);
+
+	/* Routing, the agent and the backend must see the same path: resolve
+	 * what several spellings can say (%61 for a, %2e for a dot, //, /./)
+	 * and refuse what is left of "..", which a backend would resolve into
+	 * another route. Backslashes and encoded slashes count as separators,
+	 * as some backends treat them so. */
+	dynbuf_puts(b, "\n    # One spelling per path, before routing; dot-dot segments are refused.\n"
+		    "    http-request normalize-uri percent-decode-unreserved strict\n"
+		    "    http-request normalize-uri percent-to-uppercase strict\n"
+		    "    http-request normalize-uri path-merge-slashes\n"
+		    "    http-request normalize-uri path-strip-dot\n"
+		    "    http-request return status 400 content-type application/json lf-string "
+		    "'{\"error\":\"bad_request\",\"reason\":\"dot_segment\","
+		    "\"request_id\":\"%[var(txn.req_id),json(utf8s)]\"}' "
+		    "if { path -m reg '(^|/|%2F|%5C)[.][.]($|/|;|%2F|%5C)' }\n");
+	/* The agent verifies one credential; a second header or a list would
+	 * reach the backend beside it. Bearer tokens hold no comma. */
+	dynbuf_puts(b, "    # One Authorization value: the backend gets exactly the credential the agent checks.\n"
+		    "    http-request return status 400 content-type application/json lf-string "
+		    "'{\"error\":\"bad_request\",\"reason\":\"multiple_authorization\","
+		    "\"request_id\":\"%[var(txn.req_id),json(utf8s)]\"}' "
+		    "if { req.fhdr_cnt(authorization) gt 1 } || "
+		    "{ req.fhdr(authorization) -m reg -i '^[[:blank:]]*bearer[[:blank:]].*,' }\n");
+
+	dynbuf_puts(b, "\n    # Identity headers come only from the gateway: drop client-supplied ones,\n"
+		    "    # however spelled ('_' for '-', any case).\n"
+		    "    http-request del-header ");
+	put_name_regex(b, "X-User-", 1);
+	dynbuf_puts(b, " -m reg\n    http-request del-header ");
+	put_name_regex(b, "X-Gateway-", 1);
+	dynbuf_puts(b, " -m reg\n");
+	dynbuf_puts(b, "    http-request del-header ");
+	put_name_regex(b, "X-Client-", 1);
+	dynbuf_puts(b, " -m reg\n");
+	for (i = 0; i < g->auth.nclaims; i++) {
+		const char *h = g->auth.claims[i].header;
+		if (strncasecmp(h, "X-User-", 7) != 0 && strncasecmp(h, "X-Gateway-", 10) != 0) {
+			dynbuf_puts(b, "    http-request del-header ");
+			put_name_regex(b, h, 0);
+			dynbuf_puts(b, " -m reg\n");
+		}
 	}
 
-	emit_request_id(g, b);
+	/* Who the client is: the peer, or, behind trusted proxies, the last
+	 * X-Forwarded-For entry, which the proxy appended. Anyone else's
+	 * forwarding headers are dropped, so that backends see only the
+	 * address option forwardfor adds; a trusted proxy's are kept and
+	 * the peer is appended to them. */
+	dynbuf_puts(b, "\n    # Client address: forwarding headers only from trusted proxies.\n");
+	{
+		static const char *const fwd[] = { "X-Forwarded-For", "X-Real-IP", "Forwarded", NULL };
+		const char *const *f;
+
+		for (f = fwd; *f; f++) {
+			dynbuf_puts(b, "    http-request del-header ");
+			put_name_regex(b, *f, 0);
+			dynbuf_puts(b, g->trusted_proxies.n ? " -m reg unless from_trusted_proxy\n" : " -m reg\n");
+		}
+	}
+	if (g->trusted_proxies.n)
+		dynbuf_puts(b, "    http-request set-var(txn.client_ip) req.hdr_ip(x-forwarded-for,-1) "
+			    "if from_trusted_proxy { req.hdr(x-forwarded-for) -m found }\n"
+			    "    http-request set-var(txn.client_ip) src unless { var(txn.client_ip) -m found }\n");
+
 	if (g->tls.present)
 		emit_tls_request(g, b);
 	if (grpc)
@@ -850,11 +965,11 @@ static void emit_backends(const struct gen_gateway *g, const struct gen_registry
 		dynbuf_puts(b, "\n");
 		switch (s->kind) {
 		case GEN_SVC_DNS:
-			dynbuf_printf(b, "    server-template srv %ld %s:%ld resolvers dns resolve-prefer ipv4 init-addr none\n",
+			dynbuf_printf(b, "    server-template srv %ld %s:%ld resolvers dns resolve-prefer ipv4 init-addr last,none\n",
 				      s->instances, s->dns, s->port);
 			break;
 		case GEN_SVC_SRV:
-			dynbuf_printf(b, "    server-template srv %ld %s resolvers dns init-addr none\n",
+			dynbuf_printf(b, "    server-template srv %ld %s resolvers dns init-addr last,none\n",
 				      s->instances, s->srv);
 			break;
 		case GEN_SVC_STATIC:

@@ -30,12 +30,16 @@ void gen_emit_spoe(const struct gen_gateway *g, const struct gen_registry *r, st
 	dynbuf_puts(b, "\n    timeout hello 2s\n    timeout idle 2m\n");
 	gen_fmt_dur(t, sizeof(t), g->agent.timeout_ms);
 	dynbuf_printf(b, "    timeout processing %s\n", t);
-	dynbuf_puts(b, "    use-backend spogate-agents\n    log global\n\n"
+	/* No "log" line: SPOE's own log lines are not JSON and would break
+	 * the access log's one-object-per-line format. */
+	dynbuf_puts(b, "    use-backend spogate-agents\n\n"
 		    "spoe-message gw-check\n"
 		    "    args route=var(txn.route) auth=var(txn.auth) perm=var(txn.perm) "
-		    "token=req.hdr(authorization) ");
-	/* Behind trusted proxies the client is the one they name (haproxy.cfg
-	 * puts it in txn.client_ip); otherwise the peer address. */
+		    "token=req.fhdr(authorization) ");
+	/* token: the whole header (fhdr), not its last comma-separated value,
+	 * so the agent checks exactly what the backend receives. ip: behind
+	 * trusted proxies the client they name (haproxy.cfg puts it in
+	 * txn.client_ip); otherwise the peer address. */
 	dynbuf_puts(b, g->trusted_proxies.n ? "ip=var(txn.client_ip) " : "ip=src ");
 	dynbuf_puts(b, "method=method path=path "
 		    "rl_user=var(txn.rl_user) rl_ip=var(txn.rl_ip) "

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int gen_run(const struct gen_opts *o, int check_only, struct gen_diags *d,
@@ -50,7 +51,9 @@ void gen_output_free(struct gen_output *out)
 	dynbuf_free(&out->agent);
 }
 
-static int write_one(const char *dir, const char *name, const struct dynbuf *b,
+/* Writes b to dir/name through a temporary file renamed over it, with
+ * permissions mode (before the umask). */
+static int write_one(const char *dir, const char *name, const struct dynbuf *b, mode_t mode,
 		     char *err, size_t errlen)
 {
 	char path[4096], tmp[4200];
@@ -62,7 +65,7 @@ static int write_one(const char *dir, const char *name, const struct dynbuf *b,
 		snprintf(err, errlen, "%s: path too long", dir);
 		return -1;
 	}
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
 	if (fd < 0) {
 		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
 		return -1;
@@ -89,11 +92,58 @@ static int write_one(const char *dir, const char *name, const struct dynbuf *b,
 	return 0;
 }
 
+int gen_seed_server_state(const char *run_dir, char *err, size_t errlen)
+{
+	char path[4096];
+	int fd;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/server-state", run_dir) >= sizeof(path)) {
+		snprintf(err, errlen, "%s: path too long", run_dir);
+		return -1;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		if (errno == EEXIST)
+			return 0;
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (write(fd, "1\n", 2) != 2 || close(fd) < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		unlink(path);
+		return -1;
+	}
+	return 0;
+}
+
 int gen_write_files(const char *dir, const struct gen_output *out, char *err, size_t errlen)
 {
-	if (write_one(dir, "haproxy.cfg", &out->haproxy, err, errlen) < 0 ||
-	    write_one(dir, "spoe.conf", &out->spoe, err, errlen) < 0 ||
-	    write_one(dir, "agent.json", &out->agent, err, errlen) < 0)
+	/* agent.json may hold the Redis password: only its owner (the user
+	 * that runs the agent) reads it, whether or not it holds one today. */
+	char edir[4096], name[32];
+	size_t i;
+
+	if (write_one(dir, "haproxy.cfg", &out->haproxy, 0644, err, errlen) < 0 ||
+	    write_one(dir, "spoe.conf", &out->spoe, 0644, err, errlen) < 0 ||
+	    write_one(dir, "agent.json", &out->agent, 0600, err, errlen) < 0)
 		return -1;
+	if ((size_t)snprintf(edir, sizeof(edir), "%s/errors", dir) >= sizeof(edir) ||
+	    (mkdir(edir, 0755) < 0 && errno != EEXIST)) {
+		snprintf(err, errlen, "%s: %s", edir, strerror(errno));
+		return -1;
+	}
+	for (i = 0; i < gen_nerror_pages; i++) {
+		struct dynbuf b = { 0 };
+		int rc;
+
+		gen_error_page_render(&gen_error_pages[i], &b);
+		snprintf(name, sizeof(name), "%d.http", gen_error_pages[i].code);
+		rc = b.err ? -1 : write_one(edir, name, &b, 0644, err, errlen);
+		if (b.err)
+			snprintf(err, errlen, "out of memory");
+		dynbuf_free(&b);
+		if (rc < 0)
+			return -1;
+	}
 	return 0;
 }

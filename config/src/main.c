@@ -10,6 +10,14 @@
 #include <sys/stat.h>
 
 #include "gen.h"
+#include "version.h"
+
+static int stat_dir(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
 
 static void usage(FILE *f)
 {
@@ -25,10 +33,12 @@ static void usage(FILE *f)
 		"      --base-dir DIR      resolve relative paths of the YAML (jwks_file,\n"
 		"                          pem_keys) against DIR (default: the YAML's dir)\n"
 		"      --haproxy-dir DIR   where HAProxy will find spoe.conf (default: OUTDIR)\n"
-		"      --run-dir DIR       directory of the stats socket (default /run/spogate)\n"
+		"      --run-dir DIR       directory of the stats socket and the server-state\n"
+		"                          file (default: OUTDIR); must exist for --check\n"
 		"      --consul-dns ADDR   DNS server for a Consul export (default 127.0.0.1:8600)\n"
 		"  -q, --quiet             do not print warnings\n"
-		"  -h, --help              this help\n");
+		"  -h, --help              this help\n"
+		"      --version           print the version\n");
 }
 
 int main(int argc, char **argv)
@@ -44,6 +54,7 @@ int main(int argc, char **argv)
 		{ "consul-dns", required_argument, NULL, 'C' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct gen_opts o = { 0 };
@@ -65,6 +76,7 @@ int main(int argc, char **argv)
 		case 'C': o.consul_dns = optarg; break;
 		case 'q': quiet = 1; break;
 		case 'h': usage(stdout); return 0;
+		case 'V': version_print(stdout, "spogate-gen"); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
@@ -84,6 +96,16 @@ int main(int argc, char **argv)
 		fprintf(stderr, "spogate-gen: --consul-dns: '%s' is not ip:port\n", o.consul_dns);
 		return 2;
 	}
+	/* HAProxy creates its socket and reads its server state in the
+	 * run directory but does not create it: a missing one passes
+	 * "haproxy -c" and fails at start. */
+	if (o.run_dir && !stat_dir(o.run_dir)) {
+		fprintf(stderr, "spogate-gen: %s: --run-dir %s is not a directory; HAProxy "
+			"would not start (create it, or choose another)\n",
+			check ? "error" : "warning", o.run_dir);
+		if (check)
+			return 1;
+	}
 	if (outdir) {
 		struct stat st;
 		if (mkdir(outdir, 0755) < 0 && errno != EEXIST) {
@@ -96,6 +118,9 @@ int main(int argc, char **argv)
 		}
 		if (!o.haproxy_dir)
 			o.haproxy_dir = absout;
+		/* The output directory exists: a default that works anywhere. */
+		if (!o.run_dir)
+			o.run_dir = absout;
 	}
 
 	gen_diags_init(&d);
@@ -120,6 +145,8 @@ int main(int argc, char **argv)
 	gen_diags_free(&d);
 	if (!check) {
 		rc = gen_write_files(outdir, &out, err, sizeof(err));
+		if (rc == 0 && stat_dir(o.run_dir))
+			rc = gen_seed_server_state(o.run_dir, err, sizeof(err));
 		gen_output_free(&out);
 		if (rc < 0) {
 			fprintf(stderr, "spogate-gen: %s\n", err);

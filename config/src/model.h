@@ -212,6 +212,7 @@ struct gen_gateway {
 	struct {
 		int present;
 		const char *address, *username, *password;
+		char *password_file;    /* resolved, owned; the agent reads it */
 		int64_t timeout_ms;
 		long db;
 	} redis;
@@ -302,7 +303,7 @@ struct gen_opts {
 	const char *gateway_file, *registry_file;
 	const char *base_dir;       /* relative paths in the YAML; default: its dir */
 	const char *haproxy_dir;    /* where spoe.conf will be at runtime */
-	const char *run_dir;        /* stats socket default directory */
+	const char *run_dir;        /* stats socket and server-state directory */
 	const char *consul_dns;     /* nameserver for a Consul export */
 };
 

@@ -43,7 +43,9 @@ static const char *const authz_keys[] = { "mode", "service", "cache_ttl", "timeo
 static const char *const agent_keys[] = {
 	"address", "threads", "timeout", "on_error", "max_frame_size", "log_level", NULL,
 };
-static const char *const redis_keys[] = { "address", "timeout", "username", "password", "db", NULL };
+static const char *const redis_keys[] = {
+	"address", "timeout", "username", "password", "password_file", "db", NULL,
+};
 static const char *const admin_keys[] = {
 	"stats", "metrics", "socket", "users", "password_file", NULL,
 };
@@ -945,6 +947,11 @@ static void add_admin_user(struct gen_ctx *c, struct gen_gateway *g, const struc
 		gen_err(c, at, "users: '%.64s' is not a user name ([A-Za-z0-9._-])", name);
 		return;
 	}
+	if (strncmp(hash, "$apr1$", 6) == 0) {
+		gen_err(c, at, "users.%.64s: Apache's $apr1$ (htpasswd's default MD5) is not a "
+			"crypt(3) hash HAProxy can check; use htpasswd -B or openssl passwd -6", name);
+		return;
+	}
 	if (!valid_crypt_hash(hash)) {
 		gen_err(c, at, "users.%.64s: expected a crypt(3) hash such as the output of "
 			"'openssl passwd -6' ($6$...), not a clear-text password", name);
@@ -1238,6 +1245,35 @@ static void load_misc(struct gen_ctx *c, struct gen_gateway *g, const struct gy_
 	}
 }
 
+/* redis.password_file (read by the agent when it starts, so the secret
+ * never enters agent.json), and the ${NAME} form of redis.password (taken
+ * from the agent's environment). Only the form is checked here. */
+static void load_redis_secret(struct gen_ctx *c, struct gen_gateway *g, const struct gy_node *m,
+			      const char *base)
+{
+	const char *file = NULL, *pw = g->redis.password;
+
+	if (!m || m->kind != GY_MAP)
+		return;
+	if (gen_get_str(c, m, "password_file", &file) > 0) {
+		if (pw)
+			gen_err(c, gy_get(m, "password_file"),
+				"password_file: give either password or password_file, not both");
+		g->redis.password_file = gen_resolve_path(base, file);
+	}
+	if (pw && pw[0] == '$' && pw[1] == '{') {
+		size_t i, n = strlen(pw);
+		int ok = n > 3 && pw[n - 1] == '}' && !(pw[2] >= '0' && pw[2] <= '9');
+
+		for (i = 2; ok && i + 1 < n; i++)
+			ok = pw[i] == '_' || (pw[i] >= 'A' && pw[i] <= 'Z') ||
+			     (pw[i] >= 'a' && pw[i] <= 'z') || (pw[i] >= '0' && pw[i] <= '9');
+		if (!ok)
+			gen_err(c, gy_get(m, "password"), "password: '${...}' must name an environment "
+				"variable ([A-Za-z_][A-Za-z0-9_]*)");
+	}
+}
+
 int gen_gateway_load(struct gen_gateway *g, const struct gen_opts *o, struct gen_diags *d)
 {
 	struct gen_ctx cx = { d, o->gateway_file }, *c = &cx;
@@ -1324,6 +1360,7 @@ int gen_gateway_load(struct gen_gateway *g, const struct gen_opts *o, struct gen
 		}
 	}
 	load_misc(c, g, gw, base);
+	load_redis_secret(c, g, gy_get(gw, "redis"), base);
 	load_tls(c, g, gy_get(gw, "tls"), base);
 	load_trusted_proxies(c, g, gw);
 
@@ -1377,6 +1414,7 @@ void gen_gateway_free(struct gen_gateway *g)
 	free(g->auth.audiences.v);
 	free(g->auth.algorithms.v);
 	free(g->auth.jwks_file);
+	free(g->redis.password_file);
 	free(g->auth.jwks_ca_file);
 	for (i = 0; i < g->auth.npem_keys; i++)
 		free(g->auth.pem_keys[i].file);

@@ -23,6 +23,7 @@
 #include "metrics.h"
 #include "stage.h"
 #include "stages.h"
+#include "version.h"
 #include "worker.h"
 
 static void usage(FILE *out)
@@ -79,6 +80,7 @@ int main(int argc, char **argv)
 		{ "log-level", required_argument, NULL, 'L' },
 		{ "check",     no_argument,       NULL, 'k' },
 		{ "help",      no_argument,       NULL, 'h' },
+		{ "version",   no_argument,       NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *listen = NULL, *metrics = NULL, *level = NULL;
@@ -107,6 +109,7 @@ int main(int argc, char **argv)
 		case 'L': level = optarg; break;
 		case 'k': check = 1; break;
 		case 'h': usage(stdout); return 0;
+		case 'V': version_print(stdout, "spogate-agent"); return 0;
 		default: usage(stderr); return 2;
 		}
 	}

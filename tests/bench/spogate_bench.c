@@ -30,6 +30,7 @@
 
 #include "addr.h"
 #include "spop.h"
+#include "version.h"
 
 #define HIST_US     200000     /* 1 µs buckets up to 200 ms */
 #define MAX_TOKENS  100000
@@ -480,6 +481,7 @@ int main(int argc, char **argv)
 		{ "rl-ip", required_argument, NULL, 'i' },
 		{ "agent-pid", required_argument, NULL, 'P' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
 	char host[256];
@@ -495,6 +497,7 @@ int main(int argc, char **argv)
 			opt.addr.sin_family = AF_INET;
 			opt.addr.sin_port = htons((uint16_t)port);
 			break;
+		case 'V': version_print(stdout, "spogate-bench"); return 0;
 		case 'c': opt.connections = (int)strtol(optarg, NULL, 10); break;
 		case 'd': opt.depth = (int)strtol(optarg, NULL, 10); break;
 		case 'D': opt.duration = strtod(optarg, NULL); break;

@@ -2,6 +2,11 @@
  * Integration test harness (see harness.h). Processes are started with
  * fork/exec into their own process group and stopped by PID; nothing here
  * looks processes up by name.
+ *
+ * Nothing outlives the test binary: every child dies with it
+ * (PR_SET_PDEATHSIG), every process group still registered is killed at
+ * exit and on SIGTERM/SIGINT/SIGHUP/SIGQUIT (tests/run.sh's timeout), and
+ * a stopped process's whole group goes with it (HAProxy's worker, say).
  */
 #include "harness.h"
 
@@ -17,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -29,6 +35,68 @@
 
 static int used_ports[4096];
 static int nused;
+
+/* Process groups (= leader pids) started by h_spawn and not stopped yet,
+ * read by the signal handler. */
+#define H_MAX_LIVE 256
+static volatile pid_t live[H_MAX_LIVE];
+
+static void live_add(pid_t pid)
+{
+	int i;
+
+	for (i = 0; i < H_MAX_LIVE; i++)
+		if (live[i] == 0) {
+			live[i] = pid;
+			return;
+		}
+}
+
+static void live_del(pid_t pid)
+{
+	int i;
+
+	for (i = 0; i < H_MAX_LIVE; i++)
+		if (live[i] == pid)
+			live[i] = 0;
+}
+
+/* Async-signal-safe: SIGKILL to every group still registered. */
+static void kill_live(void)
+{
+	int i;
+
+	for (i = 0; i < H_MAX_LIVE; i++)
+		if (live[i] > 0)
+			kill(-live[i], SIGKILL);
+}
+
+static void on_fatal_signal(int sig)
+{
+	kill_live();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/* Once per binary: reap every stack at exit (a failed assertion that
+ * skipped a teardown included) and on the signals that end a test. */
+static void install_reaper(void)
+{
+	static int done;
+	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT };
+	struct sigaction sa;
+	size_t i;
+
+	if (done)
+		return;
+	done = 1;
+	atexit(kill_live);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_fatal_signal;
+	sigemptyset(&sa.sa_mask);
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &sa, NULL);
+}
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -159,6 +227,7 @@ void h_stack_init(struct h_stack *s, const char *test)
 
 	memset(s, 0, sizeof(*s));
 	signal(SIGPIPE, SIG_IGN);
+	install_reaper();
 	snprintf(s->test, sizeof(s->test), "%s", test);
 	if (!mkdtemp(tmpl))
 		die("mkdtemp: %s", strerror(errno));
@@ -303,9 +372,10 @@ const char *h_write(struct h_stack *s, const char *name, const char *fmt, ...)
 struct h_proc *h_spawn(struct h_stack *s, const char *name, char *const argv[])
 {
 	struct h_proc *p;
-	pid_t pid;
+	pid_t pid, parent = getpid();
 	int fd;
 
+	install_reaper();
 	if (s->nprocs == H_MAX_PROCS)
 		die("too many processes");
 	p = &s->procs[s->nprocs++];
@@ -326,6 +396,11 @@ struct h_proc *h_spawn(struct h_stack *s, const char *name, char *const argv[])
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		signal(SIGPIPE, SIG_DFL);
 		setpgid(0, 0);
+		/* Dies with the test, even by SIGKILL; the test may already be
+		 * gone by the time this line runs. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
 		dup2(fd, 1);
 		dup2(fd, 2);
 		close(fd);
@@ -334,7 +409,10 @@ struct h_proc *h_spawn(struct h_stack *s, const char *name, char *const argv[])
 		_exit(127);
 	}
 	close(fd);
+	/* The group exists before the parent goes on (no race with kill). */
+	setpgid(pid, pid);
 	p->pid = pid;
+	live_add(pid);
 	return p;
 }
 
@@ -375,17 +453,30 @@ int h_wait_log(const struct h_proc *p, const char *needle, int timeout_ms)
 	return -1;
 }
 
+/* Reaps p once it has exited; before that, while p is a zombie its pid
+ * cannot be reused, so what is left of its group (children it forked) is
+ * killed without risk of hitting another process. */
+static int reap(struct h_proc *p, int *st)
+{
+	siginfo_t si;
+
+	memset(&si, 0, sizeof(si));
+	if (waitid(P_PID, (id_t)p->pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid != p->pid)
+		return 0;
+	kill(-p->pid, SIGKILL);
+	waitpid(p->pid, st, 0);
+	live_del(p->pid);
+	p->pid = 0;
+	return 1;
+}
+
 int h_alive(struct h_proc *p)
 {
 	int st;
 
 	if (p->pid <= 0)
 		return 0;
-	if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
-		p->pid = 0;
-		return 0;
-	}
-	return 1;
+	return !reap(p, &st);
 }
 
 int h_signal(struct h_proc *p, int sig)
@@ -403,16 +494,13 @@ int h_stop(struct h_proc *p, int timeout_ms)
 	kill(p->pid, SIGTERM);
 	end = h_now_ms() + timeout_ms;
 	while (h_now_ms() < end) {
-		pid_t r = waitpid(p->pid, &st, WNOHANG);
-
-		if (r == p->pid) {
-			p->pid = 0;
+		if (reap(p, &st))
 			return st;
-		}
 		usleep(10000);
 	}
-	kill(p->pid, SIGKILL);
+	kill(-p->pid, SIGKILL);
 	waitpid(p->pid, &st, 0);
+	live_del(p->pid);
 	p->pid = 0;
 	return -1;
 }

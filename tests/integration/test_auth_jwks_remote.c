@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdio.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -291,6 +292,8 @@ static void test_new_key_at_the_provider_is_used_without_a_signal(void **state)
 
 	(void)state;
 	idp_keys("12");
+	/* The provider's max-age sets the next regular fetch. */
+	idp_file("cache", "public, max-age=7200");
 	/* The first request with the new kid already passes: it waited for
 	 * the early fetch its unknown kid asked for. */
 	t = idp_token("EdDSA", "ed2.pem", "ed2", "bob");
@@ -303,7 +306,7 @@ static void test_new_key_at_the_provider_is_used_without_a_signal(void **state)
 	assert_int_equal(idp_hits("/jwks"), before + 1);
 	expect_token("RS256", "rsa2.pem", "rsa2", 200, NULL);
 	expect_token("RS256", "rsa1.pem", "rsa1", 200, NULL);
-	/* The provider drops key set 1: its tokens stop at the next fetch. */
+	assert_int_equal(h_wait_log(agent, "next fetch in 7200 s", 2000), 0);
 }
 
 /* ---- unknown kids: jwks_uri, default refresh ---- */
@@ -324,6 +327,8 @@ static void test_fifty_unknown_kids_cause_at_most_a_few_fetches(void **state)
 
 	(void)state;
 	wait_metric("spogate_jwks_fetches_total{outcome=\"ok\"}", 1, 10000);
+	/* A max-age below a minute is raised to one. */
+	idp_file("cache", "max-age=5");
 	before = idp_hits("/jwks");
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/private/x", S.http_port);
 	for (i = 0; i < 50; i++) {
@@ -353,6 +358,7 @@ static void test_fifty_unknown_kids_cause_at_most_a_few_fetches(void **state)
 	}
 	/* Known kids are untouched by all this. */
 	expect_token("RS256", "rsa1.pem", "rsa1", 200, NULL);
+	assert_int_equal(h_wait_log(agent, "next fetch in 60 s", 2000), 0);
 }
 
 /* ---- a failing provider: jwks_uri, refresh every second ---- */
@@ -433,6 +439,20 @@ static void test_startup_with_the_provider_down_is_503_then_200(void **state)
 	expect_token("EdDSA", "ed1.pem", "ed1", 200, NULL);
 }
 
+static void test_sighup_fetches_the_keys_again(void **state)
+{
+	double ok = h_metric(S.metrics_port, "spogate_jwks_fetches_total{outcome=\"ok\"}");
+	int before = idp_hits("/jwks");
+
+	(void)state;
+	idp_keys("2");
+	assert_int_equal(h_signal(agent, SIGHUP), 0);
+	wait_metric("spogate_jwks_fetches_total{outcome=\"ok\"}", ok + 1, 10000);
+	assert_int_equal(idp_hits("/jwks"), before + 1);
+	expect_token("RS256", "rsa2.pem", "rsa2", 200, NULL);
+	expect_token("RS256", "rsa1.pem", "rsa1", 401, "token_invalid");
+}
+
 /* ---- start-up with the provider down, jwks_file as the fallback ---- */
 
 static int setup_fallback(void **state)
@@ -470,6 +490,7 @@ int main(void)
 	};
 	const struct CMUnitTest startup[] = {
 		cmocka_unit_test(test_startup_with_the_provider_down_is_503_then_200),
+		cmocka_unit_test(test_sighup_fetches_the_keys_again),
 	};
 	const struct CMUnitTest fallback[] = {
 		cmocka_unit_test(test_jwks_file_serves_until_the_first_fetch),

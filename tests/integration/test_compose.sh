@@ -34,7 +34,8 @@ if "$BUILD/bin/spogate-gen" -g config/examples/compose.yaml -r config/examples/c
 	-o "$tmp/gen" --haproxy-dir /usr/local/etc/haproxy --run-dir /var/lib/haproxy >"$tmp/gen.log" 2>&1 &&
 	cmp -s "$tmp/gen/haproxy.cfg" haproxy/compose/haproxy.cfg &&
 	cmp -s "$tmp/gen/spoe.conf" haproxy/compose/spoe.conf &&
-	cmp -s "$tmp/gen/agent.json" haproxy/compose/agent.json; then
+	cmp -s "$tmp/gen/agent.json" haproxy/compose/agent.json &&
+	diff -r "$tmp/gen/errors" haproxy/compose/errors >/dev/null; then
 	ok "haproxy/compose/ is what spogate-gen produces"
 else
 	nok "haproxy/compose/ is what spogate-gen produces" "$(cat "$tmp/gen.log")" \
@@ -43,7 +44,7 @@ fi
 
 # haproxy -c with the container paths pointed at a temp copy
 mkdir -p "$tmp/etc"
-cp haproxy/compose/spoe.conf "$tmp/etc/"
+cp -r haproxy/compose/spoe.conf haproxy/compose/errors "$tmp/etc/"
 sed "s|/usr/local/etc/haproxy|$tmp/etc|g; s|/var/lib/haproxy|$tmp|g" haproxy/compose/haproxy.cfg >"$tmp/etc/haproxy.cfg"
 if out=$("${SPOGATE_HAPROXY:-haproxy}" -c -f "$tmp/etc/haproxy.cfg" 2>&1); then
 	ok "the compose HAProxy configuration passes haproxy -c"

@@ -51,16 +51,22 @@ static void start(const char *name, const char *grpc_tls)
 		"  trusted_proxies: [127.0.0.1]\n"
 		"  routes:\n"
 		"    - {path: /private/**, service: echo}\n"
+		"    - {path: /spogate.auth.v1.AuthService/**, service: grpcback, auth_required: false}\n"
 		"  auth: {mode: service, service: auth}\n"
 		"  authz: {mode: none}\n"
-		"  agent: {address: 127.0.0.1:%d, threads: 1}\n"
+		"  agent: {address: 127.0.0.1:%d, threads: 1, log_level: debug}\n"
 		"  admin: {stats: 127.0.0.1:%d, metrics: 127.0.0.1:%d}\n",
 		S.http_port, S.agent_port, S.stats_port, S.metrics_port);
 	reg = h_write(&S, "registry.yaml",
 		"services:\n"
 		"  echo: {servers: [\"127.0.0.1:%d\"], health: false}\n"
-		"  auth: {grpc: \"127.0.0.1:%d\", grpc_tls: %s}\n",
-		S.echo_port, S.refsvc_port, grpc_tls);
+		"  auth: {grpc: \"127.0.0.1:%d\", grpc_tls: %s}\n"
+		"  grpcback:\n"
+		"    servers: [\"127.0.0.1:%d\"]\n"
+		"    protocol: grpc\n"
+		"    health: false\n"
+		"    tls: {ca_file: sca.pem, sni: auth.internal, cert_file: agent.pem}\n",
+		S.echo_port, S.refsvc_port, grpc_tls, S.refsvc_port);
 	if (h_run(&out, "%s -g %s -r %s -o %s --run-dir %s 2>&1", h_bin("spogate-gen"), gw, reg,
 		  S.dir, S.dir) != 0)
 		fail_msg("spogate-gen: %s", out ? out : "");
@@ -110,6 +116,8 @@ static void test_auth_service_over_mtls_with_trace_metadata(void **state)
 	/* The Auth Service saw the gateway's request id and trace context. */
 	snprintf(want, sizeof(want), "x-request-id=rid-42 traceparent=%s", tp);
 	assert_int_equal(h_wait_log(refsvc, want, 3000), 0);
+	/* and so does the agent's decision line */
+	assert_int_equal(h_wait_log(agent, "status=0 reason= request_id=rid-42", 3000), 0);
 	free(t);
 }
 
@@ -143,6 +151,28 @@ static void test_missing_client_certificate_is_auth_unavailable(void **state)
 	expect_unavailable("unavailable (status 14)");
 }
 
+/* The same service as a gRPC backend of HAProxy: HTTP/2 over TLS (ALPN
+ * h2), the server verified against sca.pem and auth.internal, HAProxy's
+ * client certificate accepted by the service's client CA. */
+static void test_grpc_backend_over_tls_with_a_client_certificate(void **state)
+{
+	char *out = NULL;
+
+	(void)state;
+	start("grpc_backend_tls", "{ca_file: sca.pem, cert_file: agent.crt, key_file: agent.key, "
+	      "server_name: auth.internal}");
+	/* one gRPC frame: uncompressed, length 3, ValidateTokenRequest{token: "x"} */
+	h_run(NULL, "printf '\\000\\000\\000\\000\\003\\012\\001x' > '%s/req.bin'", S.dir);
+	h_run(&out, "curl -sS -i --http2-prior-knowledge -H 'content-type: application/grpc' "
+	      "-H 'te: trailers' --data-binary @'%s/req.bin' -o /dev/null -D - "
+	      "http://127.0.0.1:%d/spogate.auth.v1.AuthService/ValidateToken 2>&1", S.dir,
+	      S.http_port);
+	if (!out || !strstr(out, "HTTP/2 200") || !strcasestr(out, "content-type: application/grpc"))
+		fail_msg("want a gRPC answer from the TLS backend, got:\n%s", out ? out : "");
+	free(out);
+	assert_int_equal(h_wait_log(refsvc, "call /spogate.auth.v1.AuthService/ValidateToken", 3000), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -150,6 +180,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_server_certificate_of_another_ca_is_auth_unavailable,
 		                          teardown),
 		cmocka_unit_test_teardown(test_missing_client_certificate_is_auth_unavailable, teardown),
+		cmocka_unit_test_teardown(test_grpc_backend_over_tls_with_a_client_certificate,
+		                          teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -111,6 +111,18 @@ static void test_trusted_proxy_names_the_client(void **state)
 	assert_true(redis_has("spogate:rl:ip:203.0.113.7:2/60"));
 	assert_true(redis_has("spogate:rl:ip:198.51.100.9:2/60"));
 	assert_false(redis_has("spogate:rl:ip:127.0.0.1:2/60"));
+	/* the proxy's forwarding headers reach the backend, the peer appended */
+	{
+		struct h_resp r;
+
+		assert_int_equal(h_get(&r, &S, "/public/x",
+		                       (const char *const[]){ "X-Forwarded-For: 198.51.100.9",
+		                                              "X-Real-IP: 198.51.100.9", NULL }), 0);
+		assert_non_null(strstr(r.body, "\"x-forwarded-for\":\"198.51.100.9\""));
+		assert_non_null(strstr(r.body, "\"x-forwarded-for\":\"127.0.0.1\""));
+		assert_non_null(strstr(r.body, "\"x-real-ip\":\"198.51.100.9\""));
+		h_resp_free(&r);
+	}
 	/* the access log names the client, and the proxy beside it */
 	assert_int_equal(h_wait_log(haproxy, "\"client\":\"203.0.113.7\",\"peer\":\"127.0.0.1\"",
 	                            3000), 0);
@@ -120,7 +132,17 @@ static void test_untrusted_peer_cannot_choose_its_address(void **state)
 {
 	(void)state;
 	start_all("client_ip_untrusted", "10.0.0.0/8");
-	assert_int_equal(get_from("203.0.113.1"), 200);
+	/* the backend never sees the address the client invented */
+	{
+		struct h_resp r;
+
+		assert_int_equal(h_get(&r, &S, "/public/x",
+		                       (const char *const[]){ "X-Forwarded-For: 203.0.113.1", NULL }), 0);
+		assert_int_equal(r.status, 200);
+		assert_null(strstr(r.body, "203.0.113.1"));
+		assert_non_null(strstr(r.body, "\"x-forwarded-for\":\"127.0.0.1\""));
+		h_resp_free(&r);
+	}
 	assert_int_equal(get_from("203.0.113.2"), 200);
 	assert_int_equal(get_from("203.0.113.3"), 429);
 	assert_true(redis_has("spogate:rl:ip:127.0.0.1:2/60"));

@@ -104,6 +104,7 @@ static void generate(void)
 	}
 	gen_diags_free(&d);
 	assert_int_equal(gen_write_files(S.dir, &out, err, sizeof(err)), 0);
+	assert_int_equal(gen_seed_server_state(S.dir, err, sizeof(err)), 0);
 	gen_output_free(&out);
 }
 

@@ -23,6 +23,7 @@
 static struct h_stack S;
 static struct h_proc *haproxy;
 static int tls_port, back_port, rogue_port;
+static const char *htpasswd;       /* admin.htpasswd's content, when set */
 
 /* Makes the CAs and certificates of the test in S.dir: ca (the gateway's
  * server certificates api and other), bca (a backend's), rogue (another
@@ -75,6 +76,8 @@ static void start(const char *name, const char *tls_yaml, const char *extra,
 	back_port = h_free_port();
 	rogue_port = h_free_port();
 	make_certs();
+	if (htpasswd)
+		h_write(&S, "admin.htpasswd", "# ops users\n%s\n", htpasswd);
 	gw = h_write(&S, "gateway.yaml",
 		"gateway:\n"
 		"  port: %d\n"
@@ -219,13 +222,18 @@ static void test_plain_http_is_redirected_without_hsts(void **state)
 	char *out, want[256];
 
 	(void)state;
-	start("tls_redirect", ", hsts: 1d", "", "");
+	start("tls_redirect", ", hsts: 1d", "  trusted_proxies: [127.0.0.1]\n", "");
 	out = curl(NULL, "-H 'Host: Api.Example.test:%d' 'http://127.0.0.1:%d/echo/x?a=1'",
 		   S.http_port, S.http_port);
 	assert_has(out, "HTTP/1.1 308");
 	snprintf(want, sizeof(want), "https://api.example.test:%d/echo/x?a=1", tls_port);
 	assert_string_equal(hdr(out, "location"), want);
 	assert_lacks(out, "strict-transport-security");
+	free(out);
+	/* A trusted proxy that terminated TLS itself is not redirected. */
+	out = curl(NULL, "-H 'X-Forwarded-Proto: https' http://127.0.0.1:%d/echo/x", S.http_port);
+	assert_has(out, "HTTP/1.1 200");
+	assert_has(out, "\"x-forwarded-proto\":\"https\"");
 	free(out);
 }
 
@@ -399,14 +407,20 @@ static void test_cors_wildcard_origin(void **state)
 
 static void test_admin_needs_basic_auth(void **state)
 {
-	char extra[512], *hash = NULL, *out;
+	char extra[512], line[256], *hash = NULL, *hash2 = NULL, *out;
 
 	(void)state;
 	assert_int_equal(h_run(&hash, "openssl passwd -6 -salt testsalt s3cret"), 0);
 	hash[strcspn(hash, "\n")] = '\0';
-	snprintf(extra, sizeof(extra), ", users: {ops: \"%s\"}", hash);
+	assert_int_equal(h_run(&hash2, "openssl passwd -5 -salt othersalt devpw"), 0);
+	hash2[strcspn(hash2, "\n")] = '\0';
+	snprintf(extra, sizeof(extra), ", users: {ops: \"%s\"}, password_file: admin.htpasswd", hash);
+	snprintf(line, sizeof(line), "dev:%s", hash2);
+	htpasswd = line;
 	free(hash);
+	free(hash2);
 	start("tls_admin", "", "", extra);
+	htpasswd = NULL;
 	h_wait_port(S.stats_port, 3000);
 	out = curl(NULL, "http://127.0.0.1:%d/", S.stats_port);
 	assert_has(out, " 401");
@@ -418,6 +432,10 @@ static void test_admin_needs_basic_auth(void **state)
 	out = curl(NULL, "-u ops:s3cret http://127.0.0.1:%d/metrics", S.stats_port);
 	assert_has(out, " 200");
 	assert_has(out, "haproxy_process_");
+	free(out);
+	/* a user of the password file */
+	out = curl(NULL, "-u dev:devpw http://127.0.0.1:%d/metrics", S.stats_port);
+	assert_has(out, " 200");
 	free(out);
 	out = curl(NULL, "-u ops:s3cret 'http://127.0.0.1:%d/;csv'", S.stats_port);
 	assert_has(out, " 200");

@@ -26,6 +26,7 @@
 #include <ev.h>
 
 #include "addr.h"
+#include "version.h"
 
 #define RBUF_MAX (64 * 1024)
 #define WBUF_MAX (1024 * 1024)
@@ -315,6 +316,7 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, 'l' },
 		{ "name", required_argument, NULL, 'n' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct addrinfo hints, *res;
@@ -326,7 +328,10 @@ int main(int argc, char **argv)
 	int opt, fd, one = 1, p;
 
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (opt == 'l')
+		if (opt == 'V') {
+			version_print(stdout, "spogate-echo");
+			return 0;
+		} else if (opt == 'l')
 			listen_addr = optarg;
 		else if (opt == 'n')
 			service_name = optarg;

@@ -6,12 +6,14 @@
 #include "refsvc.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <jwt.h>
@@ -21,6 +23,7 @@
 #include <openssl/rsa.h>
 
 #include "jwt_verify.h"
+#include "version.h"
 
 static void usage(FILE *out)
 {
@@ -322,6 +325,23 @@ int refsvc_mint(int argc, char **argv)
 	return rc;
 }
 
+/* Opens path for writing, readable by its owner only when secret (also
+ * when the file existed with wider permissions). The caller fcloses. */
+static FILE *create_file(const char *path, int secret)
+{
+	mode_t mode = secret ? 0600 : 0644;
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	FILE *f;
+
+	if (fd < 0)
+		return NULL;
+	if ((secret && fchmod(fd, mode) < 0) || !(f = fdopen(fd, "w"))) {
+		close(fd);
+		return NULL;
+	}
+	return f;
+}
+
 static int write_pem(const char *dir, const char *name, EVP_PKEY *k, int priv)
 {
 	char path[1024];
@@ -329,7 +349,7 @@ static int write_pem(const char *dir, const char *name, EVP_PKEY *k, int priv)
 	int ok;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	f = fopen(path, "w");
+	f = create_file(path, priv);
 	if (!f)
 		return -1;
 	ok = priv ? PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL)
@@ -404,18 +424,25 @@ int refsvc_keygen(int argc, char **argv)
 	    write_pair(dir, "ed", tag, ed) < 0)
 		goto out;
 	snprintf(path, sizeof(path), "%s/hs%s.key", dir, tag);
-	f = fopen(path, "w");
+	f = create_file(path, 1);
 	if (!f || fputs(secret, f) < 0) {
 		if (f)
 			fclose(f);
 		goto out;
 	}
 	fclose(f);
+	/* The JWKS holds the HS secret too. */
 	snprintf(path, sizeof(path), "%s/jwks%s.json", dir, tag);
-	if (json_dump_file(jwks, path, JSON_INDENT(2)) < 0)
+	f = create_file(path, 1);
+	if (!f || json_dumpf(jwks, f, JSON_INDENT(2)) < 0) {
+		if (f)
+			fclose(f);
 		goto out;
-	printf("%s: rsa%s.pem ec%s.pem ed%s.pem hs%s.key (private), rsa%s.pub.pem ec%s.pub.pem "
-	       "ed%s.pub.pem, jwks%s.json\n", dir, tag, tag, tag, tag, tag, tag, tag, tag);
+	}
+	if (fclose(f) != 0)
+		goto out;
+	printf("%s: rsa%s.pem ec%s.pem ed%s.pem hs%s.key jwks%s.json (private, 0600), rsa%s.pub.pem "
+	       "ec%s.pub.pem ed%s.pub.pem\n", dir, tag, tag, tag, tag, tag, tag, tag, tag);
 	rc = 0;
  out:
 	if (rc)
@@ -439,6 +466,10 @@ int main(int argc, char **argv)
 		return refsvc_mint(argc - 1, argv + 1);
 	if (strcmp(argv[1], "keygen") == 0)
 		return refsvc_keygen(argc - 1, argv + 1);
+	if (strcmp(argv[1], "--version") == 0) {
+		version_print(stdout, "spogate-refsvc");
+		return 0;
+	}
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
 		usage(stdout);
 		return 0;

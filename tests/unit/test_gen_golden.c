@@ -232,6 +232,7 @@ static void test_haproxy_accepts_every_generated_config(void **state)
 		o.run_dir = dir;
 		assert_int_equal(generate(&o, &out), 0);
 		assert_int_equal(gen_write_files(dir, &out, err, sizeof(err)), 0);
+		assert_int_equal(gen_seed_server_state(dir, err, sizeof(err)), 0);
 		gen_output_free(&out);
 		for (k = 0; k < nbins; k++)
 			haproxy_check(bins[k], dir);

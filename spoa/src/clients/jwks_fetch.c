@@ -38,6 +38,7 @@ struct jwks_fetcher {
 	pthread_cond_t cond;
 	int stop;                      /* under lock, also read by the progress hook */
 	int kick;                      /* under lock: an early fetch is wanted */
+	int forced;                    /* under lock: a full fetch now (SIGHUP) */
 	int busy;                      /* under lock: an attempt is running */
 	double last_kick_fetch;        /* under lock: monotonic start of the last early fetch */
 	CURL *curl;
@@ -377,7 +378,7 @@ static void *run(void *arg)
 		char err[768];
 		long max_age;
 
-		while (!f->stop && !f->kick && mono_now() < due) {
+		while (!f->stop && !f->kick && !f->forced && mono_now() < due) {
 			double wait = due - mono_now();
 			struct timespec ts;
 
@@ -392,10 +393,11 @@ static void *run(void *arg)
 		}
 		if (f->stop)
 			break;
-		regular = !f->kick || mono_now() >= due;
+		regular = f->forced || !f->kick || mono_now() >= due;
 		if (f->kick)
 			f->last_kick_fetch = mono_now();
 		f->kick = 0;
+		f->forced = 0;
 		f->busy = 1;
 		pthread_mutex_unlock(&f->lock);
 
@@ -490,6 +492,14 @@ int jwks_fetcher_kick(struct jwks_fetcher *f)
 	}
 	pthread_mutex_unlock(&f->lock);
 	return r;
+}
+
+void jwks_fetcher_refresh(struct jwks_fetcher *f)
+{
+	pthread_mutex_lock(&f->lock);
+	f->forced = 1;
+	pthread_cond_signal(&f->cond);
+	pthread_mutex_unlock(&f->lock);
 }
 
 void jwks_fetcher_stop(struct jwks_fetcher *f)

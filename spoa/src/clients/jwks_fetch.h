@@ -64,6 +64,10 @@ struct jwks_fetcher *jwks_fetcher_start(const struct jwks_fetch_cfg *cfg, jwks_r
  * than kick_interval ago and nothing new will come soon. */
 int jwks_fetcher_kick(struct jwks_fetcher *f);
 
+/* Asks for a full fetch (discovery included) as soon as the thread is
+ * free, whatever the kick rate limit: an operator's SIGHUP. */
+void jwks_fetcher_refresh(struct jwks_fetcher *f);
+
 /* Stops the thread (an attempt in flight is aborted) and frees f. */
 void jwks_fetcher_stop(struct jwks_fetcher *f);
 

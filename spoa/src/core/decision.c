@@ -50,11 +50,14 @@ static void finish(struct decision *d)
 
 	if (d->has_msg) {
 		worker_count_decision(w, &d->v, ev_time() - d->t_start);
-		log_debug("decision route=%.*s method=%.*s path=%.*s status=%d reason=%s",
+		/* The request id joins this line to HAProxy's access log. */
+		log_debug("decision route=%.*s method=%.*s path=%.*s status=%d reason=%s "
+		          "request_id=%.*s",
 		          (int)d->req.route.len, d->req.route.ptr,
 		          (int)d->req.method.len, d->req.method.ptr,
 		          (int)d->req.path.len, d->req.path.ptr,
-		          d->v.status, gw_reason_str(d->v.reason));
+		          d->v.status, gw_reason_str(d->v.reason),
+		          (int)d->req.req_id.len, d->req.req_id.ptr);
 	}
 	d->done(d);
 }

@@ -562,7 +562,7 @@ static int authn_reload(void)
 	/* Remote keys: a signal asks the provider again; the files were only
 	 * the start-up fallback. */
 	if (A.fetcher) {
-		jwks_fetcher_kick(A.fetcher);
+		jwks_fetcher_refresh(A.fetcher);
 		log_info("authn: SIGHUP: fetching the JWKS again");
 		return 0;
 	}

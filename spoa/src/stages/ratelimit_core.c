@@ -12,6 +12,7 @@
 
 #include "addr.h"
 #include "config.h"
+#include "secret.h"
 
 #define DEF_REDIS_PORT 6379
 
@@ -58,8 +59,9 @@ int rl_config_resolve(struct rl_config *c, char *err, size_t errlen)
 static int parse_redis(json_t *r, struct rl_config *c, char *err, size_t errlen)
 {
 	static const char *const known[] = {
-		"address", "timeout_ms", "username", "password", "db", NULL
+		"address", "timeout_ms", "username", "password", "password_file", "db", NULL
 	};
+	const char *pw = NULL, *pw_file = NULL;
 	const char *s = NULL;
 	char host[256];
 	long long n;
@@ -88,10 +90,12 @@ static int parse_redis(json_t *r, struct rl_config *c, char *err, size_t errlen)
 	    (s && copy_str(c->redis_username, sizeof(c->redis_username), s,
 	                   "redis.username", err, errlen) < 0))
 		return -1;
-	s = NULL;
-	if (config_get_str(r, "redis", "password", &s, err, errlen) < 0 ||
-	    (s && copy_str(c->redis_password, sizeof(c->redis_password), s,
-	                   "redis.password", err, errlen) < 0))
+	/* The password may come from the environment ("${NAME}") or a file
+	 * (password_file), read once here, at start. */
+	if (config_get_str(r, "redis", "password", &pw, err, errlen) < 0 ||
+	    config_get_str(r, "redis", "password_file", &pw_file, err, errlen) < 0 ||
+	    secret_resolve(pw, pw_file, "redis.password", c->redis_password,
+	                   sizeof(c->redis_password), err, errlen) < 0)
 		return -1;
 	if (c->redis_username[0] && !c->redis_password[0]) {
 		snprintf(err, errlen, "\"redis.username\" needs \"redis.password\"");
