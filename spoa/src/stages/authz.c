@@ -273,23 +273,32 @@ static void fill_on_worker(void *arg)
 }
 
 /* Completion-queue thread: hand the answer to every worker. */
+int authz_response_parse(const uint8_t *resp, size_t len, double cache_ttl, int *allowed,
+                         double *ttl)
+{
+	Spogate__Authz__V1__CheckPermissionResponse *m;
+
+	m = spogate__authz__v1__check_permission_response__unpack(NULL, len, resp);
+	if (!m)
+		return 0;
+	*allowed = m->allowed;
+	*ttl = cache_ttl;
+	/* The service may shorten our cache, never lengthen it. */
+	if (m->cache_ttl_seconds > 0 && m->cache_ttl_seconds < *ttl)
+		*ttl = m->cache_ttl_seconds;
+	spogate__authz__v1__check_permission_response__free_unpacked(m, NULL);
+	return 1;
+}
+
 static void on_check_done(void *arg, int status, const uint8_t *resp, size_t len)
 {
 	uint8_t *key = arg;
-	Spogate__Authz__V1__CheckPermissionResponse *m = NULL;
 	int known = 0, allowed = 0, i;
 	double ttl = 0;
 
 	if (status == RPC_OK)
-		m = spogate__authz__v1__check_permission_response__unpack(NULL, len, resp);
-	if (m) {
-		known = 1;
-		allowed = m->allowed;
-		ttl = Z.cache_ttl;
-		if (m->cache_ttl_seconds > 0 && m->cache_ttl_seconds < ttl)
-			ttl = m->cache_ttl_seconds;
-		spogate__authz__v1__check_permission_response__free_unpacked(m, NULL);
-	} else if (status == RPC_OK) {
+		known = authz_response_parse(resp, len, Z.cache_ttl, &allowed, &ttl);
+	if (!known && status == RPC_OK) {
 		log_warn("authz: malformed CheckPermissionResponse (%zu bytes)", len);
 	}
 	for (i = 0; i < Z.agent->nworkers; i++) {

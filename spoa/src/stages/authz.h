@@ -17,6 +17,7 @@
 #define SPOGATE_AUTHZ_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "decision.h"
 
@@ -25,5 +26,11 @@ extern const struct stage_ops authz_stage;
 /* "*" grants everything, "blog.*" everything under "blog.", any other
  * grant only itself. Returns 1 when grant covers perm. */
 int authz_grant_matches(const char *grant, const char *perm, size_t permlen);
+
+/* Reads an Authz Service answer (a CheckPermissionResponse of len bytes):
+ * returns 1 with *allowed and *ttl (cache_ttl, or the service's shorter
+ * cache_ttl_seconds) set, or 0 when it does not unpack. */
+int authz_response_parse(const uint8_t *resp, size_t len, double cache_ttl, int *allowed,
+                         double *ttl);
 
 #endif

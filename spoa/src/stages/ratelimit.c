@@ -184,7 +184,7 @@ static void resume(struct decision *d)
 	decision_resume(d);
 }
 
-static int parse_reply(const redisReply *r, int n, int *allowed, struct rl_key_result *res)
+int rl_script_reply_parse(const redisReply *r, int n, int *allowed, struct rl_key_result *res)
 {
 	int i;
 
@@ -214,7 +214,7 @@ static int on_answer(void *arg, const redisReply *reply)
 	double now = ev_now(rw->w->loop);
 	int allowed, i;
 
-	if (!reply || parse_reply(reply, c->n, &allowed, res) < 0) {
+	if (!reply || rl_script_reply_parse(reply, c->n, &allowed, res) < 0) {
 		free(c);
 		apply_error(rw, d);
 		resume(d);

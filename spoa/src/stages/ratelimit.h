@@ -10,6 +10,9 @@
 
 #include <stddef.h>
 
+#include <hiredis/hiredis.h>
+
+#include "ratelimit_core.h"
 #include "stage.h"
 
 /* Configure checks the "redis" and "rate_limiting" sections; each worker
@@ -18,5 +21,11 @@
  * otherwise it answers from the local over-limit cache, or asks Redis and
  * goes pending. */
 extern const struct stage_ops ratelimit_stage;
+
+/* Reads the GCRA script's reply for n keys: an array of 1 + 3n integers
+ * {allowed, remaining_1, reset_ms_1, retry_ms_1, ...}. Returns 0 with
+ * *allowed and res[0..n) set, or -1 when the reply is anything else (the
+ * decision then follows on_redis_error). The reply stays the caller's. */
+int rl_script_reply_parse(const redisReply *r, int n, int *allowed, struct rl_key_result *res);
 
 #endif
