@@ -27,7 +27,7 @@ OPT      ?= -O2
 PKGS := libev-dev libprotobuf-c-dev protobuf-c-compiler libgrpc-dev \
         libhiredis-dev libjansson-dev libjwt-dev libyaml-dev libssl-dev \
         libcmocka-dev libcurl4-openssl-dev pkg-config make gcc clang \
-        libclang-rt-14-dev haproxy redis-server dnsmasq-base curl openssl \
+        libclang-rt-14-dev haproxy redis-server redis-sentinel dnsmasq-base curl openssl \
         wrk nginx-light docker-compose procps iproute2 python3 patchelf
 
 # Every folder of the agent is on the include path, so a header is named by

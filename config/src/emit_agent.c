@@ -153,6 +153,22 @@ int gen_emit_agent(const struct gen_gateway *g, const struct gen_registry *r, st
 	if (g->redis.password_file)
 		json_object_set_new(redis, "password_file", json_string(g->redis.password_file));
 	json_object_set_new(redis, "db", json_integer(g->redis.db));
+	if (g->redis.cluster.n) {
+		json_t *seeds = json_array();
+
+		for (i = 0; i < g->redis.cluster.n; i++)
+			json_array_append_new(seeds, json_string(g->redis.cluster.v[i]));
+		json_object_set_new(redis, "cluster", seeds);
+	}
+	if (g->redis.sentinel_master && g->redis.sentinels.n) {
+		json_t *sen = json_object(), *addrs = json_array();
+
+		for (i = 0; i < g->redis.sentinels.n; i++)
+			json_array_append_new(addrs, json_string(g->redis.sentinels.v[i]));
+		json_object_set_new(sen, "master", json_string(g->redis.sentinel_master));
+		json_object_set_new(sen, "addresses", addrs);
+		json_object_set_new(redis, "sentinel", sen);
+	}
 	json_object_set_new(root, "redis", redis);
 
 	for (i = 0; i < g->nroutes; i++)
@@ -162,6 +178,8 @@ int gen_emit_agent(const struct gen_gateway *g, const struct gen_registry *r, st
 	json_object_set_new(rl, "on_redis_error", json_string(g->rl.redis_error_allow ? "allow" : "deny"));
 	json_object_set_new(rl, "shadow", json_boolean(g->rl.shadow));
 	json_object_set_new(rl, "ipv6_prefix", json_integer(g->rl.ipv6_prefix));
+	if (g->rl.lease)
+		json_object_set_new(rl, "mode", json_string("lease"));
 	json_object_set_new(root, "rate_limiting", rl);
 
 	text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);

@@ -152,6 +152,7 @@ struct gen_gateway {
 		int shadow;
 		long ipv6_prefix;
 		unsigned headers;       /* GEN_RLH_* sets sent on responses */
+		int lease;              /* mode: lease (else exact) */
 	} rl;
 
 	struct {
@@ -215,6 +216,9 @@ struct gen_gateway {
 		char *password_file;    /* resolved, owned; the agent reads it */
 		int64_t timeout_ms;
 		long db;
+		struct gen_strs cluster;    /* seeds of a Redis Cluster; empty: one Redis */
+		const char *sentinel_master;    /* Redis Sentinel: the master's name */
+		struct gen_strs sentinels;      /* ... and the sentinels' addresses */
 	} redis;
 
 	struct {

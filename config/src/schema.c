@@ -24,7 +24,8 @@ static const char *const route_keys[] = {
 static const char *const hdr_keys[] = { "set", "remove", NULL };
 static const char *const route_rl_keys[] = { "enabled", "per_user", "per_ip", NULL };
 static const char *const rl_keys[] = {
-	"enabled", "per_user", "per_ip", "on_redis_error", "shadow", "ipv6_prefix", "headers", NULL,
+	"enabled", "per_user", "per_ip", "on_redis_error", "shadow", "ipv6_prefix", "headers",
+	"mode", NULL,
 };
 /* gateway.rate_limiting.headers, in GEN_RLH_* bit order. */
 static const char *const rl_header_sets[] = { "ratelimit", "ratelimit_legacy", "x_ratelimit", NULL };
@@ -44,8 +45,11 @@ static const char *const agent_keys[] = {
 	"address", "threads", "timeout", "on_error", "max_frame_size", "log_level", NULL,
 };
 static const char *const redis_keys[] = {
-	"address", "timeout", "username", "password", "password_file", "db", NULL,
+	"address", "timeout", "username", "password", "password_file", "db", "cluster", "sentinel",
+	NULL,
 };
+static const char *const sentinel_keys[] = { "master", "addresses", NULL };
+static const char *const rl_modes[] = { "exact", "lease", NULL };
 static const char *const admin_keys[] = {
 	"stats", "metrics", "socket", "users", "password_file", NULL,
 };
@@ -845,9 +849,33 @@ static void load_rl_headers(struct gen_ctx *c, struct gen_gateway *g, const stru
 	free(hs.v);
 }
 
+/* redis.sentinel: {master: NAME, addresses: [host:port, ...]} */
+static void load_sentinel(struct gen_ctx *c, struct gen_gateway *g, const struct gy_node *m)
+{
+	size_t i;
+
+	if (!m || gy_is_null(m) || gen_expect_map(c, m, "gateway.redis.sentinel") < 0)
+		return;
+	gen_check_keys(c, m, "gateway.redis.sentinel", sentinel_keys);
+	if (gen_get_str(c, m, "master", &g->redis.sentinel_master) <= 0 ||
+	    !g->redis.sentinel_master[0])
+		gen_err(c, m, "sentinel: master (the name Sentinel monitors) is required");
+	if (gen_get_strs(c, m, "addresses", &g->redis.sentinels) <= 0 || g->redis.sentinels.n == 0 ||
+	    g->redis.sentinels.n > 16) {
+		gen_err(c, m, "sentinel: addresses: expected 1 to 16 sentinel addresses");
+		return;
+	}
+	for (i = 0; i < g->redis.sentinels.n; i++)
+		if (!gen_valid_hostport(g->redis.sentinels.v[i]))
+			gen_err(c, g->redis.sentinels.at->kids[i], "sentinel: '%.100s' is not an address "
+				"(expected host:port, IPv6 as [::1]:port)", g->redis.sentinels.v[i]);
+	if (g->redis.cluster.n)
+		gen_err(c, m, "sentinel: not with cluster (a cluster fails over by itself)");
+}
+
 static void load_rl(struct gen_ctx *c, struct gen_gateway *g, const struct gy_node *m)
 {
-	int onerr = 0;
+	int onerr = 0, mode = 0;
 
 	g->rl.redis_error_allow = 1;
 	g->rl.ipv6_prefix = 64;
@@ -862,6 +890,8 @@ static void load_rl(struct gen_ctx *c, struct gen_gateway *g, const struct gy_no
 	gen_get_rate(c, m, "per_ip", &g->rl.per_ip);
 	if (gen_get_enum(c, m, "on_redis_error", allow_deny, &onerr) > 0)
 		g->rl.redis_error_allow = onerr == 0;
+	if (gen_get_enum(c, m, "mode", rl_modes, &mode) > 0)
+		g->rl.lease = mode == 1;
 	gen_get_bool(c, m, "shadow", &g->rl.shadow);
 	gen_get_int(c, m, "ipv6_prefix", 1, 128, &g->rl.ipv6_prefix);
 	load_rl_headers(c, g, m);
@@ -1184,6 +1214,20 @@ static void load_misc(struct gen_ctx *c, struct gen_gateway *g, const struct gy_
 		gen_get_str(c, m, "username", &g->redis.username);
 		gen_get_str(c, m, "password", &g->redis.password);
 		gen_get_int(c, m, "db", 0, 1000000, &g->redis.db);
+		if (gen_get_strs(c, m, "cluster", &g->redis.cluster) > 0) {
+			size_t i;
+
+			if (g->redis.cluster.n == 0 || g->redis.cluster.n > 16)
+				gen_err(c, g->redis.cluster.at, "cluster: expected 1 to 16 seed addresses");
+			for (i = 0; i < g->redis.cluster.n; i++)
+				if (!gen_valid_hostport(g->redis.cluster.v[i]))
+					gen_err(c, g->redis.cluster.at->kids[i], "cluster: '%.100s' is not an "
+						"address (expected host:port, IPv6 as [::1]:port)",
+						g->redis.cluster.v[i]);
+			if (g->redis.db)
+				gen_err(c, gy_get(m, "db"), "db: Redis Cluster has database 0 only");
+		}
+		load_sentinel(c, g, gy_get(m, "sentinel"));
 	}
 
 	g->admin.stats = "127.0.0.1:8404";
@@ -1406,6 +1450,8 @@ void gen_gateway_free(struct gen_gateway *g)
 	free(g->routes);
 	free(g->order);
 	free(g->trusted_proxies.v);
+	free(g->redis.cluster.v);
+	free(g->redis.sentinels.v);
 	free(g->agent.more.v);
 	free(g->cors.origins.v);
 	free(g->cors.methods.v);

@@ -540,6 +540,8 @@ PARTS = {
                "probe": [Check(STAGE_TOKEN, 200, "the agent reports the applied limit",
                                header="RateLimit-Limit")],
                "spop": ["--rl-user", "%d/60" % NEVER_FIRING_LIMIT, "--rl-ip", "%d/60" % NEVER_FIRING_LIMIT]},
+    "lease": {"desc": "lease mode", "services": [],
+              "gateway": lambda env: {"rate_limiting": {"mode": "lease"}}, "probe": []},
 }
 # The full pipeline: RS256 cached + authz + both Redis limits.
 FULL = ("rs256", "authz", "limits")
@@ -556,7 +558,8 @@ def stage(name, *parts):
                 out.setdefault(k, {}).update(v)
         return out
     return {"name": name, "parts": parts, "desc": " + ".join(p["desc"] for p in ps),
-            "gateway": gateway, "token": ps[0]["token"], "full": set(FULL) <= set(parts),
+            "gateway": gateway, "token": ps[0]["token"],
+            "full": set(FULL) <= set(parts) and "lease" not in parts,
             "services": sorted({s for p in ps for s in p.get("services", [])}),
             "probe": [Check(ps[0]["token"] if k.token == STAGE_TOKEN else k.token, k.status, k.what,
                             k.header) for p in ps for k in p["probe"]],
@@ -573,6 +576,9 @@ SPOGATE_STAGES = [
     stage("rs256-authz", "rs256", "authz"),
     stage("rs256-limits", "rs256", "limits"),
     stage("full", *FULL),
+    # rate_limiting.mode: lease beside the exact default
+    stage("limits-lease", "token", "limits", "lease"),
+    stage("full-lease", *FULL, "lease"),
 ]
 
 

@@ -65,14 +65,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		for (n = 1; n <= 3; n++) {
 			memset(res, 0, sizeof(res));
-			if (rl_script_reply_parse(reply, n, &allowed, res) < 0)
-				continue;
-			if (allowed != 0 && allowed != 1)
-				abort();
 			for (i = 0; i < n; i++) {
 				pol[i].limit = 10 + i;
 				pol[i].period = 60;
 			}
+			if (rl_script_reply_parse(reply, n, pol, &allowed, res) < 0)
+				continue;
+			if (allowed != 0 && allowed != 1)
+				abort();
 			rl_outcome_pick(allowed, pol, res, n, &o);
 			if (o.index < 0 || o.index >= n || o.allowed != allowed ||
 			    (!allowed && o.retry_after_s < 1))

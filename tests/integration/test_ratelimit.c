@@ -21,6 +21,7 @@
 #include <curl/curl.h>
 
 #include "harness.h"
+#include "redis_cluster_map.h"
 
 /* redis.timeout_ms. Tests that need Redis's answer wait for it: a first
  * call on a busy machine (connect, NOSCRIPT, SCRIPT LOAD) can take more
@@ -32,6 +33,7 @@
  * below the SPOE processing timeout (2 s, so nothing waited for it), and
  * wide enough for a saturated shared machine's scheduling delays. */
 #define FAULT_SLACK_MS 700
+#define UNAVAILABLE_ALLOW "spogate_ratelimit_redis_unavailable_total{action=\"allow\"}"
 
 static struct h_stack S;
 static struct h_proc *redis;
@@ -577,7 +579,7 @@ static void test_over_limit_cache_spares_redis(void **state)
 
 /* Measures the cost this design is about: one script call per decision,
  * whatever the number of policies, and its Redis CPU. */
-static void test_both_policies_cost_one_script_call(void **state)
+static void test_both_policies_ride_one_coalesced_script_call(void **state)
 {
 	enum { N = 2000 };
 	struct opts o = { .rl_user = "1000000/60", .rl_ip = "1000000/60" };
@@ -598,15 +600,680 @@ static void test_both_policies_cost_one_script_call(void **state)
 	count(st, N, &ok, &limited, &other);
 	assert_int_equal(ok, N);
 	calls = redis_calls(S.redis_port, "evalsha");
-	gets = redis_calls(S.redis_port, "get");
+	gets = redis_calls(S.redis_port, "mget");
 	usec = redis_usec_per_call(S.redis_port, "evalsha");
 	print_message("# %d decisions with both policies in %.2f s (%.0f/s through HAProxy): "
-	              "%ld EVALSHA, %ld GET inside; %.2f us of Redis CPU per decision\n",
-	              N, secs, N / secs, calls, gets, usec);
-	assert_int_equal(calls, N);
-	assert_int_equal(gets, 2 * N);
+	              "%ld EVALSHA (%.1f decisions each), %ld MGET inside; %.2f us of Redis "
+	              "per decision\n", N, secs, N / secs, calls, (double)N / (double)calls, gets,
+	              usec * (double)calls / N);
+	/* Decisions ready in one loop iteration share a call; each call reads
+	 * its keys with one MGET; both keys of a decision are in the same
+	 * call, never two calls for one decision. */
+	assert_true(calls >= 1 && calls <= N);
+	assert_int_equal(gets, calls);
+	/* every decision Redis was asked about (all, but on a loaded machine
+	 * those let through after redis.timeout_ms) carried both its keys */
+	assert_int_equal(h_metric(S.metrics_port, "spogate_ratelimit_redis_keys_total"),
+	                 2 * h_metric(S.metrics_port, "spogate_ratelimit_batched_total"));
+	assert_true(h_metric(S.metrics_port, "spogate_ratelimit_batched_total") +
+	            h_metric(S.metrics_port, UNAVAILABLE_ALLOW) >= N);
 	assert_true(h_metric(S.metrics_port, "spogate_ratelimit_redis_errors_total") == 0);
 	free(st);
+}
+
+/* The same load in lease mode: one user and one IP, both far from their
+ * limits, so most decisions are answered by local slices. Counts the Redis
+ * calls per decision beside exact mode's. */
+static void test_lease_mode_spares_redis_calls(void **state)
+{
+	enum { N = 2000 };
+	struct opts o = { .rl_user = "1000000/60", .rl_ip = "1000000/60",
+	                  .rl_extra = "\"mode\": \"lease\"" };
+	char url[128], a[1024];
+	long *st = calloc(N, sizeof(*st));
+	int ok, limited, other;
+	long calls;
+	double usec, hits;
+
+	(void)state;
+	start("rl_lease_cost", &o);
+	url_of(&S, "/private/x", url, sizeof(url));
+	h_run(NULL, "redis-cli -p %d config resetstat >/dev/null", S.redis_port);
+	assert_int_equal(h_http_many(url, (const char *const[]){ auth_for("kate", a, sizeof(a)), NULL },
+	                             N, 32, st, NULL), 0);
+	count(st, N, &ok, &limited, &other);
+	assert_int_equal(ok, N);
+	calls = redis_calls(S.redis_port, "evalsha");
+	usec = redis_usec_per_call(S.redis_port, "evalsha");
+	hits = h_metric(S.metrics_port, "spogate_ratelimit_lease_hits_total");
+	print_message("# lease mode: %d decisions, %ld EVALSHA (%.3f calls per decision), %.0f "
+	              "answered by local slices alone, %.0f tokens granted in slices; %.2f us of "
+	              "Redis per decision\n", N, calls, (double)calls / N, hits,
+	              h_metric(S.metrics_port, "spogate_ratelimit_lease_tokens_total"),
+	              usec * (double)calls / N);
+	assert_true(calls < N / 2);
+	assert_true(hits > 0);
+	free(st);
+}
+
+/* ---- many users, lease mode ---- */
+
+/* N tokens for subjects <prefix>0..<prefix>N-1, "Authorization: Bearer ..."
+ * lines, minted in one run of spogate-refsvc. The caller frees out[i]. */
+static void mint_many(const char *prefix, int n, char **out)
+{
+	char *text = NULL, *line, *nl;
+	int i = 0;
+
+	assert_int_equal(h_run(&text, "%s mint --sub '%s' --count %d --key %s/hs1.key --kid hs1 "
+	                       "--alg HS256 --ttl 1h", h_bin("spogate-refsvc"), prefix, n, keys()), 0);
+	for (line = text; line && *line && i < n; line = nl ? nl + 1 : NULL) {
+		size_t len;
+
+		nl = strchr(line, '\n');
+		if (nl)
+			*nl = '\0';
+		len = strlen(line) + 32;
+		out[i] = malloc(len);
+		snprintf(out[i++], len, "Authorization: Bearer %s", line);
+	}
+	free(text);
+	assert_int_equal(i, n);
+}
+
+struct users_run {
+	const char *url;
+	char **auth;                 /* one header per user */
+	int from, to;                /* the users this thread asks for */
+	int *admitted;               /* per user, shared (atomic adds) */
+	int *decided;                /* per user, 200 or 429 (NULL: not counted) */
+	long long t_end;             /* > 0: walk the users again until then (ms) */
+	int other;
+};
+
+static size_t discard(char *p, size_t sz, size_t n, void *u)
+{
+	(void)p;
+	(void)u;
+	return sz * n;
+}
+
+/* One request per user in [from, to), on one kept-alive connection. */
+static void *users_thread(void *arg)
+{
+	struct users_run *u = arg;
+	CURL *c = curl_easy_init();
+	int i;
+
+	curl_easy_setopt(c, CURLOPT_URL, u->url);
+	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+	for (i = u->from; i < u->to; i++) {
+		struct curl_slist *hl = curl_slist_append(NULL, u->auth[i]);
+		long status = 0;
+
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+		if (curl_easy_perform(c) == CURLE_OK)
+			curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		if (status == 200)
+			__atomic_fetch_add(&u->admitted[i], 1, __ATOMIC_RELAXED);
+		else if (status != 429)
+			u->other++;
+		if ((status == 200 || status == 429) && u->decided)
+			__atomic_fetch_add(&u->decided[i], 1, __ATOMIC_RELAXED);
+		curl_slist_free_all(hl);
+		if (i + 1 == u->to && __atomic_load_n(&u->t_end, __ATOMIC_RELAXED) > 0 &&
+		    h_now_ms() < __atomic_load_n(&u->t_end, __ATOMIC_RELAXED))
+			i = u->from - 1;
+	}
+	curl_easy_cleanup(c);
+	return NULL;
+}
+
+/* 10,000 distinct users, a policy of 1 per minute, two requests each at
+ * the same time (two threads walk the same users): exactly one of each
+ * pair is admitted, for every user, on keys spread over the whole
+ * keyspace and decisions coalesced many to a script call. */
+static void test_exactness_holds_at_10000_distinct_users(void **state)
+{
+	enum { USERS = 10000, PAIRS = 3 };
+	struct opts o = { .rl_user = "1/60", .rl_ip = "1000000/60",
+	                  .rl_extra = "\"on_redis_error\": \"deny\"" };
+	struct users_run run[2 * PAIRS];
+	pthread_t t[2 * PAIRS];
+	char url[128], **auth = calloc(USERS, sizeof(char *));
+	int *admitted = calloc(USERS, sizeof(int));
+	int i, other = 0, wrong = 0, total = 0, over = 0;
+	double t0;
+
+	(void)state;
+	mint_many("u", USERS, auth);
+	start("rl_10k", &o);
+	url_of(&S, "/private/x", url, sizeof(url));
+	t0 = h_now_ms();
+	for (i = 0; i < 2 * PAIRS; i++) {
+		run[i].url = url;
+		run[i].auth = auth;
+		run[i].from = USERS * (i / 2) / PAIRS;
+		run[i].to = USERS * (i / 2 + 1) / PAIRS;
+		run[i].admitted = admitted;
+		run[i].decided = NULL;
+		run[i].t_end = 0;
+		run[i].other = 0;
+		assert_int_equal(pthread_create(&t[i], NULL, users_thread, &run[i]), 0);
+	}
+	for (i = 0; i < 2 * PAIRS; i++) {
+		pthread_join(t[i], NULL);
+		other += run[i].other;
+	}
+	for (i = 0; i < USERS; i++) {
+		total += admitted[i];
+		over += admitted[i] > 1;
+		wrong += admitted[i] != 1;
+		free(auth[i]);
+	}
+	print_message("# %d users x 2 requests in %.1f s: %d admitted, %d users over, %d not "
+	              "exactly 1, %d undecided (503 past redis.timeout_ms on a loaded machine); "
+	              "%.1f decisions per script call\n", USERS, (h_now_ms() - t0) / 1000.0, total,
+	              over, wrong, other,
+	              h_metric(S.metrics_port, "spogate_ratelimit_batched_total") /
+	              h_metric(S.metrics_port, "spogate_ratelimit_batches_total"));
+	/* Never two for one user. A decision Redis could not make in time is
+	 * a 503 (on_redis_error: deny) and may leave its user with none. */
+	assert_int_equal(over, 0);
+	assert_true(wrong <= other);
+	assert_true(other <= USERS / 100);
+	free(auth);
+	free(admitted);
+}
+
+/* Lease mode, two gateways, one user at 40 per minute (no refill to speak
+ * of during the test): never more than 40 admitted, whatever the
+ * interleaving; and the shortfall within the documented bound. Then the
+ * other direction: gateway A takes slices and goes quiet, gateway B asks
+ * for everything: B still gets all but what A admitted, its unused
+ * slices and their debt. */
+static void test_lease_two_gateways_never_over_admit(void **state)
+{
+	struct opts o = { .rl_user = "40/60", .rl_ip = "1000000/60",
+	                  .rl_extra = "\"mode\": \"lease\", \"on_redis_error\": \"deny\"" };
+	static struct h_stack s2;
+	struct many_args m1, m2;
+	pthread_t t1, t2;
+	char u1[128], u2[128], a[1024];
+	int ok1, ok2, lim1, lim2, other1, other2, i, ok_a = 0;
+	double checks, calls;
+	struct h_resp r;
+
+	(void)state;
+	start("rl_lease_a", &o);
+	h_stack_init(&s2, "rl_lease_b");
+	s2.redis_port = S.redis_port;
+	h_set_var(&s2, "REDIS_PORT", "%d", S.redis_port);
+	start_pair(&s2, &o);
+	assert_int_equal(h_get(&r, &s2, "/public/warm", NULL), 0);
+	h_resp_free(&r);
+	url_of(&S, "/private/x", u1, sizeof(u1));
+	url_of(&s2, "/private/x", u2, sizeof(u2));
+
+	/* both at once: 2 x 60 for 40 */
+	m1.url = u1;
+	m2.url = u2;
+	m1.hdr = m2.hdr = auth_for("lena", a, sizeof(a));
+	m1.n = m2.n = 60;
+	assert_int_equal(pthread_create(&t1, NULL, many_thread, &m1), 0);
+	assert_int_equal(pthread_create(&t2, NULL, many_thread, &m2), 0);
+	pthread_join(t1, NULL);
+	pthread_join(t2, NULL);
+	count(m1.st, 60, &ok1, &lim1, &other1);
+	count(m2.st, 60, &ok2, &lim2, &other2);
+	checks = h_metric(S.metrics_port, "spogate_ratelimit_checks_total") +
+	         h_metric(s2.metrics_port, "spogate_ratelimit_checks_total");
+	calls = h_metric(S.metrics_port, "spogate_ratelimit_batched_total") +
+	        h_metric(s2.metrics_port, "spogate_ratelimit_batched_total");
+	print_message("# lease, concurrent: A admitted %d, B admitted %d of 40; %.0f decisions, "
+	              "%.0f went to Redis (%.2f Redis decisions per decision), %.0f + %.0f let "
+	              "through on Redis errors\n", ok1, ok2, checks, calls, calls / checks,
+	              h_metric(S.metrics_port, UNAVAILABLE_ALLOW),
+	              h_metric(s2.metrics_port, UNAVAILABLE_ALLOW));
+	/* a Redis failure lets requests through (on_redis_error: allow): that
+	 * is not an admission by the limiter, and must not have happened */
+	assert_int_equal(h_metric(S.metrics_port, UNAVAILABLE_ALLOW), 0);
+	assert_int_equal(h_metric(s2.metrics_port, UNAVAILABLE_ALLOW), 0);
+	assert_true(ok1 + ok2 <= 40);
+	/* per worker holding a slice (2 gateways x 2 workers), less than two
+	 * slices of at most 40 / 8 = 5 tokens; a decision Redis could not make
+	 * in time (503) may have spent a token */
+	assert_true(ok1 + ok2 + other1 + other2 >= 40 - 4 * (2 * 5 - 1));
+
+	/* the other direction, on a fresh user: A admits a few one by one
+	 * (its slices grow with its rate), then B asks for everything */
+	auth_for("mona", a, sizeof(a));
+	for (i = 0; i < 15; i++)
+		ok_a += status_as("/private/x", "mona", NULL) == 200;
+	m2.hdr = a;
+	m2.n = 60;
+	many_thread(&m2);
+	count(m2.st, 60, &ok2, &lim2, &other2);
+	h_stack_stop(&s2);
+	print_message("# lease, A then B: A admitted %d, then B %d of the %d left\n", ok_a, ok2,
+	              40 - ok_a);
+	assert_true(ok_a <= 15);
+	assert_true(ok_a + ok2 <= 40);
+	/* what A holds unused: at most one slice per A worker, plus debts */
+	assert_true(ok_a + ok2 + other2 >= 40 - 2 * (2 * 5 - 1) - (15 - ok_a));
+}
+
+/* ---- Redis Cluster ---- */
+
+#define NODES 6
+static struct h_proc *node[NODES];
+static int node_port[NODES];
+
+/* Six redis-server --cluster-enabled yes, made into three masters with a
+ * replica each by redis-cli --cluster create, on free loopback ports (the
+ * bus on its own free port: cluster-port). Returns the redis_extra JSON
+ * naming every node as a seed. */
+static const char *start_cluster(struct h_stack *s)
+{
+	static char extra[512];
+	char port[16], bus[16], conf[700], *out = NULL;
+	size_t n;
+	int i;
+
+	for (i = 0; i < NODES; i++) {
+		char *argv[] = { (char *)"/usr/bin/redis-server", (char *)"--port", port,
+		                 (char *)"--cluster-port", bus, (char *)"--bind", (char *)"127.0.0.1",
+		                 (char *)"--cluster-enabled", (char *)"yes",
+		                 (char *)"--cluster-config-file", conf,
+		                 (char *)"--cluster-node-timeout", (char *)"2000",
+		                 (char *)"--save", (char *)"", (char *)"--appendonly", (char *)"no",
+		                 (char *)"--daemonize", (char *)"no", (char *)"--dir", s->dir, NULL };
+		char name[16];
+
+		node_port[i] = h_free_port();
+		snprintf(port, sizeof(port), "%d", node_port[i]);
+		snprintf(bus, sizeof(bus), "%d", h_free_port());
+		snprintf(conf, sizeof(conf), "%s/nodes-%d.conf", s->dir, node_port[i]);
+		snprintf(name, sizeof(name), "node%d", i);
+		node[i] = h_spawn(s, name, argv);
+		assert_int_equal(h_wait_port(node_port[i], 5000), 0);
+	}
+	assert_int_equal(h_run(&out, "redis-cli --cluster create 127.0.0.1:%d 127.0.0.1:%d "
+	                       "127.0.0.1:%d 127.0.0.1:%d 127.0.0.1:%d 127.0.0.1:%d "
+	                       "--cluster-replicas 1 --cluster-yes 2>&1",
+	                       node_port[0], node_port[1], node_port[2], node_port[3],
+	                       node_port[4], node_port[5]), 0);
+	free(out);
+	/* wait until every node agrees the cluster is up */
+	for (i = 0; i < 100; i++) {
+		int ok = 1, k;
+
+		for (k = 0; k < NODES && ok; k++) {
+			out = NULL;
+			h_run(&out, "redis-cli -p %d cluster info", node_port[k]);
+			ok = out && strstr(out, "cluster_state:ok");
+			free(out);
+		}
+		if (ok)
+			break;
+		usleep(100000);
+	}
+	assert_true(i < 100);
+	n = (size_t)snprintf(extra, sizeof(extra), "\"cluster\": [");
+	for (i = 0; i < NODES; i++)
+		n += (size_t)snprintf(extra + n, sizeof(extra) - n, "%s\"127.0.0.1:%d\"", i ? ", " : "",
+		                      node_port[i]);
+	snprintf(extra + n, sizeof(extra) - n, "]");
+	s->redis_port = node_port[0];
+	return extra;
+}
+
+/* Which of redis-cli's three masters (0-5460, 5461-10922, 10923-16383)
+ * holds key. */
+static int master_of(const char *key)
+{
+	unsigned slot = rcluster_key_slot(key, strlen(key));
+
+	return slot <= 5460 ? 0 : slot <= 10922 ? 1 : 2;
+}
+
+/* A user (u<n>) and a client address whose keys for policies pu and pi
+ * live on different masters. */
+static void pick_split(const char *pu, const char *pi, int from, char *user, size_t ul,
+                       char *ip, size_t il)
+{
+	char ku[128], ki[128];
+	int n;
+
+	for (n = from;; n++) {
+		snprintf(user, ul, "u%d", n);
+		snprintf(ip, il, "10.9.%d.%d", n / 250, n % 250 + 1);
+		snprintf(ku, sizeof(ku), "spogate:rl:u:%s:%s", user, pu);
+		snprintf(ki, sizeof(ki), "spogate:rl:ip:%s:%s", ip, pi);
+		if (master_of(ku) != master_of(ki))
+			return;
+	}
+}
+
+/* Until every worker has its Redis (or its full slot map). */
+static void wait_cluster_ready(int metrics_port)
+{
+	int i;
+
+	for (i = 0; i < 100 && h_metric(metrics_port, "spogate_ratelimit_redis_up") != 1; i++)
+		usleep(50000);
+	assert_true(i < 100);
+}
+
+struct split_args {
+	const char *url;
+	const char *hdr[3];
+	int n;
+	long st[64];
+};
+
+static void *split_thread(void *arg)
+{
+	struct split_args *m = arg;
+
+	h_http_many(m->url, m->hdr, m->n, m->n, m->st, NULL);
+	return NULL;
+}
+
+/* Two gateways on a 3-master cluster, one user whose per-user key and
+ * per-IP key live on different masters: of 60 concurrent requests
+ * against 20 per 10 s, exactly 20 are admitted. Then the IP's own limit
+ * (3) denies a second user from that IP: the user keys it spent first
+ * are refunded, so that user can still use its whole quota elsewhere. */
+static void test_cluster_two_gateways_admit_exactly_20(void **state)
+{
+	struct opts o = { .rl_user = "20/10", .rl_ip = "100000/10" };
+	static struct h_stack s2;
+	struct split_args m1, m2;
+	pthread_t t1, t2;
+	char u1[128], u2[128], a[1024], user[32], ip[32], x[64];
+	int ok1, ok2, lim1, lim2, other1, other2;
+
+	(void)state;
+	h_stack_init(&S, "rl_cluster_a");
+	o.redis_extra = start_cluster(&S);
+	start_pair(&S, &o);
+	h_stack_init(&s2, "rl_cluster_b");
+	s2.redis_port = S.redis_port;
+	start_pair(&s2, &o);
+	wait_cluster_ready(S.metrics_port);
+	wait_cluster_ready(s2.metrics_port);
+	pick_split("20/10", "100000/10", 0, user, sizeof(user), ip, sizeof(ip));
+	url_of(&S, "/private/x", u1, sizeof(u1));
+	url_of(&s2, "/private/x", u2, sizeof(u2));
+	snprintf(x, sizeof(x), "X-Test-Client-IP: %s", ip);
+	m1.url = u1;
+	m2.url = u2;
+	m1.hdr[0] = m2.hdr[0] = auth_for(user, a, sizeof(a));
+	m1.hdr[1] = m2.hdr[1] = x;
+	m1.hdr[2] = m2.hdr[2] = NULL;
+	m1.n = m2.n = 30;
+	assert_int_equal(pthread_create(&t1, NULL, split_thread, &m1), 0);
+	assert_int_equal(pthread_create(&t2, NULL, split_thread, &m2), 0);
+	pthread_join(t1, NULL);
+	pthread_join(t2, NULL);
+	count(m1.st, 30, &ok1, &lim1, &other1);
+	count(m2.st, 30, &ok2, &lim2, &other2);
+	snprintf(u1, sizeof(u1), "spogate:rl:u:%s:20/10", user);
+	snprintf(u2, sizeof(u2), "spogate:rl:ip:%s:100000/10", ip);
+	print_message("# cluster: %s (master %d) from %s (master %d): gateway A admitted %d, B %d; "
+	              "%.0f MOVED, %.0f slot maps\n", user, master_of(u1), ip, master_of(u2), ok1, ok2,
+	              h_metric(S.metrics_port, "spogate_ratelimit_cluster_moved_total"),
+	              h_metric(S.metrics_port, "spogate_ratelimit_cluster_refreshes_total"));
+	assert_int_equal(h_metric(S.metrics_port, UNAVAILABLE_ALLOW), 0);
+	assert_int_equal(h_metric(s2.metrics_port, UNAVAILABLE_ALLOW), 0);
+	assert_int_equal(other1 + other2, 0);
+	assert_int_equal(ok1 + ok2, 20);
+	assert_int_equal(lim1 + lim2, 40);
+	h_stack_stop(&s2);
+}
+
+/* The failover tests' load: THREADS threads walk USERS users (auth[i])
+ * until `switched` says the failover is over, then for one more second.
+ * Counts per user what was admitted and decided; returns the 503s. */
+struct failover_load {
+	const char *url;
+	char **auth;
+	int users;
+	int limit;
+	int admitted[64], decided[64];
+	int over, under, sent, other;
+};
+
+static void failover_run(struct failover_load *l, double (*trigger)(void *), void *arg)
+{
+	enum { THREADS = 6 };
+	struct users_run run[THREADS];
+	pthread_t t[THREADS];
+	int i;
+
+	memset(l->admitted, 0, sizeof(l->admitted));
+	memset(l->decided, 0, sizeof(l->decided));
+	for (i = 0; i < THREADS; i++) {
+		run[i].url = l->url;
+		run[i].auth = l->auth;
+		run[i].from = l->users * i / THREADS;
+		run[i].to = l->users * (i + 1) / THREADS;
+		run[i].admitted = l->admitted;
+		run[i].decided = l->decided;
+		run[i].t_end = (long long)h_now_ms() + 20000;
+		run[i].other = 0;
+		assert_int_equal(pthread_create(&t[i], NULL, users_thread, &run[i]), 0);
+	}
+	usleep(300000);
+	trigger(arg);
+	for (i = 0; i < THREADS; i++)
+		__atomic_store_n(&run[i].t_end, (long long)h_now_ms() + 1000, __ATOMIC_RELAXED);
+	l->over = l->under = l->sent = l->other = 0;
+	for (i = 0; i < THREADS; i++) {
+		pthread_join(t[i], NULL);
+		l->other += run[i].other;
+	}
+	for (i = 0; i < l->users; i++) {
+		l->over += l->admitted[i] > l->limit ? l->admitted[i] - l->limit : 0;
+		if (l->decided[i] >= l->limit && l->admitted[i] < l->limit)
+			l->under += l->limit - l->admitted[i];
+		l->sent += l->decided[i];
+	}
+}
+
+/* Users spread over all three masters, 100 per day each, requests from
+ * 6 threads while a replica takes over its master (CLUSTER FAILOVER)
+ * after 0.3 s, and for 1 s after it did; on_redis_error: deny, so a
+ * request the cluster could not decide is a 503, never a silent
+ * admission. Over-admissions (more than 100 for a user) must be 0;
+ * under-admissions (fewer than 100 for a user that had at least 100
+ * decided requests) are reported. */
+static int fo_replica;
+
+/* CLUSTER FAILOVER on the replica, then wait until it is a master.
+ * Returns the milliseconds that took. */
+static double cluster_failover(void *arg)
+{
+	double t0 = h_now_ms();
+	char *out;
+	int i;
+
+	(void)arg;
+	assert_int_equal(h_run(NULL, "redis-cli -p %d cluster failover >/dev/null",
+	                       node_port[fo_replica]), 0);
+	for (i = 0; i < 100; i++) {
+		out = NULL;
+		h_run(&out, "redis-cli -p %d role", node_port[fo_replica]);
+		if (out && strncmp(out, "master", 6) == 0) {
+			free(out);
+			break;
+		}
+		free(out);
+		usleep(100000);
+	}
+	return h_now_ms() - t0;
+}
+
+static void test_cluster_failover_during_load(void **state)
+{
+	struct opts o = { .rl_user = "100/86400", .rl_ip = "1000000/60",
+	                  .rl_extra = "\"on_redis_error\": \"deny\"" };
+	struct failover_load l = { .users = 48, .limit = 100 };
+	char url[128], *auth[48], *out = NULL, *line;
+	int i;
+
+	(void)state;
+	h_stack_init(&S, "rl_cluster_fo");
+	o.redis_extra = start_cluster(&S);
+	start_pair(&S, &o);
+	wait_cluster_ready(S.metrics_port);
+	mint_many("f", l.users, auth);
+	fo_replica = -1;
+	assert_int_equal(h_run(&out, "redis-cli -p %d cluster nodes", node_port[0]), 0);
+	/* a replica's line: "<id> 127.0.0.1:<port>@<bus> slave <master id> ..." */
+	for (line = out; line && *line && fo_replica < 0;
+	     line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+		size_t len = strcspn(line, "\n");
+		int k;
+
+		for (k = 0; k < NODES; k++) {
+			char needle[32], *at;
+
+			snprintf(needle, sizeof(needle), ":%d@", node_port[k]);
+			at = strstr(line, needle);
+			if (at && at < line + len && strstr(line, "slave") &&
+			    strstr(line, "slave") < line + len)
+				fo_replica = k;
+		}
+	}
+	free(out);
+	assert_true(fo_replica >= 0);
+	url_of(&S, "/private/x", url, sizeof(url));
+	l.url = url;
+	l.auth = auth;
+	failover_run(&l, cluster_failover, NULL);
+	for (i = 0; i < l.users; i++)
+		free(auth[i]);
+	print_message("# cluster failover under load: %d users, %d decided requests, %d "
+	              "undecided (503); %d over-admitted, %d under-admitted; %.0f MOVED, %.0f slot "
+	              "maps, %.0f timeouts, %.0f refunds\n", l.users, l.sent, l.other, l.over,
+	              l.under, h_metric(S.metrics_port, "spogate_ratelimit_cluster_moved_total"),
+	              h_metric(S.metrics_port, "spogate_ratelimit_cluster_refreshes_total"),
+	              h_metric(S.metrics_port, "spogate_ratelimit_cluster_timeouts_total"),
+	              h_metric(S.metrics_port, "spogate_ratelimit_cluster_refunds_total"));
+	assert_int_equal(l.over, 0);
+	assert_true(l.sent > 0);
+}
+
+/* ---- Redis Sentinel ---- */
+
+/* A master, its replica and one sentinel (quorum 1, down after 500 ms);
+ * the agent finds the master through Sentinel. Users at 100 per day ask
+ * from 6 threads; the master is killed (SIGKILL) after 0.3 s; Sentinel
+ * promotes the replica and the agent follows (+switch-master, or asking
+ * Sentinel again on the lost connection) without blocking its loop.
+ * on_redis_error: deny, so what could not be decided is a 503.
+ * Over-admissions can happen here, unlike the cluster's manual failover:
+ * replication is asynchronous, and the writes the dead master had not yet
+ * sent are lost. They are reported, with the under-admissions. */
+static struct h_proc *sen_master;
+static double sen_switch_ms;
+
+/* Kills the master, then waits until the agent has followed Sentinel to
+ * the new one. */
+static double kill_master(void *arg)
+{
+	double t0 = h_now_ms();
+	int i;
+
+	(void)arg;
+	h_signal(sen_master, SIGKILL);
+	h_stop(sen_master, 1000);
+	sen_switch_ms = -1;
+	for (i = 0; i < 150; i++) {
+		if (h_metric(S.metrics_port, "spogate_ratelimit_sentinel_switches_total") > 0 &&
+		    h_metric(S.metrics_port, "spogate_ratelimit_redis_up") == 1) {
+			sen_switch_ms = h_now_ms() - t0;
+			break;
+		}
+		usleep(100000);
+	}
+	return sen_switch_ms;
+}
+
+static void test_sentinel_master_killed_during_load(void **state)
+{
+	struct opts o = { .rl_user = "100/86400", .rl_ip = "1000000/60",
+	                  .rl_extra = "\"on_redis_error\": \"deny\"" };
+	struct failover_load l = { .users = 48, .limit = 100 };
+	char url[128], *auth[48], *out = NULL, extra[256], conf[700], rport[16], master[16];
+	int i, sport, rp;
+	FILE *f;
+
+	(void)state;
+	h_stack_init(&S, "rl_sentinel");
+	sen_master = h_start_redis(&S);
+	rp = h_free_port();
+	snprintf(master, sizeof(master), "%d", S.redis_port);
+	snprintf(rport, sizeof(rport), "%d", rp);
+	{
+		char *argv[] = { (char *)"/usr/bin/redis-server", (char *)"--port", rport,
+		                 (char *)"--bind", (char *)"127.0.0.1", (char *)"--save", (char *)"",
+		                 (char *)"--appendonly", (char *)"no", (char *)"--replicaof",
+		                 (char *)"127.0.0.1", master, (char *)"--dir", S.dir, NULL };
+
+		h_spawn(&S, "replica", argv);
+		assert_int_equal(h_wait_port(rp, 5000), 0);
+	}
+	sport = h_free_port();
+	snprintf(conf, sizeof(conf), "%s/sentinel.conf", S.dir);
+	f = fopen(conf, "w");
+	assert_non_null(f);
+	fprintf(f, "port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor gw 127.0.0.1 %d 1\n"
+	        "sentinel down-after-milliseconds gw 500\nsentinel failover-timeout gw 3000\n",
+	        sport, S.dir, S.redis_port);
+	fclose(f);
+	{
+		char *argv[] = { (char *)"/usr/bin/redis-sentinel", conf, NULL };
+
+		h_spawn(&S, "sentinel", argv);
+		assert_int_equal(h_wait_port(sport, 5000), 0);
+	}
+	/* the replica has synced before the load starts */
+	for (i = 0; i < 100; i++) {
+		out = NULL;
+		h_run(&out, "redis-cli -p %d info replication", rp);
+		if (out && strstr(out, "master_link_status:up")) {
+			free(out);
+			break;
+		}
+		free(out);
+		usleep(100000);
+	}
+	assert_true(i < 100);
+	snprintf(extra, sizeof(extra), "\"sentinel\": {\"master\": \"gw\", \"addresses\": "
+	         "[\"127.0.0.1:%d\"]}", sport);
+	o.redis_extra = extra;
+	start_pair(&S, &o);
+	wait_cluster_ready(S.metrics_port);
+	mint_many("s", l.users, auth);
+	url_of(&S, "/private/x", url, sizeof(url));
+	l.url = url;
+	l.auth = auth;
+	failover_run(&l, kill_master, NULL);
+	for (i = 0; i < l.users; i++)
+		free(auth[i]);
+	print_message("# sentinel, master killed under load: %d users, %d decided requests, %d "
+	              "undecided (503); %d over-admitted, %d under-admitted; the agent followed "
+	              "the switch %.0f ms after the kill (%.0f +switch-master, %.0f Sentinel "
+	              "answers)\n", l.users, l.sent, l.other, l.over, l.under, sen_switch_ms,
+	              h_metric(S.metrics_port, "spogate_ratelimit_sentinel_switches_total"),
+	              h_metric(S.metrics_port, "spogate_ratelimit_sentinel_queries_total"));
+	assert_true(sen_switch_ms >= 0);
+	assert_true(l.sent > 0);
 }
 
 static void kill_redis(void)
@@ -802,7 +1469,13 @@ int main(void)
 		cmocka_unit_test_teardown(test_unauthenticated_traffic_is_limited_per_ip_only, teardown),
 		cmocka_unit_test_teardown(test_shadow_mode_passes_everything_and_reports, teardown),
 		cmocka_unit_test_teardown(test_over_limit_cache_spares_redis, teardown),
-		cmocka_unit_test_teardown(test_both_policies_cost_one_script_call, teardown),
+		cmocka_unit_test_teardown(test_both_policies_ride_one_coalesced_script_call, teardown),
+		cmocka_unit_test_teardown(test_lease_mode_spares_redis_calls, teardown),
+		cmocka_unit_test_teardown(test_exactness_holds_at_10000_distinct_users, teardown),
+		cmocka_unit_test_teardown(test_lease_two_gateways_never_over_admit, teardown),
+		cmocka_unit_test_teardown(test_cluster_two_gateways_admit_exactly_20, teardown),
+		cmocka_unit_test_teardown(test_cluster_failover_during_load, teardown),
+		cmocka_unit_test_teardown(test_sentinel_master_killed_during_load, teardown),
 		cmocka_unit_test_teardown(test_redis_killed_under_load_with_allow_never_waits, teardown),
 		cmocka_unit_test_teardown(test_frozen_redis_costs_at_most_the_timeout, teardown),
 		cmocka_unit_test_teardown(test_redis_down_with_deny_is_503, teardown),
@@ -815,6 +1488,9 @@ int main(void)
 
 	/* before any thread: curl's global init is not thread-safe */
 	curl_global_init(CURL_GLOBAL_DEFAULT);
+	/* RL_TESTS=pattern runs only the matching tests (while developing). */
+	if (getenv("RL_TESTS"))
+		cmocka_set_test_filter(getenv("RL_TESTS"));
 	rc = cmocka_run_group_tests(tests, NULL, NULL);
 	if (strcmp(keydir + strlen(keydir) - 6, "XXXXXX") != 0)
 		h_run(NULL, "rm -rf %s", keydir);

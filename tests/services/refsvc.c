@@ -34,6 +34,7 @@ static void usage(FILE *out)
 	        "                            [--tls-cert PEM [--tls-key PEM] [--client-ca PEM]]\n"
 	        "       spogate-refsvc mint --sub S --key FILE --alg ALG [--kid K] [--ttl 1h]\n"
 	        "                           (ALG: HS*, RS*, ES*, PS256/384/512, EdDSA)\n"
+	        "                           [--count N: N tokens, subjects S0..S(N-1)]\n"
 	        "                           [--iss I] [--aud A] [--roles a,b] [--permissions a,b]\n"
 	        "                           [--scope \"a b\"] [--claim k=v]... [--nbf T] [--exp T]\n"
 	        "                           [--iat T]   (T: unix seconds, or +N / -N from now;\n"
@@ -184,9 +185,11 @@ int refsvc_mint(int argc, char **argv)
 		{ "nbf", required_argument, NULL, 'n' },
 		{ "exp", required_argument, NULL, 'e' },
 		{ "iat", required_argument, NULL, 'I' },
+		{ "count", required_argument, NULL, 'C' },
 		{ NULL, 0, NULL, 0 }
 	};
-	const char *keyfile = NULL, *alg = "RS256", *kid = NULL;
+	const char *keyfile = NULL, *alg = "RS256", *kid = NULL, *sub = "";
+	long count = 0, n;
 	json_t *claims = json_object();
 	long long now = (long long)time(NULL), ttl = 3600, t;
 	int opt, exp_set = 0, iat_set = 0, rc = 1;
@@ -199,7 +202,16 @@ int refsvc_mint(int argc, char **argv)
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (opt) {
-		case 's': json_object_set_new(claims, "sub", json_string(optarg)); break;
+		case 's':
+			sub = optarg;
+			json_object_set_new(claims, "sub", json_string(optarg));
+			break;
+		case 'C':
+			/* --count N: N tokens, one a line, for subjects <sub>0..<sub>N-1 */
+			count = strtol(optarg, NULL, 10);
+			if (count < 1 || count > 1000000)
+				goto bad;
+			break;
 		case 'k': keyfile = optarg; break;
 		case 'a': alg = optarg; break;
 		case 'K': kid = optarg; break;
@@ -297,20 +309,33 @@ int refsvc_mint(int argc, char **argv)
 		fprintf(stderr, "spogate-refsvc mint: %s: %s\n", keyfile, strerror(errno));
 		goto out;
 	}
-	grants = json_dumps(claims, JSON_COMPACT);
-	if (jwt_new(&jwt) || jwt_add_grants_json(jwt, grants) ||
-	    (kid && jwt_add_header(jwt, "kid", kid)) ||
-	    jwt_set_alg(jwt, jalg, jalg == JWT_ALG_NONE ? NULL : key,
-	                jalg == JWT_ALG_NONE ? 0 : (int)keylen)) {
-		fprintf(stderr, "spogate-refsvc mint: libjwt refused the key or claims\n");
-		goto out;
+	for (n = 0; n < (count ? count : 1); n++) {
+		if (count) {
+			char s2[300];
+
+			snprintf(s2, sizeof(s2), "%.256s%ld", sub, n);
+			json_object_set_new(claims, "sub", json_string(s2));
+		}
+		free(grants);
+		grants = json_dumps(claims, JSON_COMPACT);
+		jwt_free(jwt);
+		jwt = NULL;
+		if (jwt_new(&jwt) || jwt_add_grants_json(jwt, grants) ||
+		    (kid && jwt_add_header(jwt, "kid", kid)) ||
+		    jwt_set_alg(jwt, jalg, jalg == JWT_ALG_NONE ? NULL : key,
+		                jalg == JWT_ALG_NONE ? 0 : (int)keylen)) {
+			fprintf(stderr, "spogate-refsvc mint: libjwt refused the key or claims\n");
+			goto out;
+		}
+		free(tok);
+		tok = jwt_encode_str(jwt);
+		if (!tok) {
+			fprintf(stderr, "spogate-refsvc mint: signing failed (key does not fit %s?)\n",
+			        alg);
+			goto out;
+		}
+		printf("%s\n", tok);
 	}
-	tok = jwt_encode_str(jwt);
-	if (!tok) {
-		fprintf(stderr, "spogate-refsvc mint: signing failed (key does not fit %s?)\n", alg);
-		goto out;
-	}
-	printf("%s\n", tok);
 	rc = 0;
 	goto out;
  bad:

@@ -32,7 +32,7 @@ static void test_slice_size_follows_the_rate_and_caps(void **state)
 	rl_lease_size(&e, &p, &want, &life);
 	assert_int_equal(want, 1);
 	assert_int_equal(life, 0);
-	/* 40/s: 10 tokens for 250 ms; T = 60 ms, so life = min(250 ms, 600 ms) */
+	/* 40/s: 10 tokens, life = min(250 ms, 2 * 10 / 40 s, 60 s / 8) */
 	e.rate = 40;
 	rl_lease_size(&e, &p, &want, &life);
 	assert_int_equal(want, 10);
@@ -49,12 +49,19 @@ static void test_slice_size_follows_the_rate_and_caps(void **state)
 	p.limit = 15;
 	rl_lease_size(&e, &p, &want, &life);
 	assert_int_equal(want, 1);
-	/* a high-rate limit: the debt (life / T) never exceeds the slice */
+	/* a high-rate limit: the slice lives twice the time to spend it */
 	p.limit = 1000000;
 	p.period = 1;
 	rl_lease_size(&e, &p, &want, &life);
 	assert_int_equal(want, RL_LEASE_MAX);
-	assert_int_equal(life, RL_LEASE_MAX);   /* T = 1 us */
+	assert_int_equal(life, 640);            /* 2 * 32 / 100000 s */
+	/* a short period: the debt stays under 1/8 of the burst */
+	p.limit = 800;
+	p.period = 1;
+	e.rate = 100;
+	rl_lease_size(&e, &p, &want, &life);
+	assert_int_equal(want, 25);
+	assert_int_equal(life, 125000);
 }
 
 static void test_tokens_are_taken_until_spent_or_expired(void **state)

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "redis_cluster_map.h"
+#include "redis_sentinel.h"
 
 static unsigned slot(const char *k)
 {
@@ -221,6 +222,38 @@ static void test_map_node_dedups_and_bounds(void **state)
 	free(m);
 }
 
+static void test_sentinel_master_address_and_switch_are_parsed(void **state)
+{
+	char host[64];
+	int port = 0;
+	redisReply *r = resp("*2\r\n$9\r\n127.0.0.1\r\n$4\r\n6380\r\n");
+	const char *m;
+
+	(void)state;
+	assert_int_equal(rsentinel_parse_master(r, host, sizeof(host), &port), 0);
+	assert_string_equal(host, "127.0.0.1");
+	assert_int_equal(port, 6380);
+	freeReplyObject(r);
+	r = resp("*-1\r\n");       /* Sentinel does not know the name */
+	assert_int_equal(rsentinel_parse_master(r, host, sizeof(host), &port), -1);
+	freeReplyObject(r);
+	r = resp("*2\r\n$9\r\n127.0.0.1\r\n$5\r\n99999\r\n");
+	assert_int_equal(rsentinel_parse_master(r, host, sizeof(host), &port), -1);
+	freeReplyObject(r);
+	m = "gw 127.0.0.1 6379 ::1 6380";
+	assert_int_equal(rsentinel_parse_switch(m, strlen(m), "gw", host, sizeof(host), &port), 1);
+	assert_string_equal(host, "::1");
+	assert_int_equal(port, 6380);
+	assert_int_equal(rsentinel_parse_switch(m, strlen(m), "other", host, sizeof(host), &port), 0);
+	assert_int_equal(rsentinel_parse_switch(m, strlen(m), "g", host, sizeof(host), &port), 0);
+	m = "gw 127.0.0.1 6379 10.0.0.2";
+	assert_int_equal(rsentinel_parse_switch(m, strlen(m), "gw", host, sizeof(host), &port), -1);
+	m = "gw 127.0.0.1 6379 10.0.0.2 6380 extra";
+	assert_int_equal(rsentinel_parse_switch(m, strlen(m), "gw", host, sizeof(host), &port), -1);
+	m = "gw a 1 b x";
+	assert_int_equal(rsentinel_parse_switch(m, strlen(m), "gw", host, sizeof(host), &port), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -233,6 +266,7 @@ int main(void)
 		cmocka_unit_test(test_moved_and_ask_are_parsed),
 		cmocka_unit_test(test_other_errors_and_bad_redirects_are_not_redirects),
 		cmocka_unit_test(test_map_node_dedups_and_bounds),
+		cmocka_unit_test(test_sentinel_master_address_and_switch_are_parsed),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

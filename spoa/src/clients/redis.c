@@ -18,6 +18,7 @@
 
 #include "breaker.h"
 #include "log.h"
+#include "redis_sentinel.h"
 
 #define RECONNECT_MIN_S   0.025
 #define RECONNECT_MAX_S   0.5
@@ -35,6 +36,14 @@ struct redis_client {
 	struct breaker br;
 	char sha[2 * SHA_DIGEST_LENGTH + 1];
 	struct redis_stats st;
+	/* Sentinel (o.sentinel_master) */
+	char host[64];              /* the master in use */
+	int port;
+	int have_master;            /* host/port are current: connect there */
+	int sen_i;                  /* the sentinel asked next */
+	redisAsyncContext *qac;     /* asking get-master-addr-by-name */
+	redisAsyncContext *sub;     /* subscribed to +switch-master */
+	ev_timer sub_w;             /* resubscribes after a loss */
 };
 
 struct redis_call {
@@ -66,6 +75,9 @@ static void mark_down(struct redis_client *rc, const redisAsyncContext *ac)
 	rc->ac = NULL;
 	rc->state = REDIS_DOWN;
 	add(&rc->st.disconnects, 1);
+	/* The master may have moved: ask Sentinel again before reconnecting. */
+	if (rc->o.sentinel_master)
+		rc->have_master = 0;
 	schedule_reconnect(rc);
 }
 
@@ -89,7 +101,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
 	if (status != REDIS_OK) {
 		if (!rc->logged_down)
 			log_warn("worker %d: redis %s:%d: connect: %s", rc->w->id,
-			         rc->o.host, rc->o.port, ac->errstr);
+			         rc->host, rc->port, ac->errstr);
 		rc->logged_down = 1;
 		mark_down(rc, ac);
 		return;
@@ -112,7 +124,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 	if (rc->ac == ac) {
 		if (!rc->logged_down)
 			log_warn("worker %d: redis %s:%d: connection lost: %s", rc->w->id,
-			         rc->o.host, rc->o.port,
+			         rc->host, rc->port,
 			         status == REDIS_OK ? "closed" : ac->errstr);
 		rc->logged_down = 1;
 	}
@@ -140,20 +152,26 @@ static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
 	}
 }
 
+static void sentinel_ask(struct redis_client *rc);
+
 static void redis_connect(struct redis_client *rc)
 {
 	const struct redis_opts *o = &rc->o;
 	redisAsyncContext *ac;
 	char db[16];
 
-	ac = redisAsyncConnect(o->host, o->port);
+	if (o->sentinel_master && !rc->have_master) {
+		sentinel_ask(rc);
+		return;
+	}
+	ac = redisAsyncConnect(rc->host, rc->port);
 	if (!ac) {
 		schedule_reconnect(rc);
 		return;
 	}
 	if (ac->err) {
 		if (!rc->logged_down)
-			log_warn("worker %d: redis %s:%d: %s", rc->w->id, o->host, o->port,
+			log_warn("worker %d: redis %s:%d: %s", rc->w->id, rc->host, rc->port,
 			         ac->errstr);
 		rc->logged_down = 1;
 		redisAsyncFree(ac);
@@ -186,6 +204,163 @@ static void redis_connect(struct redis_client *rc)
 	/* A restarted Redis has an empty script cache; loading the script now
 	 * saves every call the NOSCRIPT round trip. */
 	redisAsyncCommand(ac, on_setup_reply, (void *)"SCRIPT LOAD", "SCRIPT LOAD %s", o->script);
+}
+
+/* ---- Sentinel ---- */
+
+static const char *sentinel_name(const struct redis_client *rc)
+{
+	return rc->o.sentinel_master;
+}
+
+/* The answer to SENTINEL get-master-addr-by-name: connect there, or try
+ * the next sentinel after the backoff. */
+static void on_master_addr(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct redis_client *rc = privdata;
+	redisReply *reply = r;
+	char host[64];
+	int port;
+
+	if (rc->qac != ac)
+		return;
+	rc->qac = NULL;
+	if (reply)
+		redisAsyncDisconnect(ac);   /* deferred by hiredis until we return */
+	if (!reply || rsentinel_parse_master(reply, host, sizeof(host), &port) < 0) {
+		if (!rc->logged_down)
+			log_warn("worker %d: sentinel %s:%d does not name master \"%s\"", rc->w->id,
+			         rc->o.sentinel_host[rc->sen_i], rc->o.sentinel_port[rc->sen_i],
+			         sentinel_name(rc));
+		rc->logged_down = 1;
+		rc->sen_i = (rc->sen_i + 1) % rc->o.nsentinels;
+		schedule_reconnect(rc);
+		return;
+	}
+	add(&rc->st.sentinel_queries, 1);
+	if (strcmp(host, rc->host) != 0 || port != rc->port)
+		log_info("worker %d: sentinel: master \"%s\" is %s:%d", rc->w->id,
+		         sentinel_name(rc), host, port);
+	snprintf(rc->host, sizeof(rc->host), "%s", host);
+	rc->port = port;
+	rc->have_master = 1;
+	redis_connect(rc);
+}
+
+static void on_query_connect(const redisAsyncContext *ac, int status)
+{
+	struct redis_client *rc = ac->data;
+
+	if (status == REDIS_OK || rc->qac != ac)
+		return;
+	/* hiredis frees ac and answers its command with NULL: on_master_addr
+	 * moves on to the next sentinel. */
+}
+
+static void on_query_disconnect(const redisAsyncContext *ac, int status)
+{
+	(void)ac;
+	(void)status;
+}
+
+/* Asks the next sentinel where the master is; the main connection is
+ * made from the answer (never blocking the loop: both are async). */
+/* A connection to the current sentinel on the worker's loop, or NULL
+ * (then the next sentinel is the current one). */
+static redisAsyncContext *sentinel_connect(struct redis_client *rc)
+{
+	int i = rc->sen_i;
+	redisAsyncContext *ac = redisAsyncConnect(rc->o.sentinel_host[i], rc->o.sentinel_port[i]);
+
+	if (!ac || ac->err || redisLibevAttach(rc->w->loop, ac) != REDIS_OK) {
+		if (ac)
+			redisAsyncFree(ac);
+		rc->sen_i = (i + 1) % rc->o.nsentinels;
+		return NULL;
+	}
+	ac->data = rc;
+	redisAsyncSetConnectCallback(ac, on_query_connect);
+	redisAsyncSetDisconnectCallback(ac, on_query_disconnect);
+	return ac;
+}
+
+static void sentinel_ask(struct redis_client *rc)
+{
+	redisAsyncContext *ac;
+
+	if (rc->qac)
+		return;
+	ac = sentinel_connect(rc);
+	if (!ac) {
+		schedule_reconnect(rc);
+		return;
+	}
+	rc->qac = ac;
+	redisAsyncCommand(ac, on_master_addr, rc, "SENTINEL get-master-addr-by-name %s",
+	                  sentinel_name(rc));
+}
+
+static void sub_start(struct redis_client *rc);
+
+/* Every +switch-master message (and the SUBSCRIBE confirmation). */
+static void on_switch(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct redis_client *rc = privdata;
+	redisReply *reply = r;
+	char host[64];
+	int port;
+
+	if (!reply) {
+		/* The subscription is gone: resubscribe, maybe elsewhere. */
+		if (rc->sub == ac) {
+			rc->sub = NULL;
+			rc->sen_i = (rc->sen_i + 1) % rc->o.nsentinels;
+			if (!ev_is_active(&rc->sub_w) && rc->o.nsentinels > 0) {
+				ev_timer_set(&rc->sub_w, RECONNECT_MAX_S, 0.);
+				ev_timer_start(rc->w->loop, &rc->sub_w);
+			}
+		}
+		return;
+	}
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+	    reply->element[2]->type != REDIS_REPLY_STRING ||
+	    rsentinel_parse_switch(reply->element[2]->str, reply->element[2]->len,
+	                           sentinel_name(rc), host, sizeof(host), &port) != 1)
+		return;
+	add(&rc->st.sentinel_switches, 1);
+	log_info("worker %d: sentinel: +switch-master \"%s\" to %s:%d", rc->w->id,
+	         sentinel_name(rc), host, port);
+	if (strcmp(host, rc->host) == 0 && port == rc->port && rc->ac)
+		return;
+	/* Move now: calls in flight on the old master fail (per
+	 * on_redis_error), the next ones go to the new one. */
+	redis_drop(rc);
+	snprintf(rc->host, sizeof(rc->host), "%s", host);
+	rc->port = port;
+	rc->have_master = 1;
+}
+
+static void sub_start(struct redis_client *rc)
+{
+	redisAsyncContext *ac;
+
+	if (rc->sub)
+		return;
+	ac = sentinel_connect(rc);
+	if (!ac) {
+		ev_timer_set(&rc->sub_w, RECONNECT_MAX_S, 0.);
+		ev_timer_start(rc->w->loop, &rc->sub_w);
+		return;
+	}
+	rc->sub = ac;
+	redisAsyncCommand(ac, on_switch, rc, "SUBSCRIBE +switch-master");
+}
+
+static void on_sub_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)loop;
+	(void)revents;
+	sub_start(t->data);
 }
 
 static void on_reconnect(struct ev_loop *loop, ev_timer *t, int revents)
@@ -299,8 +474,8 @@ static void on_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 static int send_call(struct redis_call *c, int with_source)
 {
 	struct redis_client *rc = c->rc;
-	const char *argv[3 + 2 * 8];
-	size_t argl[3 + 2 * 8];
+	const char *argv[3 + REDIS_MAX_ARGS];
+	size_t argl[3 + REDIS_MAX_ARGS];
 	const char *p = (const char *)(c->argl + c->argc);
 	char nkeys[16];
 	int argc = 0, i;
@@ -340,7 +515,7 @@ struct redis_call *redis_script_call(struct redis_client *rc, int nkeys, int arg
 	char *p;
 	int i;
 
-	if (argc > 2 * 8 || nkeys > argc)
+	if (argc > REDIS_MAX_ARGS || nkeys > argc)
 		return NULL;
 	for (i = 0; i < argc; i++)
 		bytes += argl[i];
@@ -407,6 +582,14 @@ struct redis_client *redis_client_new(struct worker *w, const struct redis_opts 
 		snprintf(rc->sha + 2 * i, 3, "%02x", md[i]);
 	ev_timer_init(&rc->reconnect_w, on_reconnect, 0., 0.);
 	rc->reconnect_w.data = rc;
+	ev_timer_init(&rc->sub_w, on_sub_timer, 0., 0.);
+	rc->sub_w.data = rc;
+	snprintf(rc->host, sizeof(rc->host), "%s", o->host ? o->host : "");
+	rc->port = o->port;
+	if (o->sentinel_master && o->nsentinels > 0)
+		sub_start(rc);
+	else
+		rc->o.sentinel_master = NULL;
 	redis_connect(rc);
 	return rc;
 }
@@ -417,6 +600,21 @@ void redis_client_free(struct redis_client *rc)
 		return;
 	if (ev_is_active(&rc->reconnect_w))
 		ev_timer_stop(rc->w->loop, &rc->reconnect_w);
+	if (ev_is_active(&rc->sub_w))
+		ev_timer_stop(rc->w->loop, &rc->sub_w);
+	rc->o.nsentinels = 0;
+	if (rc->sub) {
+		redisAsyncContext *ac = rc->sub;
+
+		rc->sub = NULL;
+		redisAsyncFree(ac);
+	}
+	if (rc->qac) {
+		redisAsyncContext *ac = rc->qac;
+
+		rc->qac = NULL;
+		redisAsyncFree(ac);
+	}
 	if (rc->ac) {
 		redisAsyncContext *ac = rc->ac;
 

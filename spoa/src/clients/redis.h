@@ -26,6 +26,7 @@
 #include "worker_ctx.h"
 
 #define REDIS_LAT_BUCKETS WORKER_LAT_BUCKETS   /* bounds: worker_lat_bounds_us */
+#define REDIS_MAX_ARGS    640   /* KEYS + ARGV of one script call */
 
 struct redisReply;
 struct redis_client;
@@ -42,6 +43,13 @@ struct redis_opts {
 	int breaker_failures;
 	double breaker_open_s;
 	const char *script;            /* the Lua source of every call */
+	/* Sentinel: when sentinel_master is set, host/port are not used; the
+	 * master's address is asked of the sentinels in turn before every
+	 * connect, and a +switch-master for it drops the connection. */
+	const char *sentinel_master;
+	int nsentinels;
+	const char (*sentinel_host)[64];
+	const int *sentinel_port;
 	const char *what;              /* the script, for logs: "the rate-limit script" */
 };
 
@@ -60,6 +68,8 @@ struct redis_stats {
 	uint64_t late_replies;         /* replies after their timeout or cancel */
 	uint64_t connects;
 	uint64_t disconnects;
+	uint64_t sentinel_queries;     /* master addresses asked of Sentinel */
+	uint64_t sentinel_switches;    /* +switch-master followed */
 	uint64_t lat_count;
 	uint64_t lat_sum_us;
 	uint64_t lat_bucket[REDIS_LAT_BUCKETS];

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include <hiredis/adapters/libev.h>
+#include <openssl/sha.h>
 
 #define MAX_REDIRECTS     5
 #define MAX_SEEDS         16
@@ -67,6 +68,9 @@ struct rcluster {
 	ev_timer refresh_w;
 	int destroying;
 	struct rcluster_stats st;
+	const char *script;
+	char sha[2 * SHA_DIGEST_LENGTH + 1];
+	struct rcluster_call_stats cst;
 };
 
 static void refresh_later(struct rcluster *rc, double after);
@@ -164,6 +168,10 @@ static redisAsyncContext *conn_ctx(struct rcl_conn *c)
 	c->ac = ac;
 	if (rc->setup)
 		rc->setup(ac, rc->setup_arg);
+	/* A node met for the first time (or restarted) gets the script
+	 * before any call, which saves each the NOSCRIPT round trip. */
+	if (rc->script)
+		redisAsyncCommand(ac, NULL, NULL, "SCRIPT LOAD %s", rc->script);
 	return ac;
 }
 
@@ -174,6 +182,7 @@ static void req_done(struct rcl_req *q, redisReply *reply)
 }
 
 static void on_req_reply(redisAsyncContext *ac, void *r, void *privdata);
+static int req_abandoned(const struct rcl_req *q);
 
 /* Sends q to host:port (after ASKING when asking). Returns 0, or -1 when
  * that node cannot take it now (q is still the caller's). */
@@ -217,6 +226,14 @@ static void on_req_reply(redisAsyncContext *ac, void *r, void *privdata)
 	}
 	if (rd.host[0] == '\0')
 		snprintf(rd.host, sizeof(rd.host), "%s", from->host);
+	if (req_abandoned(q)) {
+		/* Its caller gave up (a timeout while a failover paused the old
+		 * master): following the redirect now would spend for nobody. */
+		if (k == RCLUSTER_MOVED)
+			refresh_later(rc, 0);
+		req_done(q, reply);
+		return;
+	}
 	if (++q->redirects > MAX_REDIRECTS) {
 		req_done(q, NULL);
 		return;
@@ -302,6 +319,19 @@ static void on_slots(redisAsyncContext *ac, void *r, void *privdata)
 		rc->spare = m;
 		rc->ready = rc->map->covered == RCLUSTER_SLOTS;
 		rc->st.refreshes++;
+		/* Dial every master now, so the first command for one does not
+		 * wait for a connect (and a SCRIPT LOAD) inside its timeout. */
+		{
+			int i;
+
+			for (i = 0; i < rc->map->nnodes; i++) {
+				struct rcl_conn *c = conn_find(rc, rc->map->node[i].host,
+				                               rc->map->node[i].port);
+
+				if (c)
+					conn_ctx(c);
+			}
+		}
 		/* A partial map (a failover under way) is used, and asked again. */
 		if (!rc->ready)
 			refresh_later(rc, 0.1);
@@ -441,4 +471,163 @@ int rcluster_ready(const struct rcluster *rc)
 const struct rcluster_stats *rcluster_stats(const struct rcluster *rc)
 {
 	return &rc->st;
+}
+
+/* ------------------------------------------------------------------ */
+/* Script calls */
+
+struct rcluster_call {
+	struct rcluster *rc;
+	rcluster_reply_fn cb;       /* NULL once nobody waits */
+	void *arg;
+	ev_timer timeout_w;
+	int resent;
+	unsigned slot;
+	int nkeys;
+	int argc;                   /* of the script: KEYS then ARGV */
+	const char **argv;          /* 3 + argc: EVALSHA sha nkeys ..., in data */
+	size_t *argl;
+	char nk[16];
+};
+
+void rcluster_set_script(struct rcluster *rc, const char *script)
+{
+	unsigned char md[SHA_DIGEST_LENGTH];
+	int i;
+
+	rc->script = script;
+	SHA1((const unsigned char *)script, strlen(script), md);
+	for (i = 0; i < SHA_DIGEST_LENGTH; i++)
+		snprintf(rc->sha + 2 * i, 3, "%02x", md[i]);
+}
+
+const struct rcluster_call_stats *rcluster_call_stats(const struct rcluster *rc)
+{
+	return &rc->cst;
+}
+
+static int call_send(struct rcluster_call *c);
+
+/* The cluster's final reply to one send (exactly once per send). */
+static void on_call_reply(redisReply *reply, void *priv)
+{
+	struct rcluster_call *c = priv;
+	struct rcluster *rc = c->rc;
+	rcluster_reply_fn cb = c->cb;
+
+	if (reply && reply->type == REDIS_REPLY_ERROR && !c->resent &&
+	    strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+		/* That master has no script (a failover, a flush): EVAL runs and
+		 * caches it, within the same timeout. */
+		rc->cst.noscript++;
+		c->resent = 1;
+		c->argv[0] = "EVAL";
+		c->argl[0] = 4;
+		c->argv[1] = rc->script;
+		c->argl[1] = strlen(rc->script);
+		if (call_send(c) == 0)
+			return;
+		reply = NULL;
+	}
+	if (!cb) {
+		if (reply)
+			rc->cst.late_replies++;
+		free(c);
+		return;
+	}
+	ev_timer_stop(rc->loop, &c->timeout_w);
+	{
+		void *arg = c->arg;
+
+		free(c);
+		if (cb(arg, reply) < 0 || !reply)
+			rc->cst.errors++;
+	}
+}
+
+static int call_send(struct rcluster_call *c)
+{
+	if (rcluster_send(c->rc, c->slot, on_call_reply, c, 3 + c->argc, c->argv, c->argl) < 0)
+		return -1;
+	c->rc->cst.calls++;
+	return 0;
+}
+
+/* The caller stops waiting; the reply (or the NULL of a lost
+ * connection) frees c later. */
+static void on_call_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct rcluster_call *c = t->data;
+	rcluster_reply_fn cb = c->cb;
+	void *arg = c->arg;
+
+	(void)loop;
+	(void)revents;
+	c->cb = NULL;
+	c->arg = NULL;
+	c->rc->cst.timeouts++;
+	cb(arg, NULL);
+}
+
+struct rcluster_call *rcluster_script_call(struct rcluster *rc, int nkeys, int argc,
+                                           const char *const *argv, const size_t *argl,
+                                           double timeout_s, rcluster_reply_fn cb, void *arg)
+{
+	struct rcluster_call *c;
+	size_t bytes = 0;
+	char *p;
+	int i;
+
+	if (!rc->script || nkeys < 1 || nkeys > argc)
+		return NULL;
+	for (i = 0; i < argc; i++)
+		bytes += argl[i];
+	c = malloc(sizeof(*c) + (size_t)(3 + argc) * (sizeof(char *) + sizeof(size_t)) + bytes);
+	if (!c)
+		return NULL;
+	c->rc = rc;
+	c->cb = cb;
+	c->arg = arg;
+	c->resent = 0;
+	c->nkeys = nkeys;
+	c->argc = argc;
+	c->slot = rcluster_key_slot(argv[0], argl[0]);
+	c->argv = (const char **)(c + 1);
+	c->argl = (size_t *)(c->argv + 3 + argc);
+	p = (char *)(c->argl + 3 + argc);
+	snprintf(c->nk, sizeof(c->nk), "%d", nkeys);
+	c->argv[0] = "EVALSHA";
+	c->argl[0] = 7;
+	c->argv[1] = rc->sha;
+	c->argl[1] = strlen(rc->sha);
+	c->argv[2] = c->nk;
+	c->argl[2] = strlen(c->nk);
+	for (i = 0; i < argc; i++) {
+		memcpy(p, argv[i], argl[i]);
+		c->argv[3 + i] = p;
+		c->argl[3 + i] = argl[i];
+		p += argl[i];
+	}
+	if (call_send(c) < 0) {
+		free(c);
+		return NULL;
+	}
+	ev_timer_init(&c->timeout_w, on_call_timeout, timeout_s, 0.);
+	c->timeout_w.data = c;
+	ev_timer_start(rc->loop, &c->timeout_w);
+	return c;
+}
+
+void rcluster_call_cancel(struct rcluster_call *c)
+{
+	if (ev_is_active(&c->timeout_w))
+		ev_timer_stop(c->rc->loop, &c->timeout_w);
+	c->cb = NULL;
+	c->arg = NULL;
+}
+
+/* A script call whose caller no longer waits (timed out, cancelled). */
+static int req_abandoned(const struct rcl_req *q)
+{
+	return q->cb == on_call_reply && ((const struct rcluster_call *)q->priv)->cb == NULL;
 }

@@ -63,4 +63,39 @@ void rcluster_refresh(struct rcluster *rc);
 
 const struct rcluster_stats *rcluster_stats(const struct rcluster *rc);
 
+/* ---- Lua script calls, with redis.c's contract (timeouts, NOSCRIPT) ---- */
+
+struct rcluster_call;
+
+/* reply is the script's answer (an error reply too), or NULL when there is
+ * none (timeout, connection lost, no master). Valid during the call only.
+ * Returns 0 when the reply was usable, -1 when not (counted). */
+typedef int (*rcluster_reply_fn)(void *arg, const redisReply *reply);
+
+/* The script every call runs (loaded with SCRIPT LOAD on each new node
+ * connection, called with EVALSHA, resent once with EVAL on NOSCRIPT).
+ * script must outlive rc. Call once, before the first call. */
+void rcluster_set_script(struct rcluster *rc, const char *script);
+
+/* Calls the script on the master of argv[0]'s slot, with argv[0..nkeys)
+ * as KEYS (all in one slot) and the rest as ARGV. cb follows once within
+ * timeout_s, unless cancelled. Returns the call, or NULL when it could not
+ * be sent (cb is not called). */
+struct rcluster_call *rcluster_script_call(struct rcluster *rc, int nkeys, int argc,
+                                           const char *const *argv, const size_t *argl,
+                                           double timeout_s, rcluster_reply_fn cb, void *arg);
+
+/* The caller no longer wants the answer: cb will not be called. */
+void rcluster_call_cancel(struct rcluster_call *c);
+
+/* Script calls sent, timed out, lost. */
+struct rcluster_call_stats {
+	uint64_t calls;
+	uint64_t noscript;
+	uint64_t timeouts;
+	uint64_t errors;
+	uint64_t late_replies;
+};
+const struct rcluster_call_stats *rcluster_call_stats(const struct rcluster *rc);
+
 #endif

@@ -7,10 +7,12 @@
  */
 #include "ratelimit.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <ev.h>
 #include <hiredis/hiredis.h>
 
 #include "agent.h"
@@ -18,56 +20,100 @@
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit_core.h"
+#include "ratelimit_lease.h"
+#include "breaker.h"
 #include "redis.h"
+#include "redis_cluster.h"
 #include "worker_ctx.h"
 
 #define MAX_KEYS          2
+#define BATCH_MAX         48      /* decisions per call: 48 * (2 + 1 + 8) args fit REDIS_MAX_ARGS */
 
 /*
- * GCRA over 1..n keys, all or nothing: the request is admitted only when
- * every key admits it, and only then is any state written, so a denied
- * request never spends quota of the other policy. The state of a key is
- * its theoretical arrival time (TAT, microseconds of Redis TIME); it
- * expires when the TAT passes, at most one period later.
+ * GCRA over many decisions at once ("subjects"), each all or nothing over
+ * its keys: a subject is admitted only when every one of its keys admits
+ * it, and only then is any of its state written, so a denied request never
+ * spends quota of its other policy. Subjects are decided in order, and a
+ * key shared by two subjects (one IP, two users) sees the first one's
+ * spend. The state of a key is its theoretical arrival time (TAT, in
+ * microseconds of Redis TIME); it expires when the TAT passes, at most one
+ * period later (plus a lease's life).
  *
- * ARGV[2i-1], ARGV[2i] = limit and period (seconds) of KEYS[i]. The
- * emission interval is period/limit and the burst tolerance period minus
- * one interval: a full quota is usable at once, then it refills smoothly,
- * with no window boundary to burst across. The interval is at least 1 µs
- * (a TAT near 1.7e15 µs has no finer resolution in a double), so one key
- * admits at most a million requests per second whatever its policy.
+ * ARGV, per subject: m (its number of keys, the next m of KEYS), then per
+ * key: limit, period (seconds), want (tokens), life (microseconds). The
+ * emission interval T is period/limit (at least 1 us: a TAT near 1.7e15 us
+ * has no finer resolution in a double) and the burst tolerance period - T.
+ * want = 1, life = 0 is one request (exact mode). A lease asks for up to
+ * want tokens with a debt of life (ratelimit_lease.h): g tokens are
+ * granted when TAT + g*T + life - now <= period; a single token never
+ * carries a debt.
  *
- * Returns {allowed, remaining_1, reset_ms_1, retry_ms_1, ...}.
+ * Returns, per subject: ok, then per key: granted tokens (0 when the
+ * subject is denied), d = TAT - now in us (after the spend when admitted,
+ * before it otherwise), and the TAT itself (rounded down).
+ *
+ * One TIME, one MGET and one SET per distinct admitted key, for the whole
+ * batch: the old script ran TIME, GET x2 and SET x2 per decision.
+ *
+ * ARGV[1] = "r" is a refund (Redis Cluster, docs/ratelimit.md): KEYS[1]'s
+ * spend of ARGV[3] us is undone when its TAT is still ARGV[2], the one
+ * that spend wrote (nobody spent since); otherwise nothing changes.
  */
 static const char gcra_lua[] =
-	"local t = redis.call('TIME')\n"
-	"local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
-	"local n = #KEYS\n"
-	"local tat, inc, per = {}, {}, {}\n"
-	"local ok = 1\n"
-	"for i = 1, n do\n"
-	"  per[i] = tonumber(ARGV[2 * i]) * 1000000\n"
-	"  inc[i] = math.max(per[i] / tonumber(ARGV[2 * i - 1]), 1)\n"
-	"  local v = tonumber(redis.call('GET', KEYS[i]))\n"
-	"  if v == nil or v < now then v = now end\n"
-	"  tat[i] = v\n"
-	"  if v + inc[i] - now > per[i] then ok = 0 end\n"
+	"if ARGV[1] == 'r' then\n"
+	"  local x = tonumber(redis.call('GET', KEYS[1]))\n"
+	"  if not x or math.floor(x) ~= tonumber(ARGV[2]) then return 0 end\n"
+	"  local t = redis.call('TIME')\n"
+	"  local now = t[1] * 1000000 + t[2]\n"
+	"  local y = x - ARGV[3]\n"
+	"  if y <= now then redis.call('DEL', KEYS[1])\n"
+	"  else redis.call('SET', KEYS[1], y, 'PX', math.ceil((y - now) / 1000)) end\n"
+	"  return 1\n"
 	"end\n"
-	"local out = {ok}\n"
-	"for i = 1, n do\n"
-	"  local v = tat[i]\n"
-	"  local retry = 0\n"
-	"  if ok == 1 then\n"
-	"    v = v + inc[i]\n"
-	"    redis.call('SET', KEYS[i], string.format('%d', v), 'PX', math.max(math.ceil((v - now) / 1000), 1))\n"
-	"  elseif v + inc[i] - now > per[i] then\n"
-	"    retry = v + inc[i] - per[i] - now\n"
+	"local t = redis.call('TIME')\n"
+	"local now = t[1] * 1000000 + t[2]\n"
+	"local v = redis.call('MGET', unpack(KEYS))\n"
+	"local tat, dirty, out = {}, {}, {}\n"
+	"local a, k = 1, 0\n"
+	"while a <= #ARGV do\n"
+	"  local m = tonumber(ARGV[a])\n"
+	"  local ok, base, nt = 1, #out, {}\n"
+	"  for j = 1, m do\n"
+	"    local i, b = k + j, a + 4 * (j - 1)\n"
+	"    local x = tat[KEYS[i]] or tonumber(v[i]) or now\n"
+	"    if x < now then x = now end\n"
+	"    local p = ARGV[b + 2] * 1000000\n"
+	"    local inc = math.max(p / ARGV[b + 1], 1)\n"
+	"    local life = tonumber(ARGV[b + 4])\n"
+	"    local g = math.min(math.floor((p - (x - now) - life) / inc), tonumber(ARGV[b + 3]))\n"
+	"    if g >= 2 then\n"
+	"      nt[j] = x + g * inc + life\n"
+	"    elseif x + inc - now <= p then\n"
+	"      g, nt[j] = 1, x + inc\n"
+	"    else\n"
+	"      g, nt[j], ok = 0, x, 0\n"
+	"    end\n"
+	"    out[base + 3 * j - 1] = g\n"
+	"    out[base + 3 * j] = x\n"
 	"  end\n"
-	"  local rem = math.floor((per[i] - (v - now)) / inc[i])\n"
-	"  if rem < 0 then rem = 0 end\n"
-	"  out[#out + 1] = rem\n"
-	"  out[#out + 1] = math.ceil((v - now) / 1000)\n"
-	"  out[#out + 1] = math.ceil(retry / 1000)\n"
+	"  out[base + 1] = ok\n"
+	"  for j = 1, m do\n"
+	"    local x = out[base + 3 * j]\n"
+	"    if ok == 1 then\n"
+	"      x = nt[j]\n"
+	"      tat[KEYS[k + j]] = x\n"
+	"      dirty[KEYS[k + j]] = true\n"
+	"    else\n"
+	"      out[base + 3 * j - 1] = 0\n"
+	"    end\n"
+	"    out[base + 3 * j] = x - now\n"
+	"    out[base + 3 * j + 1] = math.floor(x)\n"
+	"  end\n"
+	"  a = a + 1 + 4 * m\n"
+	"  k = k + m\n"
+	"end\n"
+	"for key in pairs(dirty) do\n"
+	"  redis.call('SET', key, tat[key], 'PX', math.ceil((tat[key] - now) / 1000))\n"
 	"end\n"
 	"return out\n";
 
@@ -82,30 +128,68 @@ struct rl_stats {
 	uint64_t error_allowed;
 	uint64_t error_denied;
 	uint64_t bad_policy;
+	uint64_t lease_hits;        /* decisions admitted from local slices only */
+	uint64_t lease_tokens;      /* tokens granted in slices (beyond the first) */
+	uint64_t batches;           /* script calls carrying decisions */
+	uint64_t batched;           /* decisions in those calls */
+	uint64_t refunds;           /* cluster: spends undone for a denied decision */
+	uint64_t refunds_skipped;   /* cluster: not undone, the key was spent since */
 };
+
+struct rl_batch;
 
 struct rl_worker {
 	struct worker *w;
 	struct rl_config cfg;
-	struct redis_client *redis;
+	struct redis_client *redis;    /* one Redis, or NULL with: */
+	struct rcluster *cluster;      /* redis.cluster */
+	struct breaker br;             /* the cluster's (redis.c has its own) */
 	double skip_warned;         /* loop time of the last "limits skipped" warning */
 	uint64_t skip_logged;       /* error_allowed at that warning */
 	struct rl_cache cache;
+	struct rl_leases leases;       /* lease mode only */
+	struct rl_batch *open;         /* decisions waiting for the flush */
+	ev_prepare flush_w;            /* sends open before the loop sleeps */
 	struct rl_stats st;
 };
 
-/* One decision's script call, from the send until the answer (or its
- * absence) came back or the decision went away (call_abandon). */
-struct rl_call {
+/* One decision's share of a script call. Owned by its batch from the
+ * queueing until the batch's answer; d is NULL once the decision went
+ * away (req_abandon). */
+struct rl_req {
 	struct rl_worker *rw;
 	struct decision *d;
-	struct redis_call *call;
 	double t_start;             /* loop time when the decision asked */
-	int n;
+	int n;                      /* keys of the decision */
+	int m;                      /* of those, the ones in the call */
 	enum rl_kind kind[MAX_KEYS];
 	struct rl_policy pol[MAX_KEYS];
+	int in_call[MAX_KEYS];      /* 0: a local lease token was taken instead */
+	int64_t want[MAX_KEYS];
+	int64_t life[MAX_KEYS];
+	struct rl_lease *lease[MAX_KEYS];
+	/* cluster: one call per key, answered in any order */
+	int outstanding;
+	int failed;
+	int pok[MAX_KEYS];
+	int64_t pg[MAX_KEYS], pd[MAX_KEYS], ptat[MAX_KEYS];
 	size_t keylen[MAX_KEYS];
 	char key[MAX_KEYS][RL_KEY_MAX];
+};
+
+/* One key's call of a cluster request. */
+struct rl_part {
+	struct rl_req *q;
+	int i;
+};
+
+/* One script call for up to BATCH_MAX decisions, all sent in one loop
+ * iteration. */
+struct rl_batch {
+	struct rl_worker *rw;
+	struct redis_call *call;
+	int n;
+	struct rl_req *req[BATCH_MAX];
 };
 
 static void add(uint64_t *p, uint64_t v)
@@ -167,101 +251,473 @@ static void apply_error(struct rl_worker *rw, struct decision *d)
 	}
 }
 
-/* decision_free() hook: the decision goes away before its answer came
- * back. The call stays with the client, which frees it. */
-static void call_abandon(void *data)
+/* release hook: the decision goes away before its answer came back. Its
+ * request stays with the batch, which frees it. */
+static void req_abandon(void *data)
 {
-	struct rl_call *c = data;
+	struct rl_req *q = data;
 
-	redis_call_cancel(c->call);
-	free(c);
+	q->d = NULL;
 }
 
-/* Detaches the decision from its call and lets the pipeline go on. */
+/* Detaches the decision from its request and lets the pipeline go on. */
 static void resume(struct decision *d)
 {
 	decision_set_ctx(d, &ratelimit_stage, NULL);
 	decision_resume(d);
 }
 
-int rl_script_reply_parse(const redisReply *r, int n, int *allowed, struct rl_key_result *res)
+/* The lease of q's key i, when it is still that key's (a lease without a
+ * request in flight may have been evicted and reused since). */
+static struct rl_lease *lease_of(const struct rl_req *q, int i)
+{
+	struct rl_lease *e = q->lease[i];
+
+	if (!e || e->keylen != q->keylen[i] || memcmp(e->key, q->key[i], q->keylen[i]) != 0)
+		return NULL;
+	return e;
+}
+
+/* The decision will not be admitted: local tokens it took go back to
+ * their slices, slice requests are no longer in flight. */
+static void req_unwind(struct rl_req *q, double now)
+{
+	struct rl_lease *e;
+	int i;
+
+	for (i = 0; i < q->n; i++) {
+		e = lease_of(q, i);
+		if (!e)
+			continue;
+		if (!q->in_call[i] && now < e->expires)
+			e->tokens++;
+		if (q->in_call[i] && q->want[i] > 1 && e->inflight > 0)
+			e->inflight--;
+	}
+}
+
+/* One key's figures from the script's: d = TAT - now (us), extra = tokens
+ * this worker holds beyond Redis's count. */
+static void key_result(const struct rl_policy *p, int64_t d_us, int ok, int64_t extra,
+                       struct rl_key_result *r)
+{
+	double per = (double)p->period * 1e6, inc = per / (double)p->limit;
+	double rem;
+
+	if (inc < 1)
+		inc = 1;
+	rem = floor((per - (double)d_us) / inc);
+	r->remaining = (rem < 0 ? 0 : (int64_t)rem) + extra;
+	r->reset_ms = (int64_t)ceil((double)d_us / 1000.0);
+	r->retry_ms = 0;
+	if (!ok && (double)d_us + inc > per)
+		r->retry_ms = (int64_t)ceil(((double)d_us + inc - per) / 1000.0);
+}
+
+int rl_script_reply_parse(const redisReply *r, int n, const struct rl_policy *pol, int *allowed,
+                          struct rl_key_result *res)
 {
 	int i;
 
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)(1 + 3 * n))
+	if (n < 1 || r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)(1 + 3 * n))
 		return -1;
 	for (i = 0; i < 1 + 3 * n; i++)
 		if (r->element[i]->type != REDIS_REPLY_INTEGER)
 			return -1;
+	if (r->element[0]->integer != 0 && r->element[0]->integer != 1)
+		return -1;
 	*allowed = r->element[0]->integer == 1;
 	for (i = 0; i < n; i++) {
-		res[i].remaining = r->element[1 + 3 * i]->integer;
-		res[i].reset_ms = r->element[2 + 3 * i]->integer;
-		res[i].retry_ms = r->element[3 + 3 * i]->integer;
+		int64_t g = r->element[1 + 3 * i]->integer, d = r->element[2 + 3 * i]->integer;
+
+		if (g < 0 || d < 0 || d > RL_MAX_PERIOD * (int64_t)2000000)
+			return -1;
+		key_result(&pol[i], d, *allowed, *allowed && g > 1 ? g - 1 : 0, &res[i]);
 	}
 	return 0;
 }
 
-/* The client's answer to one call: reply NULL when there is none (timeout,
- * connection lost). Returns -1 when the reply is not the script's. */
-static int on_answer(void *arg, const redisReply *reply)
+/* A key answered by a local slice token. */
+static void lease_result(const struct rl_lease *e, double now, struct rl_key_result *r)
 {
-	struct rl_call *c = arg;
-	struct rl_worker *rw = c->rw;
-	struct decision *d = c->d;
-	struct rl_key_result res[MAX_KEYS];
-	struct rl_outcome o;
-	double now = ev_now(rw->w->loop);
-	int allowed, i;
+	r->remaining = e->remaining + e->tokens;
+	r->reset_ms = (int64_t)ceil((e->reset_at - now) * 1000.0);
+	if (r->reset_ms < 0)
+		r->reset_ms = 0;
+	r->retry_ms = 0;
+}
 
-	if (!reply || rl_script_reply_parse(reply, c->n, &allowed, res) < 0) {
-		free(c);
-		apply_error(rw, d);
-		resume(d);
-		return -1;
-	}
-	rl_outcome_pick(allowed, c->pol, res, c->n, &o);
+/* Sets q's verdict from the key results (the caller resumes it). */
+static void req_finish(struct rl_req *q, int allowed, const struct rl_key_result *res,
+                       double now)
+{
+	struct rl_worker *rw = q->rw;
+	struct rl_outcome o;
+	int i;
+
+	if (!q->d)
+		return;
+	rl_outcome_pick(allowed, q->pol, res, q->n, &o);
 	if (!allowed) {
 		/* Remember each denying key until Redis would admit it again,
 		 * counted from when the decision asked (never later than Redis). */
-		for (i = 0; i < c->n; i++)
+		for (i = 0; i < q->n; i++)
 			if (res[i].retry_ms > 0)
-				rl_cache_put(&rw->cache, c->key[i], c->keylen[i],
-				             c->t_start + (double)res[i].retry_ms / 1000.0,
-				             c->t_start + (double)res[i].reset_ms / 1000.0,
-				             c->pol[i].limit, now);
+				rl_cache_put(&rw->cache, q->key[i], q->keylen[i],
+				             q->t_start + (double)res[i].retry_ms / 1000.0,
+				             q->t_start + (double)res[i].reset_ms / 1000.0,
+				             q->pol[i].limit, now);
 	}
-	apply_outcome(rw, d, &o, c->kind[o.index]);
-	free(c);
-	resume(d);
+	apply_outcome(rw, q->d, &o, q->kind[o.index]);
+}
+
+/* q's answer: ok, and per key in the call (in key order) the granted
+ * tokens g and d = TAT - now (us). */
+static void req_apply(struct rl_req *q, int ok, const int64_t *gs, const int64_t *ds, double now)
+{
+	struct rl_key_result res[MAX_KEYS];
+	struct rl_lease *e;
+	int i, j = 0;
+	int64_t g, d;
+
+	for (i = 0; i < q->n; i++) {
+		e = lease_of(q, i);
+		if (!q->in_call[i]) {
+			lease_result(e ? e : q->lease[i], now, &res[i]);
+			continue;
+		}
+		g = gs[j];
+		d = ds[j];
+		j++;
+		if (e && q->want[i] > 1 && e->inflight > 0)
+			e->inflight--;
+		if (e && ok && g >= 1) {
+			rl_lease_granted(e, g, q->life[i], q->t_start, 0,
+			                 q->t_start + (double)d / 1e6);
+			if (g > 1)
+				add(&q->rw->st.lease_tokens, (uint64_t)(g - 1));
+		}
+		key_result(&q->pol[i], d, ok, ok && g > 1 ? g - 1 : 0, &res[i]);
+		if (e && ok)
+			e->remaining = res[i].remaining - (g > 1 ? g - 1 : 0);
+	}
+	if (!ok)
+		req_unwind(q, now);
+	req_finish(q, ok, res, now);
+	if (q->d)
+		resume(q->d);
+}
+
+/* q's part of a batch's answer: el[0] ok, then 3 integers per key in the
+ * call. */
+static void req_answer(struct rl_req *q, redisReply *const *el, double now)
+{
+	int64_t gs[MAX_KEYS], ds[MAX_KEYS];
+	int j;
+
+	for (j = 0; j < q->m; j++) {
+		gs[j] = el[1 + 3 * j]->integer;
+		ds[j] = el[2 + 3 * j]->integer;
+	}
+	req_apply(q, el[0]->integer == 1, gs, ds, now);
+}
+
+/* A request whose answer will not come: unwind, then on_redis_error. */
+static void req_error(struct rl_req *q, double now)
+{
+	req_unwind(q, now);
+	if (!q->d)
+		return;
+	apply_error(q->rw, q->d);
+	resume(q->d);
+}
+
+/* The client's answer to one batch: reply NULL when there is none
+ * (timeout, connection lost). Returns -1 when the reply is not the
+ * script's (every decision then goes per on_redis_error). */
+static int on_batch_answer(void *arg, const redisReply *reply)
+{
+	struct rl_batch *b = arg;
+	double now = ev_now(b->rw->w->loop);
+	size_t need = 0, i, off = 0;
+	int bad = !reply || reply->type != REDIS_REPLY_ARRAY;
+
+	for (i = 0; i < (size_t)b->n; i++)
+		need += 1 + 3 * (size_t)b->req[i]->m;
+	if (!bad && reply->elements != need)
+		bad = 1;
+	for (i = 0; !bad && i < need; i++)
+		if (reply->element[i]->type != REDIS_REPLY_INTEGER)
+			bad = 1;
+	for (i = 0; i < (size_t)b->n; i++) {
+		if (bad) {
+			req_error(b->req[i], now);
+		} else {
+			req_answer(b->req[i], reply->element + off, now);
+			off += 1 + 3 * (size_t)b->req[i]->m;
+		}
+		free(b->req[i]);
+	}
+	free(b);
+	return bad ? -1 : 0;
+}
+
+/* Sends the open batch as one script call: KEYS are every request's keys
+ * in the call, ARGV per request m, then limit, period, want, life per
+ * key. Requests whose decision went away meanwhile are dropped. */
+static void flush(struct rl_worker *rw)
+{
+	struct rl_batch *b = rw->open;
+	const char *argv[REDIS_MAX_ARGS];
+	size_t argl[REDIS_MAX_ARGS];
+	char num[BATCH_MAX * (1 + 4 * MAX_KEYS)][24];
+	double now = ev_now(rw->w->loop);
+	int i, j, k, nk = 0, argc, nn = 0, live = 0;
+
+	rw->open = NULL;
+	if (ev_is_active(&rw->flush_w))
+		ev_prepare_stop(rw->w->loop, &rw->flush_w);
+	if (!b)
+		return;
+	for (i = 0; i < b->n; i++) {
+		if (!b->req[i]->d) {
+			req_unwind(b->req[i], now);
+			free(b->req[i]);
+			continue;
+		}
+		b->req[live++] = b->req[i];
+	}
+	b->n = live;
+	for (i = 0; i < b->n; i++)
+		for (j = 0; j < b->req[i]->n; j++)
+			if (b->req[i]->in_call[j]) {
+				argv[nk] = b->req[i]->key[j];
+				argl[nk++] = b->req[i]->keylen[j];
+			}
+	argc = nk;
+	for (i = 0; i < b->n; i++) {
+		const struct rl_req *q = b->req[i];
+
+		snprintf(num[nn], sizeof(num[nn]), "%d", q->m);
+		argv[argc++] = num[nn++];
+		for (j = 0; j < q->n; j++) {
+			const int64_t v[4] = { q->pol[j].limit, q->pol[j].period, q->want[j],
+			                       q->life[j] };
+
+			if (!q->in_call[j])
+				continue;
+			for (k = 0; k < 4; k++) {
+				snprintf(num[nn], sizeof(num[nn]), "%lld", (long long)v[k]);
+				argv[argc++] = num[nn++];
+			}
+		}
+	}
+	for (i = nk; i < argc; i++)
+		argl[i] = strlen(argv[i]);
+	b->call = b->n ? redis_script_call(rw->redis, nk, argc, argv, argl, on_batch_answer, b)
+	               : NULL;
+	if (!b->call) {
+		for (i = 0; i < b->n; i++) {
+			req_error(b->req[i], now);
+			free(b->req[i]);
+		}
+		free(b);
+		return;
+	}
+	add(&rw->st.batches, 1);
+	add(&rw->st.batched, (uint64_t)b->n);
+}
+
+/* Every decision that became ready in this loop iteration rides on one
+ * script call, sent just before the loop waits again. */
+static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	flush(w->data);
+}
+
+/*
+ * Redis Cluster: a decision's keys usually live on different masters, and
+ * a script may only touch keys of one slot. So each key gets its own call,
+ * an atomic "spend if it conforms" (the same script, one subject, one
+ * key), sent to the key's master at once. The decision is admitted when
+ * every key admitted; when one denied (or failed), the keys that did
+ * admit are refunded: the refund undoes the spend only when the key's TAT
+ * is still the one that spend wrote, i.e. nobody spent it since, which
+ * makes the undo exact. When somebody did, the spend stays: one request
+ * of under-admission on that key, never an over-admission. Each key on
+ * its own never admits what GCRA would not, and a decision is admitted
+ * only with every key's spend, so concurrency anywhere (many gateways,
+ * many decisions on one IP) cannot over-admit. docs/ratelimit.md.
+ */
+static int on_refund(void *arg, const redisReply *reply)
+{
+	struct rl_worker *rw = arg;
+
+	if (reply && reply->type == REDIS_REPLY_INTEGER)
+		add(reply->integer == 1 ? &rw->st.refunds : &rw->st.refunds_skipped, 1);
 	return 0;
 }
 
-/* Hands c to the client: KEYS are the policies' keys, ARGV their limit and
- * period. Returns 0, or -1 when it could not be sent. */
-static int send_call(struct rl_call *c)
+/* Undoes key i's spend (g tokens, its lease's debt) when still possible. */
+static void refund(struct rl_req *q, int i, int j)
 {
-	const char *argv[3 * MAX_KEYS];
-	size_t argl[3 * MAX_KEYS];
-	char nbuf[MAX_KEYS][2][24];
-	int i, argc = 0;
+	struct rl_worker *rw = q->rw;
+	double per = (double)q->pol[i].period * 1e6, inc = per / (double)q->pol[i].limit;
+	char tat[24], amount[24];
+	const char *argv[4];
+	size_t argl[4];
+	int k;
 
-	for (i = 0; i < c->n; i++) {
-		argv[argc] = c->key[i];
-		argl[argc++] = c->keylen[i];
+	if (inc < 1)
+		inc = 1;
+	snprintf(tat, sizeof(tat), "%lld", (long long)q->ptat[j]);
+	snprintf(amount, sizeof(amount), "%.3f",
+	         (double)q->pg[j] * inc + (q->pg[j] >= 2 ? (double)q->life[i] : 0.0));
+	argv[0] = q->key[i];
+	argv[1] = "r";
+	argv[2] = tat;
+	argv[3] = amount;
+	for (k = 0; k < 4; k++)
+		argl[k] = k ? strlen(argv[k]) : q->keylen[i];
+	rcluster_script_call(rw->cluster, 1, 4, argv, argl, rw->cfg.redis_timeout_s, on_refund, rw);
+}
+
+/* Every key of q answered (or failed): admit, or deny and refund. */
+static void cluster_finish(struct rl_req *q, double now)
+{
+	int i, j, ok = !q->failed;
+	int64_t ds[MAX_KEYS];
+	double per, inc;
+
+	for (j = 0; j < q->m && ok; j++)
+		ok = q->pok[j];
+	if (!ok) {
+		for (i = 0, j = 0; i < q->n; i++) {
+			if (!q->in_call[i])
+				continue;
+			if (q->pok[j] && q->pg[j] >= 1) {
+				refund(q, i, j);
+				/* report the key as it is without this decision */
+				per = (double)q->pol[i].period * 1e6;
+				inc = per / (double)q->pol[i].limit;
+				q->pd[j] -= (int64_t)((double)q->pg[j] * (inc < 1 ? 1 : inc));
+				q->pg[j] = 0;
+			}
+			j++;
+		}
 	}
-	for (i = 0; i < c->n; i++) {
-		snprintf(nbuf[i][0], sizeof(nbuf[i][0]), "%lld", (long long)c->pol[i].limit);
-		snprintf(nbuf[i][1], sizeof(nbuf[i][1]), "%lld", (long long)c->pol[i].period);
-		argv[argc] = nbuf[i][0];
-		argl[argc] = strlen(nbuf[i][0]);
-		argc++;
-		argv[argc] = nbuf[i][1];
-		argl[argc] = strlen(nbuf[i][1]);
-		argc++;
+	for (j = 0; j < q->m; j++)
+		ds[j] = q->pd[j];
+	if (q->failed)
+		req_error(q, now);
+	else
+		req_apply(q, ok, q->pg, ds, now);
+	free(q);
+}
+
+/* One key's answer: {ok, g, d, tat}. */
+static int on_part(void *arg, const redisReply *reply)
+{
+	struct rl_part *p = arg;
+	struct rl_req *q = p->q;
+	struct rl_worker *rw = q->rw;
+	double now = ev_now(rw->w->loop);
+	int j = p->i, k, bad;
+
+	bad = !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 4;
+	for (k = 0; !bad && k < 4; k++)
+		bad = reply->element[k]->type != REDIS_REPLY_INTEGER;
+	if (bad) {
+		q->failed = 1;
+		if (breaker_failure(&rw->br, now))
+			log_warn("worker %d: redis cluster: breaker open", rw->w->id);
+	} else {
+		q->pok[j] = reply->element[0]->integer == 1;
+		q->pg[j] = reply->element[1]->integer;
+		q->pd[j] = reply->element[2]->integer;
+		q->ptat[j] = reply->element[3]->integer;
+		breaker_success(&rw->br);
 	}
-	c->call = redis_script_call(c->rw->redis, c->n, argc, argv, argl, on_answer, c);
-	return c->call ? 0 : -1;
+	free(p);
+	if (--q->outstanding == 0)
+		cluster_finish(q, now);
+	return bad ? -1 : 0;
+}
+
+/* Sends one call per key of q in the call. Returns 0 (q now belongs to
+ * its calls), or -1 when none could be sent (q is still the caller's). */
+static int cluster_send(struct rl_worker *rw, struct rl_req *q)
+{
+	char num[5][24];
+	const char *argv[6];
+	size_t argl[6];
+	struct rl_part *p;
+	int i, j = 0, k;
+
+	q->outstanding = 1;         /* held until every call is sent */
+	q->failed = 0;
+	for (i = 0; i < q->n; i++) {
+		const int64_t v[4] = { q->pol[i].limit, q->pol[i].period, q->want[i], q->life[i] };
+
+		if (!q->in_call[i])
+			continue;
+		q->pok[j] = 0;
+		q->pg[j] = q->pd[j] = q->ptat[j] = 0;
+		argv[0] = q->key[i];
+		argl[0] = q->keylen[i];
+		argv[1] = "1";
+		for (k = 0; k < 4; k++) {
+			snprintf(num[k], sizeof(num[k]), "%lld", (long long)v[k]);
+			argv[2 + k] = num[k];
+		}
+		for (k = 1; k < 6; k++)
+			argl[k] = strlen(argv[k]);
+		p = malloc(sizeof(*p));
+		if (p) {
+			p->q = q;
+			p->i = j;
+		}
+		if (p && rcluster_script_call(rw->cluster, 1, 6, argv, argl, rw->cfg.redis_timeout_s,
+		                              on_part, p)) {
+			q->outstanding++;
+		} else {
+			free(p);
+			q->failed = 1;
+		}
+		j++;
+	}
+	if (q->outstanding == 1) {
+		q->outstanding = 0;
+		return -1;      /* nothing sent */
+	}
+	/* Replies never come back inside the send, so at least one call is
+	 * still out: the last one to answer finishes q. */
+	q->outstanding--;
+	return 0;
+}
+
+/* Adds q to the open batch (flushing a full one first). Returns 0, or -1
+ * when out of memory. */
+static int enqueue(struct rl_worker *rw, struct rl_req *q)
+{
+	struct rl_batch *b = rw->open;
+
+	if (b && b->n == BATCH_MAX) {
+		flush(rw);
+		b = NULL;
+	}
+	if (!b) {
+		b = calloc(1, sizeof(*b));
+		if (!b)
+			return -1;
+		b->rw = rw;
+		rw->open = b;
+		ev_prepare_start(rw->w->loop, &rw->flush_w);
+	}
+	b->req[b->n++] = q;
+	return 0;
 }
 
 /* The authenticated user: the user_id var the authentication stage set. */
@@ -278,9 +734,9 @@ static int find_user(const struct decision *d, const char **id, size_t *len)
 	return 0;
 }
 
-/* Adds one policy's key to c. Returns 0, or -1 when the policy is
+/* Adds one policy's key to q. Returns 0, or -1 when the policy is
  * malformed or the key does not fit (counted, the policy is skipped). */
-static int add_key(struct rl_worker *rw, struct rl_call *c, enum rl_kind kind,
+static int add_key(struct rl_worker *rw, struct rl_req *q, enum rl_kind kind,
                    struct spop_str pol, const char *id, size_t idlen)
 {
 	struct rl_policy p;
@@ -290,7 +746,7 @@ static int add_key(struct rl_worker *rw, struct rl_call *c, enum rl_kind kind,
 	if (r == 0)
 		return 0;
 	if (r > 0)
-		n = rl_key_build(c->key[c->n], sizeof(c->key[c->n]), kind, id, idlen, &p);
+		n = rl_key_build(q->key[q->n], sizeof(q->key[q->n]), kind, id, idlen, &p);
 	if (r < 0 || n < 0) {
 		if (ld(&rw->st.bad_policy) == 0)
 			log_warn("worker %d: rate limit: ignoring %s policy \"%.*s\"", rw->w->id,
@@ -299,24 +755,28 @@ static int add_key(struct rl_worker *rw, struct rl_call *c, enum rl_kind kind,
 		add(&rw->st.bad_policy, 1);
 		return -1;
 	}
-	c->kind[c->n] = kind;
-	c->pol[c->n] = p;
-	c->keylen[c->n] = (size_t)n;
-	c->n++;
+	q->kind[q->n] = kind;
+	q->pol[q->n] = p;
+	q->keylen[q->n] = (size_t)n;
+	q->in_call[q->n] = 1;
+	q->want[q->n] = 1;
+	q->life[q->n] = 0;
+	q->lease[q->n] = NULL;
+	q->n++;
 	return 0;
 }
 
 /* Answers from the local over-limit cache when one of the keys is known to
  * be denied. Returns 1 when it did. */
 static int answer_from_cache(struct rl_worker *rw, struct decision *d,
-                             const struct rl_call *c, double now)
+                             const struct rl_req *q, double now)
 {
 	const struct rl_cache_entry *e, *best = NULL;
 	struct rl_outcome o;
 	int i, bi = 0;
 
-	for (i = 0; i < c->n; i++) {
-		e = rl_cache_get(&rw->cache, c->key[i], c->keylen[i], now);
+	for (i = 0; i < q->n; i++) {
+		e = rl_cache_get(&rw->cache, q->key[i], q->keylen[i], now);
 		if (e && (!best || e->until > best->until)) {
 			best = e;
 			bi = i;
@@ -336,63 +796,108 @@ static int answer_from_cache(struct rl_worker *rw, struct decision *d,
 		o.retry_after_s = 1;
 	if (o.reset_s < o.retry_after_s)
 		o.reset_s = o.retry_after_s;
-	apply_outcome(rw, d, &o, c->kind[bi]);
+	apply_outcome(rw, d, &o, q->kind[bi]);
 	return 1;
+}
+
+/* Lease mode: takes a local token for each key whose slice has one, and
+ * sizes the slice to ask for the others. Returns the keys left for the
+ * script call. */
+static int lease_plan(struct rl_worker *rw, struct rl_req *q, double now)
+{
+	struct rl_lease *e;
+	int i, m = 0;
+
+	for (i = 0; i < q->n; i++) {
+		e = rl_lease_get(&rw->leases, q->key[i], q->keylen[i], now);
+		q->lease[i] = e;
+		if (!e) {
+			m++;
+			continue;
+		}
+		rl_lease_seen(e, now);
+		if (rl_lease_take(e, now)) {
+			q->in_call[i] = 0;
+			continue;
+		}
+		m++;
+		if (e->inflight)
+			continue;       /* one slice request at a time: this one is exact */
+		rl_lease_size(e, &q->pol[i], &q->want[i], &q->life[i]);
+		if (q->want[i] > 1)
+			e->inflight++;
+	}
+	return m;
 }
 
 static enum stage_rc rl_run(struct decision *d, void *wctx)
 {
 	struct rl_worker *rw = wctx;
-	struct rl_call *c;
+	struct rl_key_result res[MAX_KEYS];
+	struct rl_req *q;
 	char subject[64];
 	const char *uid;
 	size_t ulen;
 	double now;
-	int n;
+	int n, i;
 
 	if (!rw || d->v.status != 0)
 		return STAGE_NEXT;
 	if (d->req.rl_user.len == 0 && d->req.rl_ip.len == 0)
 		return STAGE_NEXT;
-	c = malloc(sizeof(*c));
-	if (!c) {
+	q = malloc(sizeof(*q));
+	if (!q) {
 		apply_error(rw, d);
 		return STAGE_NEXT;
 	}
-	c->rw = rw;
-	c->d = d;
-	c->n = 0;
+	q->rw = rw;
+	q->d = d;
+	q->n = 0;
 	if (d->req.rl_user.len && find_user(d, &uid, &ulen))
-		add_key(rw, c, RL_USER, d->req.rl_user, uid, ulen);
+		add_key(rw, q, RL_USER, d->req.rl_user, uid, ulen);
 	if (d->req.rl_ip.len && d->req.ip_family) {
 		n = rl_ip_subject(d->req.ip_family, d->req.ip, rw->cfg.ipv6_prefix, subject,
 		                  sizeof(subject));
 		if (n > 0)
-			add_key(rw, c, RL_IP, d->req.rl_ip, subject, (size_t)n);
+			add_key(rw, q, RL_IP, d->req.rl_ip, subject, (size_t)n);
 	}
-	if (c->n == 0) {
-		free(c);
+	if (q->n == 0) {
+		free(q);
 		return STAGE_NEXT;
 	}
 	add(&rw->st.checks, 1);
 	now = ev_now(d->w->loop);
-	if (answer_from_cache(rw, d, c, now)) {
-		free(c);
+	if (answer_from_cache(rw, d, q, now)) {
+		free(q);
 		return STAGE_NEXT;
 	}
-	if (!redis_client_admit(rw->redis, now)) {
+	q->t_start = now;
+	q->m = rw->cfg.mode == RL_MODE_LEASE ? lease_plan(rw, q, now) : q->n;
+	if (q->m == 0) {
+		/* Every key had a local token: admitted without Redis. */
+		for (i = 0; i < q->n; i++)
+			lease_result(q->lease[i], now, &res[i]);
+		add(&rw->st.lease_hits, 1);
+		req_finish(q, 1, res, now);
+		free(q);
+		return STAGE_NEXT;
+	}
+	if (rw->cluster ? !rcluster_ready(rw->cluster) || !breaker_admit(&rw->br, now)
+	                : !redis_client_admit(rw->redis, now)) {
+		req_unwind(q, now);
 		add(&rw->st.fail_fast, 1);
-		free(c);
+		free(q);
 		apply_error(rw, d);
 		return STAGE_NEXT;
 	}
-	c->t_start = now;
-	if (send_call(c) < 0) {
-		free(c);
+	decision_set_ctx(d, &ratelimit_stage, q);
+	if (rw->cluster ? cluster_send(rw, q) < 0 : enqueue(rw, q) < 0) {
+		decision_set_ctx(d, &ratelimit_stage, NULL);
+		req_unwind(q, now);
+		free(q);
 		apply_error(rw, d);
 		return STAGE_NEXT;
 	}
-	decision_set_ctx(d, &ratelimit_stage, c);
 	return STAGE_PENDING;
 }
 
@@ -403,6 +908,38 @@ static int rl_configure(const struct agent_config *cfg, char *err, size_t errlen
 	struct rl_config c;
 
 	return rl_config_parse(cfg->redis, cfg->rate_limiting, &c, err, errlen);
+}
+
+/* Every new cluster node connection: AUTH first when configured. */
+static void cluster_setup(redisAsyncContext *ac, void *arg)
+{
+	const struct rl_config *c = arg;
+
+	if (!c->redis_password[0])
+		return;
+	if (c->redis_username[0])
+		redisAsyncCommand(ac, NULL, NULL, "AUTH %s %s", c->redis_username, c->redis_password);
+	else
+		redisAsyncCommand(ac, NULL, NULL, "AUTH %s", c->redis_password);
+}
+
+static struct rcluster *cluster_start(struct rl_worker *rw)
+{
+	char seeds[RL_MAX_CLUSTER_SEEDS][80];
+	const char *sp[RL_MAX_CLUSTER_SEEDS];
+	struct rcluster *rc;
+	int i;
+
+	for (i = 0; i < rw->cfg.ncluster; i++) {
+		snprintf(seeds[i], sizeof(seeds[i]), "%s:%d", rw->cfg.cluster_host[i],
+		         rw->cfg.cluster_port[i]);
+		sp[i] = seeds[i];
+	}
+	rc = rcluster_new(rw->w->loop, sp, rw->cfg.ncluster, cluster_setup, &rw->cfg);
+	if (rc)
+		rcluster_set_script(rc, gcra_lua);
+	breaker_init(&rw->br, rw->cfg.breaker_failures, rw->cfg.breaker_open_s);
+	return rc;
 }
 
 /* Connects to Redis on w->loop when rate limiting is enabled (*wctx stays
@@ -438,7 +975,17 @@ static int rl_worker_start(struct worker *w, void **wctx)
 		free(rw);
 		return -1;
 	}
+	if (rw->cfg.mode == RL_MODE_LEASE &&
+	    rl_leases_init(&rw->leases, (unsigned)(rw->cfg.cache_entries ? rw->cfg.cache_entries
+	                                                                  : 4096)) < 0) {
+		log_error("worker %d: out of memory", w->id);
+		rl_cache_free(&rw->cache);
+		free(rw);
+		return -1;
+	}
 	rw->w = w;
+	ev_prepare_init(&rw->flush_w, on_flush);
+	rw->flush_w.data = rw;
 	memset(&ro, 0, sizeof(ro));
 	ro.host = rw->cfg.redis_host;
 	ro.port = rw->cfg.redis_port;
@@ -450,8 +997,21 @@ static int rl_worker_start(struct worker *w, void **wctx)
 	ro.breaker_open_s = rw->cfg.breaker_open_s;
 	ro.script = gcra_lua;
 	ro.what = "the rate-limit script";
-	rw->redis = redis_client_new(w, &ro);
-	if (!rw->redis) {
+	if (rw->cfg.sentinel_master[0]) {
+		ro.sentinel_master = rw->cfg.sentinel_master;
+		ro.nsentinels = rw->cfg.nsentinels;
+		ro.sentinel_host = (const char (*)[64])rw->cfg.sentinel_host;
+		ro.sentinel_port = rw->cfg.sentinel_port;
+	}
+	if (rw->cfg.ncluster) {
+		rw->cluster = cluster_start(rw);
+		if (!rw->cluster)
+			log_error("worker %d: redis cluster: no usable seed", w->id);
+	} else {
+		rw->redis = redis_client_new(w, &ro);
+	}
+	if (!rw->redis && !rw->cluster) {
+		rl_leases_free(&rw->leases);
 		rl_cache_free(&rw->cache);
 		free(rw);
 		return -1;
@@ -468,7 +1028,14 @@ static void rl_worker_stop(struct worker *w, void *wctx)
 	struct rl_worker *rw = wctx;
 
 	(void)w;
-	redis_client_free(rw->redis);
+	/* The connections are closed, so every queued request is abandoned:
+	 * flushing drops them all. */
+	flush(rw);
+	if (rw->cluster)
+		rcluster_free(rw->cluster);
+	else
+		redis_client_free(rw->redis);
+	rl_leases_free(&rw->leases);
 	rl_cache_free(&rw->cache);
 	free(rw);
 }
@@ -489,10 +1056,49 @@ static uint64_t sum_at(const struct agent *a, int redis, size_t off)
 		rw = worker_stage_ctx(&a->workers[i], &ratelimit_stage);
 		if (!rw)
 			continue;
+		if (redis && !rw->redis)
+			continue;       /* cluster mode: rl_metrics_cluster() */
 		base = redis ? (const char *)redis_client_stats(rw->redis) : (const char *)&rw->st;
 		s += ld((const uint64_t *)(base + off));
 	}
 	return s;
+}
+
+/* The cluster clients' counters (read without locks: relaxed, a scrape
+ * may see a counter a little behind). */
+static void rl_metrics_cluster(struct agent *a, struct dynbuf *b)
+{
+	uint64_t v[7] = { 0 };
+	int i, any = 0;
+
+	for (i = 0; i < a->nworkers; i++) {
+		const struct rl_worker *rw = worker_stage_ctx(&a->workers[i], &ratelimit_stage);
+		const struct rcluster_stats *st;
+		const struct rcluster_call_stats *cs;
+
+		if (!rw || !rw->cluster)
+			continue;
+		any = 1;
+		st = rcluster_stats(rw->cluster);
+		cs = rcluster_call_stats(rw->cluster);
+		v[0] += ld(&cs->calls);
+		v[1] += ld(&cs->timeouts);
+		v[2] += ld(&cs->errors);
+		v[3] += ld(&st->moved);
+		v[4] += ld(&st->ask);
+		v[5] += ld(&st->refreshes);
+		v[6] += ld(&cs->noscript);
+	}
+	if (!any)
+		return;
+	metrics_counter(b, "spogate_ratelimit_cluster_calls_total", "Cluster: script calls sent.", v[0]);
+	metrics_counter(b, "spogate_ratelimit_cluster_timeouts_total", "Cluster: calls past redis.timeout_ms.", v[1]);
+	metrics_counter(b, "spogate_ratelimit_cluster_errors_total", "Cluster: calls lost or answered with an error.",
+	        v[2]);
+	metrics_counter(b, "spogate_ratelimit_cluster_moved_total", "Cluster: MOVED redirects followed.", v[3]);
+	metrics_counter(b, "spogate_ratelimit_cluster_ask_total", "Cluster: ASK redirects followed.", v[4]);
+	metrics_counter(b, "spogate_ratelimit_cluster_refreshes_total", "Cluster: slot maps loaded.", v[5]);
+	metrics_counter(b, "spogate_ratelimit_cluster_noscript_total", "Cluster: calls resent with EVAL.", v[6]);
 }
 
 static void rl_metrics(struct agent *a, struct dynbuf *b)
@@ -525,6 +1131,24 @@ static void rl_metrics(struct agent *a, struct dynbuf *b)
 	        SUMRL(shadow_denied));
 	metrics_counter(b, "spogate_ratelimit_bad_policy_total", "Policies ignored as malformed.",
 	        SUMRL(bad_policy));
+	metrics_counter(b, "spogate_ratelimit_batches_total", "Script calls that carried decisions.",
+	        SUMRL(batches));
+	metrics_counter(b, "spogate_ratelimit_batched_total", "Decisions those calls carried.",
+	        SUMRL(batched));
+	metrics_counter(b, "spogate_ratelimit_lease_hits_total", "Decisions admitted from local slices alone.",
+	        SUMRL(lease_hits));
+	metrics_counter(b, "spogate_ratelimit_lease_tokens_total", "Tokens granted in slices beyond the asking decision's.",
+	        SUMRL(lease_tokens));
+	metrics_counter(b, "spogate_ratelimit_cluster_refunds_total", "Cluster: spends undone for a denied decision.",
+	        SUMRL(refunds));
+	metrics_counter(b, "spogate_ratelimit_cluster_refunds_skipped_total",
+	        "Cluster: spends left in place, the key was spent since (under-admission).",
+	        SUMRL(refunds_skipped));
+	rl_metrics_cluster(a, b);
+	metrics_counter(b, "spogate_ratelimit_sentinel_queries_total", "Master addresses learnt from Sentinel.",
+	        SUMREDIS(sentinel_queries));
+	metrics_counter(b, "spogate_ratelimit_sentinel_switches_total", "Sentinel +switch-master followed.",
+	        SUMREDIS(sentinel_switches));
 	metrics_counter(b, "spogate_ratelimit_redis_connects_total", "Redis connections established.",
 	        SUMREDIS(connects));
 	metrics_counter(b, "spogate_ratelimit_redis_disconnects_total", "Redis connections lost, dropped or refused.",
@@ -545,6 +1169,11 @@ static void rl_metrics(struct agent *a, struct dynbuf *b)
 		if (!rw)
 			continue;
 		nrw++;
+		if (rw->cluster) {
+			states[rcluster_ready(rw->cluster) ? REDIS_UP : REDIS_DOWN]++;
+			open += __atomic_load_n(&rw->br.state, __ATOMIC_RELAXED) != BREAKER_CLOSED;
+			continue;
+		}
 		st = redis_client_state(rw->redis);
 		if ((unsigned)st < 3)
 			states[st]++;
@@ -584,7 +1213,7 @@ const struct stage_ops ratelimit_stage = {
 	.configure    = rl_configure,
 	.start_worker = rl_worker_start,
 	.run          = rl_run,
-	.release      = call_abandon,
+	.release      = req_abandon,
 	.metrics      = rl_metrics,
 	.stop_worker  = rl_worker_stop,
 };

@@ -22,10 +22,12 @@
  * goes pending. */
 extern const struct stage_ops ratelimit_stage;
 
-/* Reads the GCRA script's reply for n keys: an array of 1 + 3n integers
- * {allowed, remaining_1, reset_ms_1, retry_ms_1, ...}. Returns 0 with
- * *allowed and res[0..n) set, or -1 when the reply is anything else (the
- * decision then follows on_redis_error). The reply stays the caller's. */
-int rl_script_reply_parse(const redisReply *r, int n, int *allowed, struct rl_key_result *res);
+/* Reads the GCRA script's reply for one subject of n keys with policies
+ * pol: an array of 1 + 3n integers {ok, granted_1, d_1, tat_1, ...} (d =
+ * TAT - now in us). Returns 0 with *allowed and res[0..n) set, or -1 when
+ * the reply is anything else (the decision then follows on_redis_error).
+ * The reply stays the caller's. */
+int rl_script_reply_parse(const redisReply *r, int n, const struct rl_policy *pol, int *allowed,
+                          struct rl_key_result *res);
 
 #endif

@@ -29,10 +29,10 @@ static int copy_str(char *dst, size_t cap, const char *src, const char *what,
 	return 0;
 }
 
-int rl_config_resolve(struct rl_config *c, char *err, size_t errlen)
+/* Resolves host (at most outlen - 1 bytes) to its numeric form in out. */
+static int resolve(const char *host, char *out, size_t outlen, const char *what, char *err,
+                   size_t errlen)
 {
-	char out[sizeof(c->redis_host)];
-	const char *host = c->redis_host;
 	struct addrinfo hints, *res;
 	int rc;
 
@@ -41,25 +41,109 @@ int rl_config_resolve(struct rl_config *c, char *err, size_t errlen)
 	hints.ai_family = AF_UNSPEC;
 	rc = getaddrinfo(host, NULL, &hints, &res);
 	if (rc != 0) {
-		snprintf(err, errlen, "\"redis.address\": cannot resolve \"%s\": %s", host,
+		snprintf(err, errlen, "\"%s\": cannot resolve \"%s\": %s", what, host,
 		         gai_strerror(rc));
 		return -1;
 	}
-	rc = getnameinfo(res->ai_addr, res->ai_addrlen, out, (socklen_t)sizeof(out), NULL, 0,
+	rc = getnameinfo(res->ai_addr, res->ai_addrlen, out, (socklen_t)outlen, NULL, 0,
 	                 NI_NUMERICHOST);
 	freeaddrinfo(res);
 	if (rc != 0) {
-		snprintf(err, errlen, "\"redis.address\": \"%s\": %s", host, gai_strerror(rc));
+		snprintf(err, errlen, "\"%s\": \"%s\": %s", what, host, gai_strerror(rc));
 		return -1;
 	}
+	return 0;
+}
+
+int rl_config_resolve(struct rl_config *c, char *err, size_t errlen)
+{
+	char out[sizeof(c->redis_host)];
+	int i;
+
+	if (resolve(c->redis_host, out, sizeof(out), "redis.address", err, errlen) < 0)
+		return -1;
 	memcpy(c->redis_host, out, sizeof(out));
+	for (i = 0; i < c->ncluster; i++) {
+		if (resolve(c->cluster_host[i], out, sizeof(c->cluster_host[i]), "redis.cluster",
+		            err, errlen) < 0)
+			return -1;
+		memcpy(c->cluster_host[i], out, sizeof(c->cluster_host[i]));
+	}
+	for (i = 0; i < c->nsentinels; i++) {
+		if (resolve(c->sentinel_host[i], out, sizeof(c->sentinel_host[i]),
+		            "redis.sentinel.addresses", err, errlen) < 0)
+			return -1;
+		memcpy(c->sentinel_host[i], out, sizeof(c->sentinel_host[i]));
+	}
+	return 0;
+}
+
+/* A list of 1..RL_MAX_CLUSTER_SEEDS "host:port" (what names it, for
+ * errors). Returns the count, or -1. */
+static int parse_addrs(json_t *a, const char *what, char (*host)[64], int *port, char *err,
+                       size_t errlen)
+{
+	size_t i;
+
+	if (!json_is_array(a) || json_array_size(a) == 0 ||
+	    json_array_size(a) > RL_MAX_CLUSTER_SEEDS) {
+		snprintf(err, errlen, "\"%s\": expected a list of 1 to %d \"host:port\"", what,
+		         RL_MAX_CLUSTER_SEEDS);
+		return -1;
+	}
+	for (i = 0; i < json_array_size(a); i++) {
+		const char *s = json_string_value(json_array_get(a, i));
+
+		if (!s || addr_split(s, host[i], sizeof(host[i]), &port[i]) < 0) {
+			snprintf(err, errlen, "\"%s\"[%zu]: not host:port", what, i);
+			return -1;
+		}
+	}
+	return (int)i;
+}
+
+/* redis.cluster: ["host:port", ...], the seeds of a Redis Cluster. */
+static int parse_cluster(json_t *a, struct rl_config *c, char *err, size_t errlen)
+{
+	if (!a)
+		return 0;
+	c->ncluster = parse_addrs(a, "redis.cluster", c->cluster_host, c->cluster_port, err, errlen);
+	return c->ncluster < 0 ? -1 : 0;
+}
+
+/* redis.sentinel: {"master": NAME, "addresses": ["host:port", ...]}. */
+static int parse_sentinel(json_t *o, struct rl_config *c, char *err, size_t errlen)
+{
+	static const char *const known[] = { "master", "addresses", NULL };
+	const char *name = NULL;
+
+	if (!o)
+		return 0;
+	if (config_check_keys(o, "redis.sentinel", known, err, errlen) < 0 ||
+	    config_get_str(o, "redis.sentinel", "master", &name, err, errlen) < 0)
+		return -1;
+	if (!name || !name[0] || copy_str(c->sentinel_master, sizeof(c->sentinel_master), name,
+	                                  "redis.sentinel.master", err, errlen) < 0) {
+		if (!name || !name[0])
+			snprintf(err, errlen, "\"redis.sentinel.master\": the master's name is needed");
+		return -1;
+	}
+	c->nsentinels = parse_addrs(json_object_get(o, "addresses"), "redis.sentinel.addresses",
+	                            c->sentinel_host, c->sentinel_port, err, errlen);
+	if (c->nsentinels < 0)
+		return -1;
+	if (c->ncluster) {
+		snprintf(err, errlen, "\"redis.sentinel\" and \"redis.cluster\" exclude each other");
+		return -1;
+	}
 	return 0;
 }
 
 static int parse_redis(json_t *r, struct rl_config *c, char *err, size_t errlen)
 {
 	static const char *const known[] = {
-		"address", "timeout_ms", "username", "password", "password_file", "db", NULL
+		"address", "timeout_ms", "username", "password", "password_file", "db", "cluster",
+		"sentinel", NULL
 	};
 	const char *pw = NULL, *pw_file = NULL;
 	const char *s = NULL;
@@ -68,7 +152,9 @@ static int parse_redis(json_t *r, struct rl_config *c, char *err, size_t errlen)
 
 	if (!r)
 		return 0;
-	if (config_check_keys(r, "redis", known, err, errlen) < 0)
+	if (config_check_keys(r, "redis", known, err, errlen) < 0 ||
+	    parse_cluster(json_object_get(r, "cluster"), c, err, errlen) < 0 ||
+	    parse_sentinel(json_object_get(r, "sentinel"), c, err, errlen) < 0)
 		return -1;
 	if (config_get_str(r, "redis", "address", &s, err, errlen) < 0)
 		return -1;
@@ -112,7 +198,7 @@ static int parse_rl(json_t *r, struct rl_config *c, char *err, size_t errlen)
 {
 	static const char *const known[] = {
 		"enabled", "on_redis_error", "shadow", "ipv6_prefix", "local_cache_entries",
-		"breaker_failures", "breaker_open_ms", NULL
+		"breaker_failures", "breaker_open_ms", "mode", NULL
 	};
 	const char *s = NULL;
 	long long n;
@@ -133,6 +219,15 @@ static int parse_rl(json_t *r, struct rl_config *c, char *err, size_t errlen)
 			snprintf(err, errlen, "\"rate_limiting.on_redis_error\": \"%s\" is not allow or deny", s);
 			return -1;
 		}
+	}
+	s = NULL;
+	if (config_get_str(r, "rate_limiting", "mode", &s, err, errlen) < 0)
+		return -1;
+	if (s && strcmp(s, "lease") == 0) {
+		c->mode = RL_MODE_LEASE;
+	} else if (s && strcmp(s, "exact") != 0) {
+		snprintf(err, errlen, "\"rate_limiting.mode\": \"%s\" is not exact or lease", s);
+		return -1;
 	}
 	n = c->ipv6_prefix;
 	if (config_get_int(r, "rate_limiting", "ipv6_prefix", 1, 128, &n, err, errlen) < 0)

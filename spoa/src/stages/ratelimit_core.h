@@ -27,9 +27,24 @@ enum rl_on_error {
 	RL_ON_ERROR_DENY  = 1,
 };
 
+enum rl_mode {
+	RL_MODE_EXACT = 0,             /* one script call per decision (coalesced) */
+	RL_MODE_LEASE = 1,             /* slices of budget, admitted locally */
+};
+
+#define RL_MAX_CLUSTER_SEEDS 16
+
 /* redis + rate_limiting sections of agent.json (docs/agent-json.md). */
 struct rl_config {
 	int enabled;
+	enum rl_mode mode;
+	int ncluster;                  /* redis.cluster seeds; 0 = one Redis */
+	char cluster_host[RL_MAX_CLUSTER_SEEDS][64];   /* numeric after resolve */
+	int cluster_port[RL_MAX_CLUSTER_SEEDS];
+	char sentinel_master[128];     /* redis.sentinel.master; "" = no Sentinel */
+	int nsentinels;
+	char sentinel_host[RL_MAX_CLUSTER_SEEDS][64];  /* numeric after resolve */
+	int sentinel_port[RL_MAX_CLUSTER_SEEDS];
 	enum rl_on_error on_error;
 	int shadow;
 	int ipv6_prefix;               /* 1..128 */

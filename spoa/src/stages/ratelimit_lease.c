@@ -80,7 +80,6 @@ int rl_lease_take(struct rl_lease *e, double now)
 void rl_lease_size(const struct rl_lease *e, const struct rl_policy *p, int64_t *want,
                    int64_t *life_us)
 {
-	double t_us = (double)p->period * 1e6 / (double)p->limit;
 	int64_t cap = p->limit / 8, w;
 
 	if (cap > RL_LEASE_MAX)
@@ -94,7 +93,12 @@ void rl_lease_size(const struct rl_lease *e, const struct rl_policy *p, int64_t 
 		return;
 	}
 	*want = w;
-	*life_us = (int64_t)fmin(RL_LEASE_LIFE_MAX * 1e6, (double)w * (t_us < 1 ? 1 : t_us));
+	/* Twice the time this worker needs to spend the slice at its rate:
+	 * the debt, life / T, stays small where the key is busy. */
+	*life_us = (int64_t)fmin(fmin(RL_LEASE_LIFE_MAX * 1e6, (double)p->period * 1e6 / 8),
+	                         2e6 * (double)w / e->rate);
+	if (*life_us < 1)
+		*life_us = 1;
 }
 
 void rl_lease_granted(struct rl_lease *e, int64_t g, int64_t life_us, double t_ask,

@@ -16,15 +16,18 @@
  * special case: always one token).
  *
  * What it costs: under-admission, never more than, per key and per worker
- * holding a slice, the slice's unused tokens plus its debt (< 2 * slice
- * size), and only until the debt is repaid and the spent tokens refill (at
- * most one period). Sizing keeps slices small where that matters:
+ * holding a slice, the slice's unused tokens plus its debt, and only until
+ * the spent tokens refill (at most one period). Sizing keeps slices small
+ * where that matters:
  *   want = ceil(rate * RL_LEASE_LIFE_MAX), clamped to 1..min(RL_LEASE_MAX,
  *          limit / 8): a slice covers at most RL_LEASE_LIFE_MAX of this
  *          worker's recent rate for the key, and never more than 1/8 of
  *          the burst;
- *   life = min(RL_LEASE_LIFE_MAX, want * T): the debt is at most the
- *          slice size.
+ *   life = min(RL_LEASE_LIFE_MAX, 2 * want / rate, period / 8): twice the
+ *          time the worker needs to spend the slice at its rate; the debt
+ *          (life / T tokens) is at most 1/8 of the burst, and Redis grants
+ *          a slice only where the bucket holds it and the debt, so near
+ *          the limit slices shrink to single tokens (exact mode).
  * No I/O, no loop: unit-tested in tests/unit/test_ratelimit_lease.c.
  */
 #ifndef SPOGATE_RATELIMIT_LEASE_H
