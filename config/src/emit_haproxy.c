@@ -202,7 +202,11 @@ static void emit_global(const struct gen_gateway *g, const struct gen_opts *o, s
 	else
 		dynbuf_printf(b, "    log %s %s\n", g->log_target, g->log_facility);
 
+	/* idle-close-on-response: on a reload the old worker answers the next
+	 * request of an idle keep-alive connection (with "connection: close")
+	 * instead of closing it under a client that may be sending one. */
 	dynbuf_puts(b, "\ndefaults\n    mode http\n    log global\n    option dontlognull\n"
+		    "    option idle-close-on-response\n"
 		    "    load-server-state-from-file global\n");
 	dynbuf_printf(b, "    timeout connect %s\n", dur(t, sizeof(t), g->t_connect));
 	dynbuf_printf(b, "    timeout client %s\n", dur(t, sizeof(t), g->t_client));
