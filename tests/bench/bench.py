@@ -41,6 +41,14 @@ CONF = os.path.join(HERE, "conf")
 # The same client settings for every HTTP configuration.
 WRK_THREADS = 1
 WRK_CONNECTIONS = 32
+# The saturation sweep: the same wrk with more connections, on the
+# configurations the issue compares at load. Each one's figure is its best
+# req/s among the connection counts where its p99 stays under
+# SWEEP_P99_BOUND x plain's p99 at the same count.
+SWEEP_CONFIGS = ("plain", "native-hs256", "spogate-full")
+SWEEP_CONNECTIONS = (32, 128, 512)
+SWEEP_CONNECTIONS_QUICK = (32, 512)
+SWEEP_P99_BOUND = 2.0
 # Every server gets the same number of threads (HAProxy nbthread, nginx
 # worker_processes, agent threads), so each figure is "per server thread".
 SERVER_THREADS = 1
@@ -267,6 +275,9 @@ def parse_wrk(out):
     r["non_2xx"] = int(m.group(1)) if m else 0
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     r["socket_errors"] = sum(int(x) for x in m.groups()) if m else 0
+    # Requests wrk gave up on after its 2 s timeout: at saturation a sign of
+    # overload rather than of a wrong answer.
+    r["timeouts"] = int(m.group(4)) if m else 0
     return r
 
 
@@ -760,8 +771,8 @@ def run_checks(env, c, t):
         raise BenchError(msg)
 
 
-def run_http(env, c, t, duration):
-    cmd = ["wrk", "-t%d" % WRK_THREADS, "-c%d" % WRK_CONNECTIONS, "-d%ds" % duration, "--latency"]
+def run_http(env, c, t, duration, connections=WRK_CONNECTIONS):
+    cmd = ["wrk", "-t%d" % WRK_THREADS, "-c%d" % connections, "-d%ds" % duration, "--latency"]
     if t.header:
         cmd += ["-H", "Authorization: " + t.header]
     cmd.append(t.url)
@@ -769,11 +780,22 @@ def run_http(env, c, t, duration):
     before = tree_ticks(roots, proc_table())
     reads = read_calls(t.agent_pids)
     wrk = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    conns = None
+    conns = clients = None
     try:
-        if t.agent_port:
-            time.sleep(duration / 2.0)
-            conns = established(t.agent_port)
+        # The client connections HAProxy holds (the sweep checks that every
+        # wrk connection is open; a loaded machine can start wrk late): the
+        # most seen over the first 3/4 of the run. The SPOE connections:
+        # half-way through.
+        front = int(re.search(r":(\d+)/", t.url).group(1))
+        t0 = time.monotonic()
+        while True:
+            clients = max(clients or 0, established(front))
+            elapsed = time.monotonic() - t0
+            if t.agent_port and conns is None and elapsed >= duration / 2.0:
+                conns = established(t.agent_port)
+            if elapsed >= duration * 0.75 or wrk.poll() is not None:
+                break
+            time.sleep(0.25)
         stdout, stderr = wrk.communicate(timeout=duration + 30)
     except subprocess.TimeoutExpired:
         wrk.kill()
@@ -785,7 +807,7 @@ def run_http(env, c, t, duration):
         raise BenchError("%s: wrk failed: %s" % (c["name"], stderr.strip()))
     r = parse_wrk(stdout)
     if r["requests"] == 0:
-        raise BenchError("%s: wrk served no request:\n%s" % (c["name"], out.stdout))
+        raise BenchError("%s: wrk served no request:\n%s" % (c["name"], stdout))
     cpu = cpu_seconds(before, after)
     agent = cpu_seconds({p: before.get(p, 0) for p in t.agent_pids},
                         {p: after.get(p, 0) for p in t.agent_pids})
@@ -793,6 +815,7 @@ def run_http(env, c, t, duration):
     r["agent_cpu_us_per_req"] = agent * 1e6 / r["requests"] if t.agent_pids else None
     r["agent_reads_per_req"] = reads / r["requests"] if t.agent_pids else None
     r["agent_connections"] = conns
+    r["client_connections"] = clients
     r["redis_cpu_us_per_req"] = (redis_cpu_us(env, before, after, r["requests"])
                                  if "redis" in (c.get("stage") or {}).get("services", []) else None)
     r["errors"] = r["non_2xx"] + r["socket_errors"]
@@ -909,6 +932,143 @@ def targets(results):
 
 
 # --------------------------------------------------------------------------
+# The saturation sweep
+
+
+def run_sweep(env, live, counts, rounds, duration, warmup, runs):
+    """wrk at each connection count on the sweep's configurations, the
+    configurations and counts alternated within every round like the main
+    rounds; runs[(name, connections)] collects the results."""
+    if warmup > 0:
+        # The new connections' first requests (backend and SPOE connections).
+        for c, t in live:
+            run_http(env, c, t, 1, max(counts))
+    for rnd in range(rounds):
+        for n in counts:
+            for c, t in live:
+                r = run_http(env, c, t, duration, n)
+                r["round"] = rnd + 1
+                r["connections"] = n
+                runs.setdefault((c["name"], n), []).append(r)
+                print("bench: sweep %d -c%-4d %-16s %8.0f req/s  p99 %8.0f us  server CPU %6.1f us/req"
+                      "  %s connections open%s"
+                      % (rnd + 1, n, c["name"], r["req_per_s"], r["p99_us"] or 0,
+                         r["server_cpu_us_per_req"] or 0, r["client_connections"],
+                         "  (!) %d non-2xx, %d socket errors, %d timeouts"
+                         % (r["non_2xx"], r["socket_errors"] - r["timeouts"], r["timeouts"])
+                         if r["errors"] else ""), flush=True)
+
+
+def sweep_summary(names, counts, runs, rounds, duration):
+    """Per configuration and connection count: medians over the rounds; a
+    point is eligible when it has no error and its p99 is under
+    SWEEP_P99_BOUND x plain's p99 at the same count; best is the eligible
+    point with the most req/s."""
+    rows = []
+    for name in names:
+        points = []
+        for n in counts:
+            rr = runs.get((name, n), [])
+            if not rr:
+                continue
+            points.append({"connections": n,
+                           "req_per_s": median([r["req_per_s"] for r in rr]),
+                           "p50_us": median([r["p50_us"] for r in rr]),
+                           "p99_us": median([r["p99_us"] for r in rr]),
+                           "server_cpu_us_per_req": median([r["server_cpu_us_per_req"] for r in rr]),
+                           "redis_cpu_us_per_req": median([r.get("redis_cpu_us_per_req") for r in rr]),
+                           # non-2xx: at saturation the 503s of the SPOE
+                           # processing timeout (fail closed), so overload.
+                           "non_2xx": sum(r["non_2xx"] for r in rr),
+                           "socket_errors": sum(r["socket_errors"] - r["timeouts"] for r in rr),
+                           "timeouts": sum(r["timeouts"] for r in rr),
+                           "client_connections": median([r.get("client_connections") for r in rr]),
+                           "rounds": rr})
+        rows.append({"name": name, "points": points})
+    plain = {p["connections"]: p for r in rows if r["name"] == "plain" for p in r["points"]}
+    for row in rows:
+        for p in row["points"]:
+            ref = plain.get(p["connections"])
+            p["p99_vs_plain"] = (p["p99_us"] / ref["p99_us"]
+                                 if ref and ref["p99_us"] and p["p99_us"] is not None else None)
+            # Without plain at this count there is no bound to hold.
+            p["eligible"] = (p["p99_vs_plain"] is not None
+                             and not (p["non_2xx"] or p["socket_errors"] or p["timeouts"])
+                             and (row["name"] == "plain" or p["p99_vs_plain"] < SWEEP_P99_BOUND))
+        ok = [p for p in row["points"] if p["eligible"]]
+        best = max(ok, key=lambda p: p["req_per_s"]) if ok else None
+        row["best_req_per_s"] = best["req_per_s"] if best else None
+        row["best_connections"] = best["connections"] if best else None
+    base = next((r for r in rows if r["name"] == "plain"), None)
+    for row in rows:
+        row["best_vs_plain"] = (row["best_req_per_s"] / base["best_req_per_s"]
+                                if base and base["best_req_per_s"] and row["best_req_per_s"] else None)
+    return {"connections": list(counts), "rounds": rounds, "duration_s": duration,
+            "p99_bound_vs_plain": SWEEP_P99_BOUND,
+            "wrk": "wrk -t%d -cN -d%ds --latency" % (WRK_THREADS, duration),
+            "rule": "best = most req/s among the connection counts N where p99 < %.0fx plain's p99 "
+                    "at N and no non-2xx answer, socket error or wrk timeout (medians over the rounds)" % SWEEP_P99_BOUND,
+            "configurations": rows}
+
+
+def sweep_rows(sweep):
+    """(head, rows) of the sweep's table: req/s and p99 per connection count,
+    an asterisk on a point that is not eligible, then the best."""
+    counts = sweep["connections"]
+    head = ["configuration"]
+    for n in counts:
+        head += ["c%d req/s" % n, "c%d p99 us" % n]
+    head += ["best req/s", "at c", "vs plain"]
+    rows = []
+    for row in sweep["configurations"]:
+        by = {p["connections"]: p for p in row["points"]}
+        cells = [row["name"]]
+        for n in counts:
+            p = by.get(n)
+            if p is None:
+                cells += ["-", "-"]
+                continue
+            mark = "" if p["eligible"] else "*"
+            if p["non_2xx"] or p["socket_errors"] or p["timeouts"]:
+                mark += "!"
+            cells += [fmt(p["req_per_s"], "%.0f"), fmt(p["p99_us"], "%.0f") + mark]
+        cells += [fmt(row["best_req_per_s"], "%.0f"), fmt(row["best_connections"], "%d"),
+                  fmt(row["best_vs_plain"], "%.2f")]
+        rows.append(cells)
+    return head, rows
+
+
+SWEEP_LEGEND = ("* p99 not under %.0fx plain's p99 at the same connections (not eligible); "
+                "! non-2xx answers, socket errors or wrk timeouts (not eligible)" % SWEEP_P99_BOUND)
+
+
+def sweep_table(sweep):
+    head, rows = sweep_rows(sweep)
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    lines = ["saturation sweep: %s, %d rounds, medians; best = %s"
+             % (sweep["wrk"], sweep["rounds"], sweep["rule"].split("= ", 1)[1])]
+    lines += ["  ".join(str(x).ljust(w) if i == 0 else str(x).rjust(w)
+                        for i, (x, w) in enumerate(zip(row, widths))) for row in [head] + rows]
+    lines.insert(2, "  ".join("-" * w for w in widths))
+    lines.append(SWEEP_LEGEND)
+    return "\n".join(lines)
+
+
+def sweep_markdown(sweep):
+    head, rows = sweep_rows(sweep)
+    out = ["Saturation sweep: `%s` for N in %s, %d rounds alternated, medians. Best = %s."
+           % (sweep["wrk"], ", ".join(str(n) for n in sweep["connections"]), sweep["rounds"],
+              sweep["rule"].split("= ", 1)[1]),
+           "",
+           "| " + " | ".join(head) + " |",
+           "|---|" + "---:|" * (len(head) - 1)]
+    for r in rows:
+        out.append("| `%s` | " % r[0] + " | ".join(c.replace("*", "\\*") for c in r[1:]) + " |")
+    out += ["", SWEEP_LEGEND.replace("*", "\\*") + "."]
+    return out
+
+
+# --------------------------------------------------------------------------
 # Output
 
 
@@ -965,6 +1125,8 @@ def markdown(doc):
             t["description"], t["target"], fmt(t["value"], "%.2f"),
             " (by CPU/req: %s)" % fmt(t["by_cpu"], "%.2f") if t.get("by_cpu") else "",
             t["status"], t["basis"] or "-"))
+    if doc.get("sweep"):
+        out += [""] + sweep_markdown(doc["sweep"])
     if doc["skipped"]:
         out += ["", "Not measured (not in this build): %s."
                 % ", ".join("`%s`" % s["name"] for s in doc["skipped"])]
@@ -1004,6 +1166,12 @@ def main():
     ap.add_argument("--duration", type=int, help="seconds per run (default: from the time budget)")
     ap.add_argument("--warmup", type=float, help="seconds of warm-up per configuration")
     ap.add_argument("--out", help="results.json path (default BUILD/bench/results.json)")
+    ap.add_argument("--sweep", help="connection counts of the saturation sweep, comma-separated "
+                                    "(make bench 32,128,512; QUICK 32,512; none with --only, --rounds or "
+                                    "--duration); 0 turns it off")
+    ap.add_argument("--sweep-configs", help="configurations swept (default %s)" % ",".join(SWEEP_CONFIGS))
+    ap.add_argument("--sweep-rounds", type=int, help="rounds of the sweep (default 3; QUICK 2)")
+    ap.add_argument("--sweep-duration", type=int, help="seconds per sweep run (default 5; QUICK 2)")
     args = ap.parse_args()
 
     configs = configurations()
@@ -1020,6 +1188,19 @@ def main():
     # bench stays under 2 (QUICK) or 10 minutes as stages are added.
     budget = 60 if args.quick else 380
     warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
+    if args.sweep is not None:
+        try:
+            sweep_counts = [int(x) for x in args.sweep.split(",") if int(x) > 0]
+        except ValueError:
+            print("bench: --sweep wants connection counts like 32,128,512", file=sys.stderr)
+            return 2
+    elif args.only or args.rounds or args.duration:
+        sweep_counts = []   # a hand-picked run sweeps only when asked to
+    else:
+        sweep_counts = list(SWEEP_CONNECTIONS_QUICK if args.quick else SWEEP_CONNECTIONS)
+    sweep_names = args.sweep_configs.split(",") if args.sweep_configs else list(SWEEP_CONFIGS)
+    sweep_rounds = args.sweep_rounds or (2 if args.quick else 3)
+    sweep_duration = args.sweep_duration or (2 if args.quick else 5)
     out_path = args.out or os.path.join(args.build, "bench", "results.json")
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
 
@@ -1035,7 +1216,7 @@ def main():
     signal.signal(signal.SIGTERM, on_term)
     skipped, live, failed = [], [], []
     duration = args.duration or 1
-    runs = {}
+    runs, sweep_runs, swept = {}, {}, []
     try:
         env.make_keys()
         for c in configs:
@@ -1077,6 +1258,15 @@ def main():
                          "  agent: %.2f reads/req, %s connections"
                          % (r["agent_reads_per_req"], r["agent_connections"])
                          if r.get("agent_reads_per_req") is not None else ""), flush=True)
+        # Then at saturation: the sweep's configurations this build has
+        # (only spogate's are ever skipped), plain first as the p99 reference.
+        swept = sorted([(c, t) for c, t in live if c["name"] in sweep_names and c["kind"] == "http"],
+                       key=lambda ct: sweep_names.index(ct[0]["name"]))
+        if sweep_counts and swept:
+            print("bench: saturation sweep of %s at %s connections, %d rounds x %d s each"
+                  % (", ".join(c["name"] for c, _ in swept), ",".join(map(str, sweep_counts)),
+                     sweep_rounds, sweep_duration), flush=True)
+            run_sweep(env, swept, sweep_counts, sweep_rounds, sweep_duration, warmup, sweep_runs)
     except BenchError as e:
         print("bench: error: %s" % e, file=sys.stderr)
         failed.append(str(e))
@@ -1112,7 +1302,9 @@ def main():
     doc = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": ("make bench" + (" QUICK=1" if args.quick else "")
-                    if not (args.only or args.rounds or args.duration or args.warmup is not None)
+                    if not (args.only or args.rounds or args.duration or args.warmup is not None
+                            or args.sweep is not None or args.sweep_configs or args.sweep_rounds
+                            or args.sweep_duration)
                     else "tests/bench/bench.py " + " ".join(sys.argv[1:])),
         "machine": dict(facts, loadavg_end=os.getloadavg()[0]),
         "settings": {"rounds": rounds, "duration_s": duration, "warmup_s": warmup,
@@ -1122,6 +1314,8 @@ def main():
         "configurations": results,
         "skipped": skipped,
         "targets": targets(results),
+        "sweep": (sweep_summary([c["name"] for c, _ in swept], sweep_counts, sweep_runs,
+                                sweep_rounds, sweep_duration) if sweep_runs else None),
         "errors": failed,
         "elapsed_s": round(time.monotonic() - started, 1),
     }
@@ -1138,8 +1332,21 @@ def main():
             tg["id"], tg["target"], fmt(tg["value"], "%.2f"), tg["status"],
             "  (by CPU/req %s)" % fmt(tg["by_cpu"], "%.2f") if tg.get("by_cpu") else "",
             "  [%s]" % tg["basis"] if tg["basis"] else ""))
+    if doc["sweep"]:
+        print()
+        print(sweep_table(doc["sweep"]))
     print("\nbench: %s and %s.md (%.0fs)" % (out_path, os.path.splitext(out_path)[0], doc["elapsed_s"]))
     bad = [r["name"] for r in results if r["errors"]]
+    # At saturation wrk timing out and the gateway shedding (503 once the
+    # SPOE processing timeout passes) are overload, reported in the table;
+    # a connect, read or write error (a connection limit) fails the run.
+    swept_points = [(row["name"], p) for row in (doc["sweep"] or {}).get("configurations", [])
+                    for p in row["points"]]
+    bad += ["%s at -c%d (socket errors)" % (n, p["connections"]) for n, p in swept_points if p["socket_errors"]]
+    for n, p in swept_points:
+        if p["non_2xx"] or p["timeouts"]:
+            print("bench: overload in the sweep: %s at -c%d: %d non-2xx answers, %d wrk timeouts"
+                  % (n, p["connections"], p["non_2xx"], p["timeouts"]), file=sys.stderr)
     if bad:
         print("bench: error responses in %s" % ", ".join(bad), file=sys.stderr)
     if failed:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Keeps `make bench` from rotting without timing anything: runs the bench's
 # orchestrator in a tiny mode (one round of 1 s on plain, the first spogate
-# configuration and the agent alone) and checks that results.json has every
+# configuration and the agent alone, then a one-round saturation sweep of
+# plain and spogate-token at 32 and 128 connections) and checks that results.json has every
 # field the README's Performance section and the targets rely on.
 # TAP output. Needs wrk and haproxy (make deps); skips if they are missing.
 set -u
@@ -17,15 +18,17 @@ if ! command -v wrk >/dev/null || [ ! -x "${SPOGATE_HAPROXY:-/usr/sbin/haproxy}"
 	echo "1..0 # SKIP wrk or haproxy not installed (make deps)"
 	exit 0
 fi
-echo "1..4"
+echo "1..5"
 if /usr/bin/python3 tests/bench/bench.py --build "$BUILD" --only plain,spogate-token,agent-d64-token \
-	--rounds 1 --duration 1 --warmup 0 --out "$out/results.json" >"$out/stdout" 2>&1; then
+	--rounds 1 --duration 1 --warmup 0 \
+	--sweep 32,128 --sweep-configs plain,spogate-token --sweep-rounds 1 --sweep-duration 1 --out "$out/results.json" >"$out/stdout" 2>&1; then
 	ok "bench_orchestrator_runs_one_round"
 else
 	nok "bench_orchestrator_runs_one_round"
 	sed 's/^/# /' "$out/stdout"
 fi
-if grep -q '^configuration .*req/s .*p50 .*p99 .*server CPU us/req .*agent CPU us/req' "$out/stdout"; then
+if grep -q '^configuration .*req/s .*p50 .*p99 .*server CPU us/req .*agent CPU us/req' "$out/stdout" &&
+	grep -q '^configuration .*c32 req/s .*c32 p99 us .*c128 req/s .*best req/s' "$out/stdout"; then
 	ok "bench_prints_the_table"
 else
 	nok "bench_prints_the_table"
@@ -58,4 +61,21 @@ good = (want <= ids and all({"value", "status", "target", "basis"} <= set(t) for
         and doc["date"] and doc["settings"]["rounds"] == 1 and not doc["errors"])
 if not check("results_json_has_targets_machine_facts_and_date", good):
     print("# " + json.dumps({k: doc.get(k) for k in ("targets", "machine", "errors")})[:2000])
+# The sweep: every point measured with wrk's connections held open by HAProxy
+# (sampled from /proc/net/tcp, so a 1 s run on a loaded machine may catch a
+# few still connecting: 3/4 is the bound); plain is its own reference, so its
+# best is its top eligible point.
+sw = doc.get("sweep") or {}
+rows = {r["name"]: r for r in sw.get("configurations", [])}
+pf = ("connections", "req_per_s", "p99_us", "p99_vs_plain", "eligible", "non_2xx", "timeouts")
+good = (sw.get("connections") == [32, 128] and set(rows) == {"plain", "spogate-token"}
+        and all([p["connections"] for p in r["points"]] == [32, 128] for r in rows.values())
+        and all(all(f in p for f in pf) and p["req_per_s"] > 0 and not p["socket_errors"]
+                and (p["client_connections"] or 0) * 4 >= p["connections"] * 3
+                for r in rows.values() for p in r["points"])
+        and all("best_req_per_s" in r and "best_connections" in r for r in rows.values())
+        and rows["plain"]["best_req_per_s"] == max([p["req_per_s"] for p in rows["plain"]["points"]
+                                                    if p["eligible"]] or [None]))
+if not check("results_json_has_the_saturation_sweep", good):
+    print("# " + json.dumps(sw)[:2000])
 PY
