@@ -117,11 +117,14 @@ $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto
 	protoc-c --proto_path=proto --c_out=$(BUILD)/gen $<
 
 # Generated protobuf-c code is not ours to hold to -Werror.
-$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -Werror,$(CFLAGS)) -Wno-unused-parameter -c $< -o $@
 
-$(BUILD)/obj/%.o: %.c | $(PROTO_H)
+# Every object depends on the Makefile: a change of CFLAGS, include paths
+# or source layout (a header moved between folders) would otherwise leave
+# objects built against the old layout, which the .d lists do not catch.
+$(BUILD)/obj/%.o: %.c Makefile | $(PROTO_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 

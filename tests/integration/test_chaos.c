@@ -50,6 +50,7 @@ struct tally {
 	long ok, s503_gw, s503_auth, other, transport, hung;
 	double max_ms;
 	long first_other_status;
+	int first_transport_rc;        /* CURLcode of the first transport error */
 	char first_other_body[160];
 };
 
@@ -118,9 +119,10 @@ static void *load(void *arg)
 			T[ph].max_ms = ms;
 		if (ms > HUNG_MS)
 			T[ph].hung++;
-		if (rc != CURLE_OK)
-			T[ph].transport++;
-		else if (st == 200)
+		if (rc != CURLE_OK) {
+			if (T[ph].transport++ == 0)
+				T[ph].first_transport_rc = (int)rc;
+		} else if (st == 200)
 			T[ph].ok++;
 		else if (st == 503 && r.body && strstr(r.body, "gateway_unavailable"))
 			T[ph].s503_gw++;
@@ -173,6 +175,32 @@ static int wait_ok(int ms)
 			h_resp_free(&r);
 		if (st == 200)
 			return 0;
+		sleep_ms(100);
+	}
+	return -1;
+}
+
+/* Waits until HAProxy's stats show the agent server UP, up to ms. */
+static int wait_agent_up(int ms)
+{
+	double end = h_now_ms() + ms;
+	char url[128];
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/;csv", S.stats_port);
+	while (h_now_ms() < end) {
+		struct h_resp r;
+
+		if (h_http(&r, NULL, url, NULL, NULL) == 0) {
+			/* the status column of the line, not "UP 1/3" (going down) */
+			const char *l = r.body ? strstr(r.body, "\nspogate-agents,agent1,") : NULL;
+			const char *st = l ? strstr(l, ",UP,") : NULL;
+			const char *nl = l ? strchr(l + 1, '\n') : NULL;
+			int up = st && (!nl || st < nl);
+
+			h_resp_free(&r);
+			if (up)
+				return 0;
+		}
 		sleep_ms(100);
 	}
 	return -1;
@@ -296,7 +324,11 @@ static void test_chaos_keeps_documented_verdicts_and_loses_nothing_on_reload(voi
 	sleep_ms(1000);
 	agent = start_agent();
 	assert_int_equal(wait_ok(10000), 0);
-	sleep_ms(500);
+	/* The death's fallout ends inside this phase: HAProxy sees the agent
+	 * UP again, and every request that began while it was gone (none
+	 * outlives HUNG_MS) has ended before the SIGHUPs are counted. */
+	assert_int_equal(wait_agent_up(10000), 0);
+	sleep_ms((int)HUNG_MS);
 
 	phase(PH_SIGHUP);
 	for (i = 0; i < 50; i++) {
@@ -329,6 +361,9 @@ static void test_chaos_keeps_documented_verdicts_and_loses_nothing_on_reload(voi
 		if (T[p].other)
 			printf("# %s: first unexpected answer %ld %s\n", phase_names[p],
 			       T[p].first_other_status, T[p].first_other_body);
+		if (T[p].transport)
+			printf("# %s: first transport error: %s\n", phase_names[p],
+			       curl_easy_strerror((CURLcode)T[p].first_transport_rc));
 		assert_int_equal(T[p].hung, 0);
 		assert_int_equal(T[p].other, 0);
 		assert_true(T[p].ok + T[p].s503_gw + T[p].s503_auth + T[p].transport > 0);
