@@ -122,6 +122,10 @@ struct h_proc *h_start_haproxy_as(struct h_stack *s, const char *name, const cha
 /* The HAProxy the suite runs: $SPOGATE_HAPROXY or Debian's. */
 const char *h_haproxy_bin(void);
 
+/* The version of the HAProxy under test as major * 10 + minor (2.6 -> 26,
+ * 3.2 -> 32), or -1 when `haproxy -v` cannot be read. */
+int h_haproxy_version(void);
+
 /* HTTP. */
 struct h_resp {
 	long status;

@@ -178,25 +178,6 @@ static void test_spop_check_marks_agent_up(void **state)
 	assert_true(h_metric(S.metrics_port, "spogate_healthchecks_total") >= 1);
 }
 
-/* 2.6 -> 26, 3.2 -> 32: the version of the HAProxy under test. */
-static int haproxy_version(void)
-{
-	const char *bin = getenv("SPOGATE_HAPROXY") ? getenv("SPOGATE_HAPROXY") : "/usr/sbin/haproxy";
-	char *out = NULL, *p;
-	long major = 0, minor = 0;
-
-	assert_int_equal(h_run(&out, "%s -v", bin), 0);
-	p = strstr(out, "version ");
-	if (p) {
-		major = strtol(p + 8, &p, 10);
-		if (*p == '.')
-			minor = strtol(p + 1, NULL, 10);
-	}
-	free(out);
-	assert_true(major >= 2);
-	return (int)(major * 10 + minor);
-}
-
 static void test_agent_killed_fails_closed_then_recovers(void **state)
 {
 	char listen[64], metrics[64];
@@ -223,7 +204,7 @@ static void test_agent_killed_fails_closed_then_recovers(void **state)
 	 * 257 (0x100 + SPOP error 1, I/O) on 3.1+ with its SPOP mux. */
 	{
 		char *out = NULL;
-		int want = haproxy_version() >= 31 ? 257 : 2;
+		int want = h_haproxy_version() >= 31 ? 257 : 2;
 
 		usleep(200000);
 		h_run(&out, "grep -c '\"status\":503,.*\"error\":\"%d\"' %s/haproxy.log", want, S.logdir);
