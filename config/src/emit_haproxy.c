@@ -146,16 +146,19 @@ static void put_route_acl(struct dynbuf *b, const struct gen_route *r)
 	dynbuf_printf(b, "%s$'\n", tail ? "(/.*)?" : "");
 }
 
-/* 414 and 431 are not in the list: no supported HAProxy takes an
- * errorfile for them. */
+/* 414 and 431 (an over-long URI or header block, answered by 3.2's
+ * HTTP/1 parser) take an errorfile from 3.2 on; 2.6 and 3.0 refuse the
+ * line, so they are named only with --haproxy-version 3.2. */
 const struct gen_error_page gen_error_pages[] = {
-	{ 400, "Bad Request", "bad_request" },
-	{ 408, "Request Timeout", "request_timeout" },
-	{ 413, "Payload Too Large", "payload_too_large" },
-	{ 500, "Internal Server Error", "internal_error" },
-	{ 502, "Bad Gateway", "bad_gateway" },
-	{ 503, "Service Unavailable", "service_unavailable" },
-	{ 504, "Gateway Timeout", "gateway_timeout" },
+	{ 400, "Bad Request", "bad_request", 0 },
+	{ 408, "Request Timeout", "request_timeout", 0 },
+	{ 413, "Payload Too Large", "payload_too_large", 0 },
+	{ 414, "URI Too Long", "uri_too_long", 32 },
+	{ 431, "Request Header Fields Too Large", "request_header_fields_too_large", 32 },
+	{ 500, "Internal Server Error", "internal_error", 0 },
+	{ 502, "Bad Gateway", "bad_gateway", 0 },
+	{ 503, "Service Unavailable", "service_unavailable", 0 },
+	{ 504, "Gateway Timeout", "gateway_timeout", 0 },
 };
 const size_t gen_nerror_pages = sizeof(gen_error_pages) / sizeof(gen_error_pages[0]);
 
@@ -199,7 +202,11 @@ static void emit_global(const struct gen_gateway *g, const struct gen_opts *o, s
 	else
 		dynbuf_printf(b, "    log %s %s\n", g->log_target, g->log_facility);
 
+	/* idle-close-on-response: on a reload the old worker answers the next
+	 * request of an idle keep-alive connection (with "connection: close")
+	 * instead of closing it under a client that may be sending one. */
 	dynbuf_puts(b, "\ndefaults\n    mode http\n    log global\n    option dontlognull\n"
+		    "    option idle-close-on-response\n"
 		    "    load-server-state-from-file global\n");
 	dynbuf_printf(b, "    timeout connect %s\n", dur(t, sizeof(t), g->t_connect));
 	dynbuf_printf(b, "    timeout client %s\n", dur(t, sizeof(t), g->t_client));
@@ -210,8 +217,10 @@ static void emit_global(const struct gen_gateway *g, const struct gen_opts *o, s
 	dynbuf_printf(b, "    timeout check %s\n", dur(t, sizeof(t), g->t_check));
 	/* HAProxy's own errors as JSON, like the gateway's. */
 	for (i = 0; i < gen_nerror_pages; i++)
-		dynbuf_printf(b, "    errorfile %d %s/errors/%d.http\n", gen_error_pages[i].code,
-			      o->haproxy_dir ? o->haproxy_dir : ".", gen_error_pages[i].code);
+		if (gen_error_pages[i].min_haproxy <=
+		    (o->haproxy_version ? o->haproxy_version : GEN_HAPROXY_OLDEST))
+			dynbuf_printf(b, "    errorfile %d %s/errors/%d.http\n", gen_error_pages[i].code,
+				      o->haproxy_dir ? o->haproxy_dir : ".", gen_error_pages[i].code);
 }
 
 static int any_agent(const struct gen_gateway *g)
@@ -1030,7 +1039,7 @@ void gen_emit_haproxy(const struct gen_gateway *g, const struct gen_registry *r,
 			    "    timeout connect 1s\n    timeout server 3m\n    option spop-check\n"
 			    "    retries 3\n    option redispatch 1\n");
 		for (k = 0; k < nagents; k++)
-			dynbuf_printf(b, "    server agent%zu %s check inter 2s\n", k + 1,
+			dynbuf_printf(b, "    server agent%zu %s check inter 2s fastinter 250ms\n", k + 1,
 				      g->agent.more.n ? g->agent.more.v[k] : g->agent.address);
 	}
 	if (g->admin.stats && g->admin.nusers) {

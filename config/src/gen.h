@@ -20,6 +20,8 @@ struct gen_error_page {
 	int code;
 	const char *reason;     /* status line text */
 	const char *error;      /* the "error" member of the body */
+	int min_haproxy;        /* 0, or the oldest HAProxy (major*10+minor)
+	                         * whose errorfile takes this code */
 };
 extern const struct gen_error_page gen_error_pages[];
 extern const size_t gen_nerror_pages;

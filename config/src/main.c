@@ -36,6 +36,8 @@ static void usage(FILE *f)
 		"      --run-dir DIR       directory of the stats socket and the server-state\n"
 		"                          file (default: OUTDIR); must exist for --check\n"
 		"      --consul-dns ADDR   DNS server for a Consul export (default 127.0.0.1:8600)\n"
+		"      --haproxy-version V the oldest HAProxy the output must run on: 2.6\n"
+		"                          (default), 3.0 or 3.2 (3.2 adds JSON 414/431)\n"
 		"  -q, --quiet             do not print warnings\n"
 		"  -h, --help              this help\n"
 		"      --version           print the version\n");
@@ -52,6 +54,7 @@ int main(int argc, char **argv)
 		{ "haproxy-dir", required_argument, NULL, 'H' },
 		{ "run-dir", required_argument, NULL, 'R' },
 		{ "consul-dns", required_argument, NULL, 'C' },
+		{ "haproxy-version", required_argument, NULL, 'P' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -74,6 +77,19 @@ int main(int argc, char **argv)
 		case 'H': o.haproxy_dir = optarg; break;
 		case 'R': o.run_dir = optarg; break;
 		case 'C': o.consul_dns = optarg; break;
+		case 'P':
+			if (strcmp(optarg, "2.6") == 0)
+				o.haproxy_version = 26;
+			else if (strcmp(optarg, "3.0") == 0)
+				o.haproxy_version = 30;
+			else if (strcmp(optarg, "3.2") == 0)
+				o.haproxy_version = 32;
+			else {
+				fprintf(stderr, "spogate-gen: --haproxy-version: '%s' is not 2.6, 3.0 or 3.2\n",
+					optarg);
+				return 2;
+			}
+			break;
 		case 'q': quiet = 1; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': version_print(stdout, "spogate-gen"); return 0;

@@ -309,7 +309,12 @@ struct gen_opts {
 	const char *haproxy_dir;    /* where spoe.conf will be at runtime */
 	const char *run_dir;        /* stats socket and server-state directory */
 	const char *consul_dns;     /* nameserver for a Consul export */
+	int haproxy_version;        /* oldest HAProxy to run on, major*10+minor
+	                             * (0: GEN_HAPROXY_OLDEST) */
 };
+
+/* The oldest HAProxy spogate supports: what the output runs on by default. */
+#define GEN_HAPROXY_OLDEST 26
 
 /* Type-checked access to gy trees, reporting to ctx.d. */
 struct gen_ctx {

@@ -608,6 +608,25 @@ const char *h_redis_server_bin(void)
 	return v && *v ? v : "/usr/bin/redis-server";
 }
 
+int h_haproxy_version(void)
+{
+	char *out = NULL, *p;
+	long major = 0, minor = 0;
+
+	if (h_run(&out, "%s -v", h_haproxy_bin()) != 0) {
+		free(out);
+		return -1;
+	}
+	p = strstr(out, "version ");
+	if (p) {
+		major = strtol(p + 8, &p, 10);
+		if (*p == '.')
+			minor = strtol(p + 1, NULL, 10);
+	}
+	free(out);
+	return major >= 2 ? (int)(major * 10 + minor) : -1;
+}
+
 struct h_proc *h_start_haproxy_as(struct h_stack *s, const char *name, const char *cfg_path,
                                   int port)
 {

@@ -124,6 +124,10 @@ const char *h_haproxy_bin(void);
 /* redis-server, or $SPOGATE_REDIS_SERVER (a Valkey, say) */
 const char *h_redis_server_bin(void);
 
+/* The version of the HAProxy under test as major * 10 + minor (2.6 -> 26,
+ * 3.2 -> 32), or -1 when `haproxy -v` cannot be read. */
+int h_haproxy_version(void);
+
 /* HTTP. */
 struct h_resp {
 	long status;

@@ -263,15 +263,17 @@ static void test_oversized_tokens_are_refused_without_harm(void **state)
 	t[200] = '.';
 	t[n] = '\0';
 	t_expect(&S, "/private/x", t, 401, "token_invalid");
-	/* 64 KiB: HAProxy refuses the request head itself (400/431) or the
-	 * agent answers 401; never a 2xx, never a crash. */
+	/* 64 KiB: HAProxy refuses the request head itself or the agent
+	 * answers 401; never a 2xx, never a crash. What HAProxy sends for a
+	 * head over its buffer depends on the version: 400 on 2.6 and 3.0,
+	 * 431 on 3.2.x, 414 on 3.2.0 (a bug fixed in later 3.2 releases). */
 	memset(t, 'A', big);
 	t[100] = '.';
 	t[200] = '.';
 	t[big] = '\0';
 	assert_int_equal(t_get(&r, &S, "/private/x", t), 0);
 	fprintf(stderr, "# 64 KiB token: HTTP %ld\n", r.status);
-	assert_true(r.status == 400 || r.status == 401 || r.status == 431);
+	assert_true(r.status == 400 || r.status == 401 || r.status == 414 || r.status == 431);
 	h_resp_free(&r);
 	assert_true(h_alive(agent));
 	free(t);

@@ -51,6 +51,16 @@ if out=$("${SPOGATE_HAPROXY:-haproxy}" -c -f "$tmp/etc/haproxy.cfg" 2>&1); then
 else
 	nok "the compose HAProxy configuration passes haproxy -c" "$out"
 fi
+# and with the version of compose's image, when make haproxy fetched it
+imgv=$(sed -n 's/^ *image: haproxy:\([0-9.]*\).*/\1/p' compose.yaml | head -n 1)
+if [ -n "$imgv" ] && [ -x "$BUILD/haproxy-$imgv/haproxy" ]; then
+	if out=$("$BUILD/haproxy-$imgv/haproxy" -c -f "$tmp/etc/haproxy.cfg" 2>&1) &&
+		! echo "$out" | grep -q 'WARNING\|ALERT'; then
+		ok "the compose configuration passes haproxy -c on $imgv, compose's image"
+	else
+		nok "the compose configuration passes haproxy -c on $imgv, compose's image" "$out"
+	fi
+fi
 
 if "$BUILD/bin/spogate-agent" -c haproxy/compose/agent.json --check >"$tmp/check.log" 2>&1; then
 	ok "the compose agent.json passes spogate-agent --check"

@@ -199,6 +199,20 @@ static void test_agent_killed_fails_closed_then_recovers(void **state)
 		assert_true(h_now_ms() - t0 < 2500);
 		h_resp_free(&r);
 	}
+	/* The access log's SPOE error for "agent down" is the one the README
+	 * documents for this version: 2 (SPOE_CTX_ERR_RES) on 2.6 and 3.0,
+	 * 257 (0x100 + SPOP error 1, I/O) on 3.1+ with its SPOP mux. */
+	{
+		char *out = NULL;
+		int want = h_haproxy_version() >= 31 ? 257 : 2;
+
+		usleep(200000);
+		h_run(&out, "grep -c '\"status\":503,.*\"error\":\"%d\"' %s/haproxy.log", want, S.logdir);
+		assert_non_null(out);
+		if (strtol(out, NULL, 10) < 1)
+			fail_msg("no 503 logged with error %d in %s/haproxy.log", want, S.logdir);
+		free(out);
+	}
 	/* the agent comes back on the same port; HAProxy is not touched */
 	snprintf(listen, sizeof(listen), "127.0.0.1:%d", S.agent_port);
 	snprintf(metrics, sizeof(metrics), "127.0.0.1:%d", S.metrics_port);

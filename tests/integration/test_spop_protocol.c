@@ -421,6 +421,144 @@ static void test_pipelined_notifies_all_acked(void **state)
 	close(fd);
 }
 
+/* Sends HAPROXY-HELLO offering caps; returns the capabilities the
+ * AGENT-HELLO answered (into out, NUL-terminated). */
+static void hello_answer_caps(int fd, const char *caps, int healthcheck, char *out, size_t cap)
+{
+	uint8_t buf[1024];
+	struct spop_frame f;
+	struct spop_rd rd;
+	struct spop_str name;
+	struct spop_data val;
+	long n = hello(buf, sizeof(buf), "2.0", 16380, caps, healthcheck, SPOP_FLAG_FIN);
+
+	out[0] = '\0';
+	send_all(fd, buf, (size_t)n);
+	assert_true(read_frame(fd, buf, sizeof(buf), &f) > 0);
+	assert_int_equal(f.type, SPOP_FRM_AGENT_HELLO);
+	spop_rd_init(&rd, f.payload, f.payload_len);
+	while (spop_kv_next(&rd, &name, &val) == 1)
+		if (name.len == 12 && memcmp(name.ptr, "capabilities", 12) == 0) {
+			assert_true(val.u.str.len < cap);
+			memcpy(out, val.u.str.ptr, val.u.str.len);
+			out[val.u.str.len] = '\0';
+		}
+}
+
+/* HAProxy 3.1+ offers "pipelining" alone (no async), a health check
+ * nothing: the agent answers what was offered and nothing more. */
+static void test_agent_answers_only_the_offered_capabilities(void **state)
+{
+	char caps[64];
+	int fd;
+
+	(void)state;
+	fd = dial();
+	hello_answer_caps(fd, "pipelining", 0, caps, sizeof(caps));
+	assert_string_equal(caps, "pipelining");
+	close(fd);
+	fd = dial();
+	hello_answer_caps(fd, "pipelining,async", 0, caps, sizeof(caps));
+	assert_string_equal(caps, "pipelining,async");
+	close(fd);
+	fd = dial();
+	hello_answer_caps(fd, "", 1, caps, sizeof(caps));
+	assert_string_equal(caps, "");
+	close(fd);
+}
+
+/* Closes fd with a TCP RST (SO_LINGER 0), as HAProxy 3.x's mux may do
+ * instead of sending HAPROXY-DISCONNECT. */
+static void reset(int fd)
+{
+	struct linger l = { 1, 0 };
+
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l)), 0);
+	close(fd);
+}
+
+/* What HAProxy 3.1+'s SPOP mux sends: HELLO offering "pipelining" only,
+ * then each NOTIFY on its own stream (stream-id an odd per-connection
+ * counter 1, 3, 5, ..., frame-id always 1), at most 20 streams in flight
+ * on a connection, each ACK matched strictly by (stream-id, frame-id);
+ * and at the end a TCP RST with decisions in flight instead of a
+ * HAPROXY-DISCONNECT. The agent must ACK every stream exactly once with
+ * its own ids, in whatever order, and shrug off the reset. */
+static void test_haproxy_31_mux_traffic_is_answered(void **state)
+{
+	enum { LIMIT = 20, ROUNDS = 5 };
+	uint8_t out[LIMIT * 64], buf[1024];
+	char caps[64];
+	int fd = dial(), r, i;
+
+	(void)state;
+	hello_answer_caps(fd, "pipelining", 0, caps, sizeof(caps));
+	assert_string_equal(caps, "pipelining");
+	for (r = 0; r < ROUNDS; r++) {
+		int acked[LIMIT] = { 0 };
+		size_t off = 0;
+
+		/* a full window of 20 streams; each new stream on the connection
+		 * takes the next odd id */
+		for (i = 0; i < LIMIT; i++) {
+			uint64_t sid = (uint64_t)(2 * (r * LIMIT + i) + 1);
+			long n = notify(out + off, sizeof(out) - off, SPOP_FLAG_FIN, sid, 1, 1,
+			                i % 3 ? "Bearer t" : NULL);
+
+			assert_true(n > 0);
+			off += (size_t)n;
+			/* the mux sends each stream's NOTIFY as it is made: several writes */
+			if (i % 7 == 6) {
+				send_all(fd, out, off);
+				off = 0;
+			}
+		}
+		send_all(fd, out, off);
+		for (i = 0; i < LIMIT; i++) {
+			struct spop_frame f;
+			int idx;
+
+			assert_true(read_frame(fd, buf, sizeof(buf), &f) > 0);
+			assert_int_equal(f.type, SPOP_FRM_ACK);
+			assert_true(f.flags & SPOP_FLAG_FIN);
+			assert_int_equal(f.frame_id, 1);
+			assert_true(f.stream_id % 2 == 1);
+			idx = (int)((f.stream_id - 1) / 2) - r * LIMIT;
+			assert_true(idx >= 0 && idx < LIMIT);
+			assert_int_equal(acked[idx], 0);
+			acked[idx] = 1;
+		}
+	}
+	/* a last window, then a reset while the agent holds the decisions */
+	{
+		size_t off = 0;
+
+		for (i = 0; i < LIMIT; i++) {
+			long n = notify(out + off, sizeof(out) - off, SPOP_FLAG_FIN,
+			                (uint64_t)(2 * (ROUNDS * LIMIT + i) + 1), 1, 1, "Bearer t");
+
+			off += (size_t)n;
+		}
+		send_all(fd, out, off);
+		reset(fd);
+	}
+	/* the agent is still there and serves the next connection */
+	usleep(100000);
+	assert_true(h_alive(agent));
+	fd = dial();
+	hello_answer_caps(fd, "pipelining", 0, caps, sizeof(caps));
+	{
+		struct spop_frame f;
+		long n = notify(out, sizeof(out), SPOP_FLAG_FIN, 1, 1, 1, "Bearer t");
+
+		send_all(fd, out, (size_t)n);
+		assert_true(read_frame(fd, buf, sizeof(buf), &f) > 0);
+		assert_int_equal(f.type, SPOP_FRM_ACK);
+		assert_true(f.stream_id == 1 && f.frame_id == 1);
+	}
+	close(fd);
+}
+
 /* Closing with decisions in flight must neither crash nor wedge the agent. */
 static void test_close_mid_decision_is_harmless(void **state)
 {
@@ -774,6 +912,8 @@ int main(void)
 		cmocka_unit_test(test_healthcheck_hello_is_answered_and_closed),
 		cmocka_unit_test(test_haproxy_disconnect_is_answered),
 		cmocka_unit_test(test_pipelined_notifies_all_acked),
+		cmocka_unit_test(test_agent_answers_only_the_offered_capabilities),
+		cmocka_unit_test(test_haproxy_31_mux_traffic_is_answered),
 		cmocka_unit_test(test_close_mid_decision_is_harmless),
 	};
 

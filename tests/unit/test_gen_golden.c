@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,23 +160,44 @@ static void test_same_input_gives_same_bytes(void **state)
 	}
 }
 
-/* The HAProxy to check with: SPOGATE_HAPROXY, or Debian's. */
-static const char *haproxy_bin(void)
+/* The HAProxy builds to check with: SPOGATE_HAPROXY (or Debian's), and
+ * every build make haproxy left in BUILD, so one generated config is
+ * held to every supported version at once. */
+static size_t haproxy_bins(char bins[][PATH_MAX], size_t max)
 {
+	static const char *const fetched[] = { "haproxy-3.0", "haproxy-3.2" };
 	const char *b = getenv("SPOGATE_HAPROXY");
+	const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
+	size_t n = 0, i, k;
 
-	return b && *b ? b : "/usr/sbin/haproxy";
+	snprintf(bins[n++], PATH_MAX, "%s", b && *b ? b : "/usr/sbin/haproxy");
+	for (i = 0; i < sizeof(fetched) / sizeof(fetched[0]) && n < max; i++) {
+		char rel[PATH_MAX], abs[PATH_MAX];
+		int dup = 0;
+
+		snprintf(rel, sizeof(rel), "%s/%s/haproxy", build, fetched[i]);
+		if (access(rel, X_OK) != 0 || !realpath(rel, abs))
+			continue;
+		for (k = 0; k < n; k++) {
+			char other[PATH_MAX];
+
+			dup |= realpath(bins[k], other) && strcmp(other, abs) == 0;
+		}
+		if (!dup)
+			memcpy(bins[n++], abs, sizeof(abs));
+	}
+	return n;
 }
 
-/* Runs haproxy -c on dir/haproxy.cfg; fails on an error or any warning. */
-static void haproxy_check(const char *dir)
+/* Runs bin -c on dir/haproxy.cfg; fails on an error or any warning. */
+static void haproxy_check(const char *bin, const char *dir)
 {
-	char cmd[1024], line[1024], all[8192] = "";
+	char cmd[2 * PATH_MAX + 64], line[1024], all[8192] = "";
 	size_t used = 0;
 	FILE *p;
 	int st, warned = 0;
 
-	snprintf(cmd, sizeof(cmd), "%s -c -f %s/haproxy.cfg 2>&1", haproxy_bin(), dir);
+	snprintf(cmd, sizeof(cmd), "%s -c -f %s/haproxy.cfg 2>&1", bin, dir);
 	p = popen(cmd, "r");
 	assert_non_null(p);
 	while (fgets(line, sizeof(line), p)) {
@@ -188,16 +210,17 @@ static void haproxy_check(const char *dir)
 	}
 	st = pclose(p);
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || warned)
-		fail_msg("haproxy -c failed for %s:\n%s", dir, all);
+		fail_msg("%s -c failed for %s:\n%s", bin, dir, all);
 }
 
 static void test_haproxy_accepts_every_generated_config(void **state)
 {
-	size_t i;
+	static char bins[3][PATH_MAX];
+	size_t i, k, nbins = haproxy_bins(bins, 3);
 
 	(void)state;
-	if (access(haproxy_bin(), X_OK) != 0)
-		fail_msg("%s is missing (make deps installs it)", haproxy_bin());
+	if (access(bins[0], X_OK) != 0)
+		fail_msg("%s is missing (make deps installs it)", bins[0]);
 	for (i = 0; i < sizeof(examples) / sizeof(examples[0]); i++) {
 		struct gen_opts o;
 		struct gen_output out;
@@ -211,10 +234,55 @@ static void test_haproxy_accepts_every_generated_config(void **state)
 		assert_int_equal(gen_write_files(dir, &out, err, sizeof(err)), 0);
 		assert_int_equal(gen_seed_server_state(dir, err, sizeof(err)), 0);
 		gen_output_free(&out);
-		haproxy_check(dir);
+		for (k = 0; k < nbins; k++)
+			haproxy_check(bins[k], dir);
 		snprintf(rm, sizeof(rm), "rm -rf %s", dir);
 		assert_int_equal(system(rm), 0);
 	}
+	for (k = 0; k < nbins; k++)
+		printf("# haproxy -c clean with %s\n", bins[k]);
+}
+
+/* --haproxy-version 3.2 names JSON errorfiles for 414 and 431 (3.2's
+ * HTTP/1 parser takes them; 2.6 and 3.0 refuse the line); the default, the
+ * oldest version, does not. The 3.2 output passes haproxy -c on 3.2. */
+static void test_haproxy_32_output_adds_414_and_431(void **state)
+{
+	static char bins[3][PATH_MAX];
+	size_t k, nbins = haproxy_bins(bins, 3);
+	struct gen_opts o;
+	struct gen_output out;
+	char dir[] = "/tmp/spogate-gen-XXXXXX", err[256], rm[300], ver[PATH_MAX + 8];
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	golden_opts(&examples[0], &o);
+	o.haproxy_dir = dir;
+	o.run_dir = dir;
+	assert_int_equal(generate(&o, &out), 0);
+	assert_null(strstr(out.haproxy.p, "errorfile 414"));
+	assert_null(strstr(out.haproxy.p, "errorfile 431"));
+	gen_output_free(&out);
+	o.haproxy_version = 32;
+	assert_int_equal(generate(&o, &out), 0);
+	assert_non_null(strstr(out.haproxy.p, "errorfile 414"));
+	assert_non_null(strstr(out.haproxy.p, "errorfile 431"));
+	assert_int_equal(gen_write_files(dir, &out, err, sizeof(err)), 0);
+	gen_output_free(&out);
+	for (k = 0; k < nbins; k++) {
+		char *v = NULL;
+		FILE *p;
+
+		snprintf(ver, sizeof(ver), "%s -v", bins[k]);
+		p = popen(ver, "r");
+		assert_non_null(p);
+		if (fgets(rm, sizeof(rm), p) && (v = strstr(rm, "version 3.")) &&
+		    strtol(v + 10, NULL, 10) >= 2)
+			haproxy_check(bins[k], dir);
+		pclose(p);
+	}
+	snprintf(rm, sizeof(rm), "rm -rf %s", dir);
+	assert_int_equal(system(rm), 0);
 }
 
 static void test_gen_cli_exit_codes(void **state)
@@ -233,6 +301,14 @@ static void test_gen_cli_exit_codes(void **state)
 		 ">/dev/null 2>&1", build);
 	st = system(cmd);
 	assert_int_equal(WEXITSTATUS(st), 2);
+	snprintf(cmd, sizeof(cmd), "%s/bin/spogate-gen --check --haproxy-version 2.7 -g "
+		 "config/examples/full.yaml -r config/examples/registry.yaml >/dev/null 2>&1", build);
+	st = system(cmd);
+	assert_int_equal(WEXITSTATUS(st), 2);
+	snprintf(cmd, sizeof(cmd), "%s/bin/spogate-gen --check --haproxy-version 3.2 -g "
+		 "config/examples/full.yaml -r config/examples/registry.yaml >/dev/null 2>&1", build);
+	st = system(cmd);
+	assert_int_equal(WEXITSTATUS(st), 0);
 	snprintf(cmd, sizeof(cmd), "%s/bin/spogate-gen --bogus >/dev/null 2>&1", build);
 	st = system(cmd);
 	assert_int_equal(WEXITSTATUS(st), 2);
@@ -248,6 +324,7 @@ int main(void)
 		cmocka_unit_test(test_examples_match_goldens),
 		cmocka_unit_test(test_same_input_gives_same_bytes),
 		cmocka_unit_test(test_haproxy_accepts_every_generated_config),
+		cmocka_unit_test(test_haproxy_32_output_adds_414_and_431),
 		cmocka_unit_test(test_gen_cli_exit_codes),
 	};
 

@@ -300,6 +300,18 @@ static void test_list_has_ignores_spaces(void **state)
 	assert_false(spop_list_has(l, "2"));
 }
 
+static void test_caps_answer_is_what_haproxy_offered(void **state)
+{
+	struct spop_str both = { "pipelining,async", 16 }, v31 = { "pipelining", 10 },
+	                check = { "", 0 }, odd = { " async , fragmentation", 22 };
+
+	(void)state;
+	assert_string_equal(spop_caps_answer(both), "pipelining,async");
+	assert_string_equal(spop_caps_answer(v31), "pipelining");   /* 3.1+ */
+	assert_string_equal(spop_caps_answer(check), "");           /* health check */
+	assert_string_equal(spop_caps_answer(odd), "async");        /* never fragmentation */
+}
+
 static void test_notify_parses_into_gw_request(void **state)
 {
 	uint8_t buf[512];
@@ -481,6 +493,7 @@ int main(void)
 		cmocka_unit_test(test_string_longer_than_buffer_refused),
 		cmocka_unit_test(test_hello_frame_parses),
 		cmocka_unit_test(test_list_has_ignores_spaces),
+		cmocka_unit_test(test_caps_answer_is_what_haproxy_offered),
 		cmocka_unit_test(test_notify_parses_into_gw_request),
 		cmocka_unit_test(test_every_truncation_of_frames_refused),
 		cmocka_unit_test(test_ack_encodes_set_vars),

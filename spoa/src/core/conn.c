@@ -29,8 +29,6 @@
 #include "spop.h"
 #include "worker_ctx.h"
 
-#define AGENT_CAPABILITIES "pipelining,async"
-
 static void conn_close(struct conn *c);
 static void conn_disconnect(struct conn *c, uint32_t status);
 static void conn_update_read(struct conn *c);
@@ -191,7 +189,7 @@ static int handle_hello(struct conn *c, const struct spop_frame *f)
 		return SPOP_ST_BAD_FRAME_SIZE;
 	c->max_frame = h.max_frame_size < cfg->max_frame_size ?
 	               h.max_frame_size : cfg->max_frame_size;
-	n = spop_agent_hello(buf, sizeof(buf), c->max_frame, AGENT_CAPABILITIES);
+	n = spop_agent_hello(buf, sizeof(buf), c->max_frame, spop_caps_answer(h.capabilities));
 	if (n < 0 || out_append(c, buf, (size_t)n) < 0)
 		return SPOP_ST_RES;
 	c->w->st.hellos++;
@@ -377,6 +375,12 @@ static void on_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 		return;
 	case CONN_READY:
 		quiet = ev_now(loop) - c->last_active;
+		if (c->w->stopping && c->ninflight == 0 && quiet >= CONN_STOP_QUIET) {
+			conn_disconnect(c, SPOP_ST_NORMAL);
+			return;
+		}
+		if (c->w->stopping)
+			idle = CONN_STOP_QUIET;
 		if (c->ninflight > 0 || quiet < idle) {
 			arm(c, c->ninflight > 0 ? idle : idle - quiet);
 			return;
@@ -505,8 +509,10 @@ void conn_decision_done(struct decision *d)
 		return;
 	}
 	c->w->st.acks++;
-	if ((c->w->stopping || c->state == CONN_DRAINING) && c->ninflight == 0)
+	if (c->state == CONN_DRAINING && c->ninflight == 0)
 		conn_disconnect(c, SPOP_ST_NORMAL);
+	else if (c->w->stopping && c->ninflight == 0)
+		arm(c, CONN_STOP_QUIET);
 	else if (c->read_paused)
 		conn_update_read(c);
 }
@@ -519,6 +525,8 @@ void conn_shutdown_all(struct worker *w, int force)
 		next = c->next;
 		if (force)
 			conn_close(c);
+		else if (c->state == CONN_READY)
+			arm(c, CONN_STOP_QUIET);   /* on_timeout says DISCONNECT once quiet */
 		else if (c->ninflight == 0 && c->state != CONN_CLOSING)
 			conn_disconnect(c, SPOP_ST_NORMAL);
 	}

@@ -28,6 +28,11 @@ enum conn_state {
  * after HAProxy's DISCONNECT (far beyond any `timeout processing`). */
 #define CONN_CLOSE_TIMEOUT  5.0
 #define CONN_DRAIN_TIMEOUT  5.0
+/* A stopping agent says DISCONNECT on a connection only once HAProxy has
+ * sent nothing on it for this long: HAProxy 3.1+ picks any connection of
+ * its pool for each NOTIFY, and one sent as our DISCONNECT crosses it is
+ * lost. By then the closed listener has failed HAProxy's checks. */
+#define CONN_STOP_QUIET     0.2
 
 struct conn {
 	struct worker *w;

@@ -313,6 +313,13 @@ int spop_list_has(struct spop_str list, const char *item)
 	return 0;
 }
 
+const char *spop_caps_answer(struct spop_str offered)
+{
+	static const char *const answer[4] = { "", "pipelining", "async", "pipelining,async" };
+
+	return answer[spop_list_has(offered, "pipelining") | spop_list_has(offered, "async") << 1];
+}
+
 void spop_wr_init(struct spop_wr *w, uint8_t *buf, size_t cap)
 {
 	w->buf = buf;

@@ -179,6 +179,12 @@ int spop_disconnect_decode(const uint8_t *payload, size_t len, struct spop_disco
 /* True when the comma-separated list (spaces ignored) holds item. */
 int spop_list_has(struct spop_str list, const char *item);
 
+/* The capabilities an agent answers to the ones HAProxy offered: those of
+ * "pipelining,async" that the offer holds, in that order ("" for none).
+ * HAProxy 2.6/3.0 offer both, 3.1+ offer "pipelining" alone, a health
+ * check offers nothing. Returns a static string. */
+const char *spop_caps_answer(struct spop_str offered);
+
 /* Encoding. A frame is begun, filled and ended; end returns its total size
  * on the wire (length prefix included) or -1 when it did not fit. */
 void spop_wr_init(struct spop_wr *w, uint8_t *buf, size_t cap);
