@@ -8,6 +8,11 @@
  * fail. A last reload with the DNS server stopped shows that the new
  * worker took the servers' addresses from the state file: without it they
  * would start as (none) and every request would be a 503.
+ *
+ * Reloads asked for in a burst lose nothing either: two clients open a new
+ * connection for every request while ten reloads are asked for 50 ms
+ * apart, i.e. each while the previous one still loads, the way a
+ * deployment tool that applies several changes in a row would.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -22,10 +27,12 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <curl/curl.h>
 
 #include "harness.h"
 
-#define RELOADS 10
+#define RELOADS  10
+#define NCLIENTS 2
 
 static struct h_stack S;
 static struct h_proc *haproxy, *dns;
@@ -37,6 +44,67 @@ struct load {
 	long ok, failed, transport;
 	long first_bad_status;
 };
+
+/* A client that opens a new connection for every request. */
+struct fresh {
+	volatile int *stop;
+	long ok, bad, transport;
+	int first_rc;
+	long first_status;
+	double max_ms;
+};
+
+static size_t discard(char *p, size_t sz, size_t n, void *arg)
+{
+	(void)p;
+	(void)arg;
+	return sz * n;
+}
+
+static void *fresh_main(void *arg)
+{
+	struct fresh *t = arg;
+	struct curl_slist *h = curl_slist_append(NULL, auth_hdr);
+	CURL *c = curl_easy_init();
+	char url[128];
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/api/x", S.http_port);
+	while (!*t->stop) {
+		double t0 = h_now_ms();
+		long st = 0;
+		CURLcode rc;
+
+		curl_easy_reset(c);
+		curl_easy_setopt(c, CURLOPT_URL, url);
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+		curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
+		rc = curl_easy_perform(c);
+		if (h_now_ms() - t0 > t->max_ms)
+			t->max_ms = h_now_ms() - t0;
+		if (rc != CURLE_OK) {
+			if (t->transport++ == 0)
+				t->first_rc = (int)rc;
+			continue;
+		}
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
+		if (st == 200)
+			t->ok++;
+		else if (t->bad++ == 0)
+			t->first_status = st;
+	}
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	return NULL;
+}
+
+/* One reload of the burst: SIGUSR2 to the master, without waiting. */
+static void *burst_reload(void *arg)
+{
+	(void)arg;
+	return (void *)(long)(h_signal(haproxy, SIGUSR2) != 0);
+}
 
 static void start_dns(void)
 {
@@ -266,12 +334,63 @@ static void test_a_reload_keeps_dns_servers_without_dns(void **state)
 	assert_int_equal(ok, 10);
 }
 
+static void test_reloads_asked_while_one_loads_lose_no_fresh_connection(void **state)
+{
+	static struct fresh T[NCLIENTS];
+	volatile int stop = 0;
+	pthread_t cl[NCLIENTS], rl[RELOADS];
+	long failed_reloads = 0, ok = 0, bad = 0, transport = 0, first_status = 0;
+	int i, first_rc = 0;
+	double max_ms = 0;
+
+	(void)state;
+	start("reload_burst");
+	wait_served();
+	for (i = 0; i < NCLIENTS; i++) {
+		T[i].stop = &stop;
+		assert_int_equal(pthread_create(&cl[i], NULL, fresh_main, &T[i]), 0);
+	}
+	usleep(500000);
+	for (i = 0; i < RELOADS; i++) {
+		assert_int_equal(pthread_create(&rl[i], NULL, burst_reload, NULL), 0);
+		usleep(50000);
+	}
+	for (i = 0; i < RELOADS; i++) {
+		void *rc;
+
+		pthread_join(rl[i], &rc);
+		failed_reloads += rc != NULL;
+	}
+	usleep(1500000);
+	stop = 1;
+	for (i = 0; i < NCLIENTS; i++) {
+		pthread_join(cl[i], NULL);
+		ok += T[i].ok;
+		bad += T[i].bad;
+		transport += T[i].transport;
+		max_ms = T[i].max_ms > max_ms ? T[i].max_ms : max_ms;
+		first_rc = first_rc ? first_rc : T[i].first_rc;
+		first_status = first_status ? first_status : T[i].first_status;
+	}
+	print_message("# %d reloads asked 50 ms apart: %ld failed; %ld ok, %ld other status "
+	              "(first %ld), %ld transport (first: %s), slowest %.0f ms\n",
+	              RELOADS, failed_reloads, ok, bad, first_status, transport,
+	              first_rc ? curl_easy_strerror((CURLcode)first_rc) : "-", max_ms);
+	assert_int_equal(failed_reloads, 0);
+	assert_true(ok > 0);
+	assert_int_equal(bad, 0);
+	assert_int_equal(transport, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_ten_reloads_under_load_lose_no_request, teardown),
 		cmocka_unit_test_teardown(test_a_reload_keeps_dns_servers_without_dns, teardown),
+		cmocka_unit_test_teardown(test_reloads_asked_while_one_loads_lose_no_fresh_connection,
+		                          teardown),
 	};
 
+	curl_global_init(CURL_GLOBAL_DEFAULT);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
