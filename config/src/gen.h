@@ -47,6 +47,22 @@ int gen_write_files(const char *dir, const struct gen_output *out, char *err, si
  * -1 with a message in err. */
 int gen_seed_server_state(const char *run_dir, char *err, size_t errlen);
 
+/* spogate-gen --reload (reload.c): under run_dir/reload.lock, saves
+ * "show servers state" into run_dir/server-state, sends SIGUSR2 to the
+ * master and waits, up to timeout_ms, until a worker other than the one
+ * that answered before answers "show info" on the stats socket (socket,
+ * or run_dir/haproxy.sock). Returns 0, or -1 with a message in err. */
+struct gen_reload_opts {
+	long master_pid;
+	const char *run_dir;
+	const char *socket;
+	int timeout_ms;
+};
+int gen_reload(const struct gen_reload_opts *o, FILE *log, char *err, size_t errlen);
+
+/* The "Pid: N" line of a "show info" answer of len bytes: N, or -1. */
+long gen_reload_info_pid(const char *info, size_t len);
+
 /* Renderers; each appends to b. */
 void gen_emit_haproxy(const struct gen_gateway *g, const struct gen_registry *r,
 		      const struct gen_opts *o, struct dynbuf *b);

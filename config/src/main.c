@@ -24,6 +24,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: spogate-gen -g gateway.yaml -r registry.yaml -o OUTDIR [options]\n"
 		"       spogate-gen -g gateway.yaml -r registry.yaml --check\n"
+		"       spogate-gen --reload MASTER_PID --run-dir DIR [--socket PATH]\n"
 		"\n"
 		"  -g, --gateway FILE      gateway YAML\n"
 		"  -r, --registry FILE     registry data: YAML, JSON, or a Consul\n"
@@ -38,6 +39,11 @@ static void usage(FILE *f)
 		"      --consul-dns ADDR   DNS server for a Consul export (default 127.0.0.1:8600)\n"
 		"      --haproxy-version V the oldest HAProxy the output must run on: 2.6\n"
 		"                          (default), 3.0 or 3.2 (3.2 adds JSON 414/431)\n"
+		"      --reload PID        reload the HAProxy whose master is PID: save the\n"
+		"                          server state, SIGUSR2, wait until the new worker\n"
+		"                          serves; one reload at a time (DIR/reload.lock)\n"
+		"      --socket PATH       stats socket for --reload (default DIR/haproxy.sock)\n"
+		"      --timeout S         --reload fails after S seconds (default 30)\n"
 		"  -q, --quiet             do not print warnings\n"
 		"  -h, --help              this help\n"
 		"      --version           print the version\n");
@@ -55,12 +61,16 @@ int main(int argc, char **argv)
 		{ "run-dir", required_argument, NULL, 'R' },
 		{ "consul-dns", required_argument, NULL, 'C' },
 		{ "haproxy-version", required_argument, NULL, 'P' },
+		{ "reload", required_argument, NULL, 'L' },
+		{ "socket", required_argument, NULL, 'S' },
+		{ "timeout", required_argument, NULL, 'T' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct gen_opts o = { 0 };
+	struct gen_reload_opts ro = { .timeout_ms = 30000 };
 	struct gen_diags d;
 	struct gen_output out;
 	const char *outdir = NULL;
@@ -90,6 +100,26 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'L':
+		case 'T': {
+			char *end;
+			long v;
+
+			errno = 0;
+			v = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || v <= 0 || v > (c == 'L' ? 0x7fffffffL : 3600)) {
+				fprintf(stderr, "spogate-gen: --%s: '%s' is not a %s\n",
+					c == 'L' ? "reload" : "timeout", optarg,
+					c == 'L' ? "process id" : "number of seconds (1-3600)");
+				return 2;
+			}
+			if (c == 'L')
+				ro.master_pid = v;
+			else
+				ro.timeout_ms = (int)v * 1000;
+			break;
+		}
+		case 'S': ro.socket = optarg; break;
 		case 'q': quiet = 1; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': version_print(stdout, "spogate-gen"); return 0;
@@ -100,6 +130,19 @@ int main(int argc, char **argv)
 		fprintf(stderr, "spogate-gen: unexpected argument '%s'\n", argv[optind]);
 		usage(stderr);
 		return 2;
+	}
+	if (ro.master_pid) {
+		if (!o.run_dir || o.gateway_file || o.registry_file || outdir || check) {
+			fprintf(stderr, "spogate-gen: --reload takes --run-dir (and optionally "
+				"--socket, --timeout) only\n");
+			return 2;
+		}
+		ro.run_dir = o.run_dir;
+		if (gen_reload(&ro, quiet ? NULL : stderr, err, sizeof(err)) < 0) {
+			fprintf(stderr, "spogate-gen: reload: %s\n", err);
+			return 1;
+		}
+		return 0;
 	}
 	if (!o.gateway_file || !o.registry_file || (!outdir && !check) || (outdir && check)) {
 		fprintf(stderr, "spogate-gen: %s\n",

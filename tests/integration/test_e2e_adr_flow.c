@@ -348,8 +348,8 @@ static void walk_the_flow(int service_mode)
 	free(bob);
 }
 
-/* The README's reload: SIGUSR2 to HAProxy's master reloads the generated
- * configuration without stopping the gateway. */
+/* The README's reload: spogate-gen --reload with HAProxy's master pid
+ * reloads the generated configuration without stopping the gateway. */
 static void reload_haproxy_and_still_serve(void)
 {
 	char path[700], name[64], auth[4096];
@@ -366,7 +366,14 @@ static void reload_haproxy_and_still_serve(void)
 			pid = p;
 	fclose(f);
 	assert_true(pid > 0);
-	assert_int_equal(kill(pid, SIGUSR2), 0);
+	{
+		char *out = NULL;
+
+		if (h_run(&out, "%s --reload %d --run-dir %s 2>&1", h_bin("spogate-gen"), pid,
+		          run_dir) != 0)
+			fail_msg("spogate-gen --reload: %s", out ? out : "");
+		free(out);
+	}
 	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", bob);
 	for (i = 0; i < 50 && !ok; i++) {
 		usleep(100000);
