@@ -1038,9 +1038,14 @@ void gen_emit_haproxy(const struct gen_gateway *g, const struct gen_registry *r,
 		dynbuf_puts(b, "\nbackend spogate-agents\n    mode tcp\n    balance roundrobin\n"
 			    "    timeout connect 1s\n    timeout server 3m\n    option spop-check\n"
 			    "    retries 3\n    option redispatch 1\n");
-		for (k = 0; k < nagents; k++)
-			dynbuf_printf(b, "    server agent%zu %s check inter 2s fastinter 250ms\n", k + 1,
-				      g->agent.more.n ? g->agent.more.v[k] : g->agent.address);
+		for (k = 0; k < nagents; k++) {
+			const char *a = g->agent.more.n ? g->agent.more.v[k] : g->agent.address;
+			int unix_path = strncmp(a, "unix:", 5) == 0;
+
+			/* HAProxy spells a unix socket unix@/path */
+			dynbuf_printf(b, "    server agent%zu %s%s check inter 2s fastinter 250ms\n",
+				      k + 1, unix_path ? "unix@" : "", unix_path ? a + 5 : a);
+		}
 	}
 	if (g->admin.stats && g->admin.nusers) {
 		size_t k;

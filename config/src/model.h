@@ -349,6 +349,10 @@ int gen_scalar_str(struct gen_ctx *c, const struct gy_node *n, const char *what,
 
 /* "127.0.0.1:8080", "[::1]:80", "host:port": checks the form and the port. */
 int gen_valid_hostport(const char *s);
+/* An agent address: host:port, or "unix:/absolute/path" (at most
+ * ADDR_UNIX_MAX bytes, of letters, digits and "/._+-@" only, since the path
+ * goes into haproxy.cfg as it is). */
+int gen_valid_agent_addr(const char *s);
 /* Parses an HTTP method name (case-sensitive); returns its bit or 0. */
 unsigned gen_method_bit(const char *s);
 

@@ -1161,6 +1161,9 @@ static void load_tls(struct gen_ctx *c, struct gen_gateway *g, const struct gy_n
 	}
 }
 
+#define AGENT_ADDR_FORMS "host:port, IPv6 as [::1]:port, or unix:/absolute/path of " \
+	"letters, digits and /._+-@ in at most 107 bytes"
+
 static void load_misc(struct gen_ctx *c, struct gen_gateway *g, const struct gy_node *gw,
 		      const char *base)
 {
@@ -1182,16 +1185,18 @@ static void load_misc(struct gen_ctx *c, struct gen_gateway *g, const struct gy_
 				if (g->agent.more.n == 0)
 					gen_err(c, g->agent.more.at, "address: the list is empty");
 				for (i = 0; i < g->agent.more.n; i++)
-					if (!gen_valid_hostport(g->agent.more.v[i]))
+					if (!gen_valid_agent_addr(g->agent.more.v[i]))
 						gen_err(c, g->agent.more.at->kids[i], "address: '%.100s' "
-							"is not an address (expected host:port, IPv6 as "
-							"[::1]:port)", g->agent.more.v[i]);
+							"is not an address (expected " AGENT_ADDR_FORMS ")",
+							g->agent.more.v[i]);
 				if (g->agent.more.n)
 					g->agent.address = g->agent.more.v[0];
 			}
 		} else {
-			gen_get_str(c, m, "address", &g->agent.address);
-			check_addr(c, m, "address", gy_get(m, "address") ? g->agent.address : NULL);
+			if (gen_get_str(c, m, "address", &g->agent.address) > 0 &&
+			    !gen_valid_agent_addr(g->agent.address))
+				gen_err(c, gy_get(m, "address"), "address: '%.100s' is not an address "
+					"(expected " AGENT_ADDR_FORMS ")", g->agent.address);
 		}
 		gen_get_int(c, m, "threads", 1, 256, &g->agent.threads);
 		gen_get_dur(c, m, "timeout", 1, &g->agent.timeout_ms);
