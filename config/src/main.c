@@ -37,7 +37,7 @@ static void usage(FILE *f)
 		"                          file (default: OUTDIR); must exist for --check\n"
 		"      --consul-dns ADDR   DNS server for a Consul export (default 127.0.0.1:8600)\n"
 		"      --haproxy-version V the oldest HAProxy the output must run on: 2.6\n"
-		"                          (default), 3.0 or 3.2 (3.2 adds JSON 414/431)\n"
+		"                          (default), 3.0 or 3.2 (3.2: no version guards)\n"
 		"  -q, --quiet             do not print warnings\n"
 		"  -h, --help              this help\n"
 		"      --version           print the version\n");

@@ -427,6 +427,34 @@ static void test_haproxy_errors_are_json(void **state)
 		else
 			assert_non_null(strstr(body_of(r), "<html>"));
 		free(r);
+
+		/* A request head over HAProxy's 16 KiB buffer: 3.1+ answers 431
+		 * (414 on 3.2.0) with the generated JSON errorfile, which the
+		 * default output names in an ".if version_atleast(3.1)" block;
+		 * 2.6 and 3.0 answer their HTML 400. */
+		{
+			size_t n = 20000;
+			char *req = malloc(n + 128);
+
+			snprintf(req, n + 128, "GET /api/public/x HTTP/1.1\r\nHost: gw\r\nX-Big: ");
+			memset(req + strlen(req), 'a', n);
+			req[strlen("GET /api/public/x HTTP/1.1\r\nHost: gw\r\nX-Big: ") + n] = '\0';
+			strcat(req, "\r\n\r\n");
+			r = raw(req);
+			free(req);
+			print_message("# HAProxy %d.%d, head over the buffer: %.*s\n", major / 100,
+			              major % 100, (int)strcspn(r, "\r"), r);
+			if (major >= 301) {
+				assert_true(strncmp(r, "HTTP/1.1 431", 12) == 0 ||
+				            strncmp(r, "HTTP/1.1 414", 12) == 0);
+				assert_non_null(strstr(r, "application/json"));
+				assert_true(strcmp(body_of(r), "{\"error\":\"request_header_fields_too_large\"}") == 0 ||
+				            strcmp(body_of(r), "{\"error\":\"uri_too_long\"}") == 0);
+			} else {
+				assert_int_equal(strncmp(r, "HTTP/1.1 400", 12), 0);
+			}
+			free(r);
+		}
 	}
 }
 
