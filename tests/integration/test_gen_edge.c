@@ -556,6 +556,50 @@ static void test_secrets_are_owner_only_and_indirect(void **state)
 	free(text);
 }
 
+/* redis.sentinel.password_file from the YAML to a sentinel with
+ * requirepass: agent.json names the file, never the secret; the agent
+ * reads it, finds the master through the sentinel (rate limits applied,
+ * not 503 ratelimit_unavailable) and never logs it. */
+static void test_sentinel_password_file_reaches_a_protected_sentinel(void **state)
+{
+	char path[800], extra[1024], *text, *r = NULL;
+	const char *pw, *conf;
+	int sport;
+
+	(void)state;
+	init("edge_sentinel_secret");
+	h_start_redis(&S);
+	sport = h_free_port();
+	conf = h_write(&S, "sentinel.conf", "port %d\nbind 127.0.0.1\ndir %s\n"
+	               "sentinel monitor gw 127.0.0.1 %d 1\nrequirepass %s\n", sport, S.dir,
+	               S.redis_port, SECRET);
+	{
+		char *argv[] = { (char *)h_redis_server_bin(), (char *)conf, (char *)"--sentinel",
+		                 NULL };
+
+		h_spawn(&S, "sentinel", argv);
+		assert_int_equal(h_wait_port(sport, 5000), 0);
+	}
+	pw = h_write(&S, "sentinel.pw", "%s\n", SECRET);
+	snprintf(extra, sizeof(extra),
+	         "  rate_limiting: {per_ip: 100/minute, on_redis_error: deny}\n"
+	         "  redis:\n    timeout: 2s\n    sentinel:\n      master: gw\n"
+	         "      addresses: [127.0.0.1:%d]\n      password_file: %s\n", sport, pw);
+	run(extra);
+	snprintf(path, sizeof(path), "%s/agent.json", S.dir);
+	assert_int_equal(mode_of(path), 0600);
+	text = slurp_file(path);
+	assert_null(strstr(text, SECRET));
+	assert_non_null(strstr(text, "\"password_file\": \""));
+	free(text);
+	assert_int_equal(get("/api/public/x", "", &r), 200);
+	assert_non_null(strcasestr(r, "\r\nratelimit-limit: 100\r\n"));
+	free(r);
+	text = slurp_file(agent->log);
+	assert_null(strstr(text, SECRET));
+	free(text);
+}
+
 static void test_every_binary_answers_version(void **state)
 {
 	static const char *const bins[] = { "spogate-agent", "spogate-gen", "spogate-refsvc",
@@ -604,6 +648,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_access_log_is_json_lines, teardown),
 		cmocka_unit_test_teardown(test_haproxy_errors_are_json, teardown),
 		cmocka_unit_test_teardown(test_secrets_are_owner_only_and_indirect, teardown),
+		cmocka_unit_test_teardown(test_sentinel_password_file_reaches_a_protected_sentinel,
+		                          teardown),
 		cmocka_unit_test(test_every_binary_answers_version),
 		cmocka_unit_test_teardown(test_check_refuses_a_missing_run_dir, teardown),
 	};
