@@ -25,6 +25,8 @@ static const char *const toks[] = {
 	"eyJhbGciOiJQUzI1NiJ9.e30.AAAA",
 	"eyJhbGciOiJFUzI1NiJ9.e30.AAAA",
 	"eyJhbGciOiJFZERTQSJ9.e30.AAAA",
+	"eyJhbGciOiJFZDI1NTE5In0.e30.AAAA",
+	"eyJhbGciOiJFZDQ0OCJ9.e30.AAAA",
 	"eyJhbGciOiJIUzI1NiJ9.e30.AAAA",
 };
 

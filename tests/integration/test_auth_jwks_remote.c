@@ -269,6 +269,11 @@ static void test_discovery_finds_the_keys_and_rs256_es256_eddsa_ps256_pass(void 
 	expect_token("ES256", "ec1.pem", "ec1", 200, NULL);
 	expect_token("EdDSA", "ed1.pem", "ed1", 200, NULL);
 	expect_token("PS256", "rsa1.pem", "ps1", 200, NULL);
+	/* RFC 9864's name for the same signature: the YAML allows EdDSA,
+	 * which admits Ed25519; ed1 is labelled EdDSA at the provider. The
+	 * fully-specified name never selects another key type. */
+	expect_token("Ed25519", "ed1.pem", "ed1", 200, NULL);
+	expect_token("Ed25519", "ed1.pem", "rsa1", 401, "token_invalid");
 	/* The provider labels rsa1 RS256 and ps1 PS256: never crossed. */
 	expect_token("PS256", "rsa1.pem", "rsa1", 401, "token_invalid");
 	expect_token("RS256", "rsa1.pem", "ps1", 401, "token_invalid");
