@@ -219,6 +219,8 @@ struct gen_gateway {
 		struct gen_strs cluster;    /* seeds of a Redis Cluster; empty: one Redis */
 		const char *sentinel_master;    /* Redis Sentinel: the master's name */
 		struct gen_strs sentinels;      /* ... and the sentinels' addresses */
+		const char *sentinel_username, *sentinel_password;  /* AUTH to them */
+		char *sentinel_password_file;   /* resolved, owned; the agent reads it */
 	} redis;
 
 	struct {

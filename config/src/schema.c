@@ -48,7 +48,9 @@ static const char *const redis_keys[] = {
 	"address", "timeout", "username", "password", "password_file", "db", "cluster", "sentinel",
 	NULL,
 };
-static const char *const sentinel_keys[] = { "master", "addresses", NULL };
+static const char *const sentinel_keys[] = {
+	"master", "addresses", "username", "password", "password_file", NULL,
+};
 static const char *const rl_modes[] = { "exact", "lease", NULL };
 static const char *const admin_keys[] = {
 	"stats", "metrics", "socket", "users", "password_file", NULL,
@@ -849,7 +851,9 @@ static void load_rl_headers(struct gen_ctx *c, struct gen_gateway *g, const stru
 	free(hs.v);
 }
 
-/* redis.sentinel: {master: NAME, addresses: [host:port, ...]} */
+/* redis.sentinel: {master: NAME, addresses: [host:port, ...], username,
+ * password | password_file} (the credentials are checked with the base
+ * directory in load_redis_secrets()). */
 static void load_sentinel(struct gen_ctx *c, struct gen_gateway *g, const struct gy_node *m)
 {
 	size_t i;
@@ -857,6 +861,8 @@ static void load_sentinel(struct gen_ctx *c, struct gen_gateway *g, const struct
 	if (!m || gy_is_null(m) || gen_expect_map(c, m, "gateway.redis.sentinel") < 0)
 		return;
 	gen_check_keys(c, m, "gateway.redis.sentinel", sentinel_keys);
+	gen_get_str(c, m, "username", &g->redis.sentinel_username);
+	gen_get_str(c, m, "password", &g->redis.sentinel_password);
 	if (gen_get_str(c, m, "master", &g->redis.sentinel_master) <= 0 ||
 	    !g->redis.sentinel_master[0])
 		gen_err(c, m, "sentinel: master (the name Sentinel monitors) is required");
@@ -1294,21 +1300,24 @@ static void load_misc(struct gen_ctx *c, struct gen_gateway *g, const struct gy_
 	}
 }
 
-/* redis.password_file (read by the agent when it starts, so the secret
- * never enters agent.json), and the ${NAME} form of redis.password (taken
- * from the agent's environment). Only the form is checked here. */
-static void load_redis_secret(struct gen_ctx *c, struct gen_gateway *g, const struct gy_node *m,
-			      const char *base)
+/* password_file in map m (read by the agent when it starts, so the secret
+ * never enters agent.json; resolved against base into *file_out, owned by
+ * the caller), and the ${NAME} form of the password pw (taken from the
+ * agent's environment). Only the form is checked here. what prefixes the
+ * messages ("" or "sentinel: "). */
+static void load_secret(struct gen_ctx *c, const struct gy_node *m, const char *what,
+			const char *pw, char **file_out, const char *base)
 {
-	const char *file = NULL, *pw = g->redis.password;
+	const char *file = NULL;
 
 	if (!m || m->kind != GY_MAP)
 		return;
 	if (gen_get_str(c, m, "password_file", &file) > 0) {
 		if (pw)
 			gen_err(c, gy_get(m, "password_file"),
-				"password_file: give either password or password_file, not both");
-		g->redis.password_file = gen_resolve_path(base, file);
+				"%spassword_file: give either password or password_file, not both",
+				what);
+		*file_out = gen_resolve_path(base, file);
 	}
 	if (pw && pw[0] == '$' && pw[1] == '{') {
 		size_t i, n = strlen(pw);
@@ -1318,9 +1327,29 @@ static void load_redis_secret(struct gen_ctx *c, struct gen_gateway *g, const st
 			ok = pw[i] == '_' || (pw[i] >= 'A' && pw[i] <= 'Z') ||
 			     (pw[i] >= 'a' && pw[i] <= 'z') || (pw[i] >= '0' && pw[i] <= '9');
 		if (!ok)
-			gen_err(c, gy_get(m, "password"), "password: '${...}' must name an environment "
-				"variable ([A-Za-z_][A-Za-z0-9_]*)");
+			gen_err(c, gy_get(m, "password"), "%spassword: '${...}' must name an "
+				"environment variable ([A-Za-z_][A-Za-z0-9_]*)", what);
 	}
+}
+
+/* redis.password and redis.sentinel.password: see load_secret(). */
+static void load_redis_secrets(struct gen_ctx *c, struct gen_gateway *g, const struct gy_node *m,
+			       const char *base)
+{
+	const struct gy_node *sen;
+
+	if (!m || m->kind != GY_MAP)
+		return;
+	load_secret(c, m, "", g->redis.password, &g->redis.password_file, base);
+	sen = gy_get(m, "sentinel");
+	if (!sen || sen->kind != GY_MAP)
+		return;
+	load_secret(c, sen, "sentinel: ", g->redis.sentinel_password, &g->redis.sentinel_password_file, base);
+	if (g->redis.sentinel_username && g->redis.sentinel_username[0] &&
+	    !(g->redis.sentinel_password && g->redis.sentinel_password[0]) &&
+	    !g->redis.sentinel_password_file)
+		gen_err(c, gy_get(sen, "username"), "sentinel: username: needs password or "
+			"password_file");
 }
 
 int gen_gateway_load(struct gen_gateway *g, const struct gen_opts *o, struct gen_diags *d)
@@ -1409,7 +1438,7 @@ int gen_gateway_load(struct gen_gateway *g, const struct gen_opts *o, struct gen
 		}
 	}
 	load_misc(c, g, gw, base);
-	load_redis_secret(c, g, gy_get(gw, "redis"), base);
+	load_redis_secrets(c, g, gy_get(gw, "redis"), base);
 	load_tls(c, g, gy_get(gw, "tls"), base);
 	load_trusted_proxies(c, g, gw);
 
@@ -1466,6 +1495,7 @@ void gen_gateway_free(struct gen_gateway *g)
 	free(g->auth.algorithms.v);
 	free(g->auth.jwks_file);
 	free(g->redis.password_file);
+	free(g->redis.sentinel_password_file);
 	free(g->auth.jwks_ca_file);
 	for (i = 0; i < g->auth.npem_keys; i++)
 		free(g->auth.pem_keys[i].file);

@@ -20,6 +20,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "gen.h"
 
 struct example {
@@ -292,6 +294,71 @@ static void test_414_and_431_errorfiles_are_guarded_by_version(void **state)
 	assert_int_equal(system(rm), 0);
 }
 
+/* redis.sentinel's credentials reach agent.json as the agent reads them:
+ * the ${NAME} form kept (the agent resolves it), password_file resolved
+ * like redis.password_file (against base_dir here); none when not set. */
+static void test_sentinel_credentials_reach_agent_json(void **state)
+{
+	static const char *const yaml[] = {
+		"gateway:\n  routes: [{path: /s/**, service: search-service}]\n"
+		"  redis:\n    sentinel:\n      master: gw\n      addresses: [127.0.0.1:26379]\n"
+		"      username: gw-sentinel\n      password: \"${SENTINEL_PW}\"\n",
+		"gateway:\n  routes: [{path: /s/**, service: search-service}]\n"
+		"  redis:\n    sentinel:\n      master: gw\n      addresses: [127.0.0.1:26379]\n"
+		"      password_file: secrets/sentinel\n",
+		"gateway:\n  routes: [{path: /s/**, service: search-service}]\n"
+		"  redis:\n    sentinel: {master: gw, addresses: [127.0.0.1:26379]}\n",
+	};
+	char dir[] = "/tmp/spogate-gen-sen-XXXXXX", path[PATH_MAX];
+	size_t i;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/gateway.yaml", dir);
+	for (i = 0; i < sizeof(yaml) / sizeof(yaml[0]); i++) {
+		struct gen_opts o;
+		struct gen_output out;
+		json_t *root, *sen;
+		json_error_t jerr;
+		FILE *f = fopen(path, "w");
+
+		assert_non_null(f);
+		fputs(yaml[i], f);
+		fclose(f);
+		memset(&o, 0, sizeof(o));
+		o.gateway_file = path;
+		o.registry_file = "config/examples/registry.yaml";
+		o.base_dir = "/etc/spogate";
+		o.haproxy_dir = "/etc/haproxy";
+		o.run_dir = "/run/spogate";
+		assert_int_equal(generate(&o, &out), 0);
+		root = json_loadb(out.agent.p, out.agent.len, 0, &jerr);
+		assert_non_null(root);
+		sen = json_object_get(json_object_get(root, "redis"), "sentinel");
+		assert_non_null(sen);
+		assert_string_equal(json_string_value(json_object_get(sen, "master")), "gw");
+		if (i == 0) {
+			assert_string_equal(json_string_value(json_object_get(sen, "username")),
+					    "gw-sentinel");
+			assert_string_equal(json_string_value(json_object_get(sen, "password")),
+					    "${SENTINEL_PW}");
+			assert_null(json_object_get(sen, "password_file"));
+		} else if (i == 1) {
+			assert_string_equal(json_string_value(json_object_get(sen, "password_file")),
+					    "/etc/spogate/secrets/sentinel");
+			assert_null(json_object_get(sen, "password"));
+		} else {
+			assert_null(json_object_get(sen, "username"));
+			assert_null(json_object_get(sen, "password"));
+			assert_null(json_object_get(sen, "password_file"));
+		}
+		json_decref(root);
+		gen_output_free(&out);
+	}
+	unlink(path);
+	rmdir(dir);
+}
+
 static void test_gen_cli_exit_codes(void **state)
 {
 	const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
@@ -332,6 +399,7 @@ int main(void)
 		cmocka_unit_test(test_same_input_gives_same_bytes),
 		cmocka_unit_test(test_haproxy_accepts_every_generated_config),
 		cmocka_unit_test(test_414_and_431_errorfiles_are_guarded_by_version),
+		cmocka_unit_test(test_sentinel_credentials_reach_agent_json),
 		cmocka_unit_test(test_gen_cli_exit_codes),
 	};
 
