@@ -72,7 +72,7 @@ static const char *const authz_modes[] = { "none", "claims", "service", NULL };
 static const char *const log_levels[] = { "error", "warn", "info", "debug", NULL };
 static const char *const jwt_algs[] = {
 	"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512",
-	"PS256", "PS384", "PS512", "EdDSA", NULL,
+	"PS256", "PS384", "PS512", "EdDSA", "Ed25519", "Ed448", NULL,
 };
 /* Variables of the SPOE contract; a claim cannot take one of these names. */
 static const char *const reserved_vars[] = {
@@ -701,7 +701,7 @@ static void load_auth(struct gen_ctx *c, struct gen_gateway *g, const struct gy_
 					"algorithms: '%.50s' is not supported (%s%s%s)", a,
 					strcasecmp(a, "none") == 0 ? "unsigned tokens are always refused" :
 					hint ? "did you mean '" : "expected HS256/384/512, RS256/384/512, ES256/384/512, "
-					"PS256/384/512 or EdDSA",
+					"PS256/384/512, EdDSA, Ed25519 or Ed448",
 					hint && strcasecmp(a, "none") ? hint : "",
 					hint && strcasecmp(a, "none") ? "'?" : "");
 			}
