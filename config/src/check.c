@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "addr.h"
 #include "units.h"
 
 const char *const gen_method_names[GEN_M_COUNT + 1] = {
@@ -276,6 +277,17 @@ unsigned gen_method_bit(const char *s)
 		if (strcmp(s, gen_method_names[i]) == 0)
 			return 1u << i;
 	return 0;
+}
+
+int gen_valid_agent_addr(const char *s)
+{
+	char path[ADDR_UNIX_MAX + 1];
+	int rc = addr_unix(s, path, sizeof(path));
+
+	if (rc == 0)
+		return gen_valid_hostport(s);
+	return rc > 0 && strspn(path, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	                        "0123456789/._+-@") == strlen(path);
 }
 
 int gen_valid_hostport(const char *s)

@@ -167,6 +167,14 @@ int gen_emit_agent(const struct gen_gateway *g, const struct gen_registry *r, st
 			json_array_append_new(addrs, json_string(g->redis.sentinels.v[i]));
 		json_object_set_new(sen, "master", json_string(g->redis.sentinel_master));
 		json_object_set_new(sen, "addresses", addrs);
+		/* Only when set, so that agent.json without them stays as before. */
+		if (g->redis.sentinel_username && g->redis.sentinel_username[0])
+			json_object_set_new(sen, "username", json_string(g->redis.sentinel_username));
+		if (g->redis.sentinel_password && g->redis.sentinel_password[0])
+			json_object_set_new(sen, "password", json_string(g->redis.sentinel_password));
+		if (g->redis.sentinel_password_file)
+			json_object_set_new(sen, "password_file",
+					    json_string(g->redis.sentinel_password_file));
 		json_object_set_new(redis, "sentinel", sen);
 	}
 	json_object_set_new(root, "redis", redis);

@@ -147,14 +147,15 @@ static void put_route_acl(struct dynbuf *b, const struct gen_route *r)
 }
 
 /* 414 and 431 (an over-long URI or header block, answered by 3.2's
- * HTTP/1 parser) take an errorfile from 3.2 on; 2.6 and 3.0 refuse the
- * line, so they are named only with --haproxy-version 3.2. */
+ * HTTP/1 parser) take an errorfile from 3.1 on; 2.6 and 3.0 refuse the
+ * line, so it sits in an ".if version_atleast(3.1)" block unless
+ * --haproxy-version says the output runs on 3.1+ only. */
 const struct gen_error_page gen_error_pages[] = {
 	{ 400, "Bad Request", "bad_request", 0 },
 	{ 408, "Request Timeout", "request_timeout", 0 },
 	{ 413, "Payload Too Large", "payload_too_large", 0 },
-	{ 414, "URI Too Long", "uri_too_long", 32 },
-	{ 431, "Request Header Fields Too Large", "request_header_fields_too_large", 32 },
+	{ 414, "URI Too Long", "uri_too_long", 31 },
+	{ 431, "Request Header Fields Too Large", "request_header_fields_too_large", 31 },
 	{ 500, "Internal Server Error", "internal_error", 0 },
 	{ 502, "Bad Gateway", "bad_gateway", 0 },
 	{ 503, "Service Unavailable", "service_unavailable", 0 },
@@ -215,12 +216,22 @@ static void emit_global(const struct gen_gateway *g, const struct gen_opts *o, s
 	dynbuf_printf(b, "    timeout http-keep-alive %s\n", dur(t, sizeof(t), g->t_keep_alive));
 	dynbuf_printf(b, "    timeout queue %s\n", dur(t, sizeof(t), g->t_queue));
 	dynbuf_printf(b, "    timeout check %s\n", dur(t, sizeof(t), g->t_check));
-	/* HAProxy's own errors as JSON, like the gateway's. */
-	for (i = 0; i < gen_nerror_pages; i++)
-		if (gen_error_pages[i].min_haproxy <=
-		    (o->haproxy_version ? o->haproxy_version : GEN_HAPROXY_OLDEST))
-			dynbuf_printf(b, "    errorfile %d %s/errors/%d.http\n", gen_error_pages[i].code,
-				      o->haproxy_dir ? o->haproxy_dir : ".", gen_error_pages[i].code);
+	/* HAProxy's own errors as JSON, like the gateway's; a page that only
+	 * newer versions know goes in a block that older ones skip, so the
+	 * default output runs everywhere and each version gets all it can. */
+	for (i = 0; i < gen_nerror_pages; i++) {
+		const struct gen_error_page *e = &gen_error_pages[i];
+		int guard = e->min_haproxy > (o->haproxy_version ? o->haproxy_version
+		                                                 : GEN_HAPROXY_OLDEST);
+
+		if (guard)
+			dynbuf_printf(b, ".if version_atleast(%d.%d)\n", e->min_haproxy / 10,
+				      e->min_haproxy % 10);
+		dynbuf_printf(b, "    errorfile %d %s/errors/%d.http\n", e->code,
+			      o->haproxy_dir ? o->haproxy_dir : ".", e->code);
+		if (guard)
+			dynbuf_puts(b, ".endif\n");
+	}
 }
 
 static int any_agent(const struct gen_gateway *g)
@@ -1038,9 +1049,14 @@ void gen_emit_haproxy(const struct gen_gateway *g, const struct gen_registry *r,
 		dynbuf_puts(b, "\nbackend spogate-agents\n    mode tcp\n    balance roundrobin\n"
 			    "    timeout connect 1s\n    timeout server 3m\n    option spop-check\n"
 			    "    retries 3\n    option redispatch 1\n");
-		for (k = 0; k < nagents; k++)
-			dynbuf_printf(b, "    server agent%zu %s check inter 2s fastinter 250ms\n", k + 1,
-				      g->agent.more.n ? g->agent.more.v[k] : g->agent.address);
+		for (k = 0; k < nagents; k++) {
+			const char *a = g->agent.more.n ? g->agent.more.v[k] : g->agent.address;
+			int unix_path = strncmp(a, "unix:", 5) == 0;
+
+			/* HAProxy spells a unix socket unix@/path */
+			dynbuf_printf(b, "    server agent%zu %s%s check inter 2s fastinter 250ms\n",
+				      k + 1, unix_path ? "unix@" : "", unix_path ? a + 5 : a);
+		}
 	}
 	if (g->admin.stats && g->admin.nusers) {
 		size_t k;

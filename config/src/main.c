@@ -38,7 +38,7 @@ static void usage(FILE *f)
 		"                          file (default: OUTDIR); must exist for --check\n"
 		"      --consul-dns ADDR   DNS server for a Consul export (default 127.0.0.1:8600)\n"
 		"      --haproxy-version V the oldest HAProxy the output must run on: 2.6\n"
-		"                          (default), 3.0 or 3.2 (3.2 adds JSON 414/431)\n"
+		"                          (default), 3.0 or 3.2 (3.2: no version guards)\n"
 		"      --reload PID        reload the HAProxy whose master is PID: save the\n"
 		"                          server state, SIGUSR2, wait until the new worker\n"
 		"                          serves; one reload at a time (DIR/reload.lock)\n"

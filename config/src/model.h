@@ -219,6 +219,8 @@ struct gen_gateway {
 		struct gen_strs cluster;    /* seeds of a Redis Cluster; empty: one Redis */
 		const char *sentinel_master;    /* Redis Sentinel: the master's name */
 		struct gen_strs sentinels;      /* ... and the sentinels' addresses */
+		const char *sentinel_username, *sentinel_password;  /* AUTH to them */
+		char *sentinel_password_file;   /* resolved, owned; the agent reads it */
 	} redis;
 
 	struct {
@@ -349,6 +351,10 @@ int gen_scalar_str(struct gen_ctx *c, const struct gy_node *n, const char *what,
 
 /* "127.0.0.1:8080", "[::1]:80", "host:port": checks the form and the port. */
 int gen_valid_hostport(const char *s);
+/* An agent address: host:port, or "unix:/absolute/path" (at most
+ * ADDR_UNIX_MAX bytes, of letters, digits and "/._+-@" only, since the path
+ * goes into haproxy.cfg as it is). */
+int gen_valid_agent_addr(const char *s);
 /* Parses an HTTP method name (case-sensitive); returns its bit or 0. */
 unsigned gen_method_bit(const char *s);
 

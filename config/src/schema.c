@@ -48,7 +48,9 @@ static const char *const redis_keys[] = {
 	"address", "timeout", "username", "password", "password_file", "db", "cluster", "sentinel",
 	NULL,
 };
-static const char *const sentinel_keys[] = { "master", "addresses", NULL };
+static const char *const sentinel_keys[] = {
+	"master", "addresses", "username", "password", "password_file", NULL,
+};
 static const char *const rl_modes[] = { "exact", "lease", NULL };
 static const char *const admin_keys[] = {
 	"stats", "metrics", "socket", "users", "password_file", NULL,
@@ -70,7 +72,7 @@ static const char *const authz_modes[] = { "none", "claims", "service", NULL };
 static const char *const log_levels[] = { "error", "warn", "info", "debug", NULL };
 static const char *const jwt_algs[] = {
 	"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512",
-	"PS256", "PS384", "PS512", "EdDSA", NULL,
+	"PS256", "PS384", "PS512", "EdDSA", "Ed25519", "Ed448", NULL,
 };
 /* Variables of the SPOE contract; a claim cannot take one of these names. */
 static const char *const reserved_vars[] = {
@@ -699,7 +701,7 @@ static void load_auth(struct gen_ctx *c, struct gen_gateway *g, const struct gy_
 					"algorithms: '%.50s' is not supported (%s%s%s)", a,
 					strcasecmp(a, "none") == 0 ? "unsigned tokens are always refused" :
 					hint ? "did you mean '" : "expected HS256/384/512, RS256/384/512, ES256/384/512, "
-					"PS256/384/512 or EdDSA",
+					"PS256/384/512, EdDSA, Ed25519 or Ed448",
 					hint && strcasecmp(a, "none") ? hint : "",
 					hint && strcasecmp(a, "none") ? "'?" : "");
 			}
@@ -849,7 +851,9 @@ static void load_rl_headers(struct gen_ctx *c, struct gen_gateway *g, const stru
 	free(hs.v);
 }
 
-/* redis.sentinel: {master: NAME, addresses: [host:port, ...]} */
+/* redis.sentinel: {master: NAME, addresses: [host:port, ...], username,
+ * password | password_file} (the credentials are checked with the base
+ * directory in load_redis_secrets()). */
 static void load_sentinel(struct gen_ctx *c, struct gen_gateway *g, const struct gy_node *m)
 {
 	size_t i;
@@ -857,6 +861,8 @@ static void load_sentinel(struct gen_ctx *c, struct gen_gateway *g, const struct
 	if (!m || gy_is_null(m) || gen_expect_map(c, m, "gateway.redis.sentinel") < 0)
 		return;
 	gen_check_keys(c, m, "gateway.redis.sentinel", sentinel_keys);
+	gen_get_str(c, m, "username", &g->redis.sentinel_username);
+	gen_get_str(c, m, "password", &g->redis.sentinel_password);
 	if (gen_get_str(c, m, "master", &g->redis.sentinel_master) <= 0 ||
 	    !g->redis.sentinel_master[0])
 		gen_err(c, m, "sentinel: master (the name Sentinel monitors) is required");
@@ -1161,6 +1167,9 @@ static void load_tls(struct gen_ctx *c, struct gen_gateway *g, const struct gy_n
 	}
 }
 
+#define AGENT_ADDR_FORMS "host:port, IPv6 as [::1]:port, or unix:/absolute/path of " \
+	"letters, digits and /._+-@ in at most 107 bytes"
+
 static void load_misc(struct gen_ctx *c, struct gen_gateway *g, const struct gy_node *gw,
 		      const char *base)
 {
@@ -1182,16 +1191,18 @@ static void load_misc(struct gen_ctx *c, struct gen_gateway *g, const struct gy_
 				if (g->agent.more.n == 0)
 					gen_err(c, g->agent.more.at, "address: the list is empty");
 				for (i = 0; i < g->agent.more.n; i++)
-					if (!gen_valid_hostport(g->agent.more.v[i]))
+					if (!gen_valid_agent_addr(g->agent.more.v[i]))
 						gen_err(c, g->agent.more.at->kids[i], "address: '%.100s' "
-							"is not an address (expected host:port, IPv6 as "
-							"[::1]:port)", g->agent.more.v[i]);
+							"is not an address (expected " AGENT_ADDR_FORMS ")",
+							g->agent.more.v[i]);
 				if (g->agent.more.n)
 					g->agent.address = g->agent.more.v[0];
 			}
 		} else {
-			gen_get_str(c, m, "address", &g->agent.address);
-			check_addr(c, m, "address", gy_get(m, "address") ? g->agent.address : NULL);
+			if (gen_get_str(c, m, "address", &g->agent.address) > 0 &&
+			    !gen_valid_agent_addr(g->agent.address))
+				gen_err(c, gy_get(m, "address"), "address: '%.100s' is not an address "
+					"(expected " AGENT_ADDR_FORMS ")", g->agent.address);
 		}
 		gen_get_int(c, m, "threads", 1, 256, &g->agent.threads);
 		gen_get_dur(c, m, "timeout", 1, &g->agent.timeout_ms);
@@ -1289,21 +1300,24 @@ static void load_misc(struct gen_ctx *c, struct gen_gateway *g, const struct gy_
 	}
 }
 
-/* redis.password_file (read by the agent when it starts, so the secret
- * never enters agent.json), and the ${NAME} form of redis.password (taken
- * from the agent's environment). Only the form is checked here. */
-static void load_redis_secret(struct gen_ctx *c, struct gen_gateway *g, const struct gy_node *m,
-			      const char *base)
+/* password_file in map m (read by the agent when it starts, so the secret
+ * never enters agent.json; resolved against base into *file_out, owned by
+ * the caller), and the ${NAME} form of the password pw (taken from the
+ * agent's environment). Only the form is checked here. what prefixes the
+ * messages ("" or "sentinel: "). */
+static void load_secret(struct gen_ctx *c, const struct gy_node *m, const char *what,
+			const char *pw, char **file_out, const char *base)
 {
-	const char *file = NULL, *pw = g->redis.password;
+	const char *file = NULL;
 
 	if (!m || m->kind != GY_MAP)
 		return;
 	if (gen_get_str(c, m, "password_file", &file) > 0) {
 		if (pw)
 			gen_err(c, gy_get(m, "password_file"),
-				"password_file: give either password or password_file, not both");
-		g->redis.password_file = gen_resolve_path(base, file);
+				"%spassword_file: give either password or password_file, not both",
+				what);
+		*file_out = gen_resolve_path(base, file);
 	}
 	if (pw && pw[0] == '$' && pw[1] == '{') {
 		size_t i, n = strlen(pw);
@@ -1313,9 +1327,29 @@ static void load_redis_secret(struct gen_ctx *c, struct gen_gateway *g, const st
 			ok = pw[i] == '_' || (pw[i] >= 'A' && pw[i] <= 'Z') ||
 			     (pw[i] >= 'a' && pw[i] <= 'z') || (pw[i] >= '0' && pw[i] <= '9');
 		if (!ok)
-			gen_err(c, gy_get(m, "password"), "password: '${...}' must name an environment "
-				"variable ([A-Za-z_][A-Za-z0-9_]*)");
+			gen_err(c, gy_get(m, "password"), "%spassword: '${...}' must name an "
+				"environment variable ([A-Za-z_][A-Za-z0-9_]*)", what);
 	}
+}
+
+/* redis.password and redis.sentinel.password: see load_secret(). */
+static void load_redis_secrets(struct gen_ctx *c, struct gen_gateway *g, const struct gy_node *m,
+			       const char *base)
+{
+	const struct gy_node *sen;
+
+	if (!m || m->kind != GY_MAP)
+		return;
+	load_secret(c, m, "", g->redis.password, &g->redis.password_file, base);
+	sen = gy_get(m, "sentinel");
+	if (!sen || sen->kind != GY_MAP)
+		return;
+	load_secret(c, sen, "sentinel: ", g->redis.sentinel_password, &g->redis.sentinel_password_file, base);
+	if (g->redis.sentinel_username && g->redis.sentinel_username[0] &&
+	    !(g->redis.sentinel_password && g->redis.sentinel_password[0]) &&
+	    !g->redis.sentinel_password_file)
+		gen_err(c, gy_get(sen, "username"), "sentinel: username: needs password or "
+			"password_file");
 }
 
 int gen_gateway_load(struct gen_gateway *g, const struct gen_opts *o, struct gen_diags *d)
@@ -1404,7 +1438,7 @@ int gen_gateway_load(struct gen_gateway *g, const struct gen_opts *o, struct gen
 		}
 	}
 	load_misc(c, g, gw, base);
-	load_redis_secret(c, g, gy_get(gw, "redis"), base);
+	load_redis_secrets(c, g, gy_get(gw, "redis"), base);
 	load_tls(c, g, gy_get(gw, "tls"), base);
 	load_trusted_proxies(c, g, gw);
 
@@ -1461,6 +1495,7 @@ void gen_gateway_free(struct gen_gateway *g)
 	free(g->auth.algorithms.v);
 	free(g->auth.jwks_file);
 	free(g->redis.password_file);
+	free(g->redis.sentinel_password_file);
 	free(g->auth.jwks_ca_file);
 	for (i = 0; i < g->auth.npem_keys; i++)
 		free(g->auth.pem_keys[i].file);

@@ -34,3 +34,17 @@ int addr_split(const char *s, char *host, size_t hostlen, int *port)
 	*port = (int)p;
 	return 0;
 }
+
+int addr_unix(const char *s, char *path, size_t pathlen)
+{
+	size_t n;
+
+	if (strncmp(s, "unix:", 5) != 0)
+		return 0;
+	s += 5;
+	n = strlen(s);
+	if (s[0] != '/' || n > ADDR_UNIX_MAX || n >= pathlen)
+		return -1;
+	memcpy(path, s, n + 1);
+	return 1;
+}

@@ -1,7 +1,7 @@
 /*
  * spogate-agent: the SPOE agent.
  *
- *   spogate-agent [-c agent.json] [--listen host:port] [--threads N]
+ *   spogate-agent [-c agent.json] [--listen host:port|unix:/path] [--threads N]
  *                 [--metrics host:port] [--log-level L] [--check]
  *
  * Flags override the file; without a file the agent runs on defaults.
@@ -29,7 +29,7 @@
 static void usage(FILE *out)
 {
 	fprintf(out,
-	        "usage: spogate-agent [-c agent.json] [--listen host:port] [--threads N]\n"
+	        "usage: spogate-agent [-c agent.json] [--listen host:port|unix:/path] [--threads N]\n"
 	        "                     [--metrics host:port] [--log-level error|warn|info|debug]\n"
 	        "                     [--check]\n");
 }
@@ -91,6 +91,7 @@ int main(int argc, char **argv)
 	int check = 0, opt, i, started = 0, rc = 0;
 
 	memset(&a, 0, sizeof(a));
+	a.unix_listener.fd = -1;
 	if (stages_install(stage_table, stage_table_len) < 0) {
 		fprintf(stderr, "spogate-agent: more than %d stages\n", STAGE_MAX);
 		return 1;
@@ -124,9 +125,9 @@ int main(int argc, char **argv)
 		config_free(&a.cfg);
 		return 1;
 	}
-	if (listen && addr_split(listen, a.cfg.listen_host, sizeof(a.cfg.listen_host),
-	                         &a.cfg.listen_port) < 0) {
-		fprintf(stderr, "spogate-agent: --listen: \"%s\" is not host:port\n", listen);
+	if (listen && config_set_listen(&a.cfg, listen) < 0) {
+		fprintf(stderr, "spogate-agent: --listen: \"%s\" is not host:port or "
+		        "unix:/absolute/path (at most %d bytes)\n", listen, ADDR_UNIX_MAX);
 		return 2;
 	}
 	if (metrics && addr_split(metrics, a.cfg.metrics_host, sizeof(a.cfg.metrics_host),
@@ -165,12 +166,19 @@ int main(int argc, char **argv)
 		log_error("out of memory");
 		return 1;
 	}
+	if (a.cfg.listen_unix[0] && listener_unix_open(&a.unix_listener, a.cfg.listen_unix) < 0) {
+		rc = 1;
+		goto out;
+	}
 	for (i = 0; i < a.nworkers; i++) {
 		if (worker_init(&a.workers[i], &a, i) < 0) {
 			rc = 1;
 			goto out;
 		}
 	}
+	/* The workers hold their own copies: once they all stop accepting,
+	 * connecting fails at once and HAProxy goes to another agent. */
+	listener_unix_close(&a.unix_listener);
 	if (stages_start(&a) < 0) {
 		rc = 1;
 		goto out;
@@ -192,8 +200,12 @@ int main(int argc, char **argv)
 	ev_signal_start(a.main_loop, &sig_term);
 	ev_signal_start(a.main_loop, &sig_int);
 	ev_signal_start(a.main_loop, &sig_hup);
-	log_info("spogate-agent listening on %s:%d with %d threads, max-frame-size %u",
-	         a.cfg.listen_host, a.cfg.listen_port, a.nworkers, a.cfg.max_frame_size);
+	if (a.cfg.listen_unix[0])
+		log_info("spogate-agent listening on unix:%s with %d threads, max-frame-size %u",
+		         a.cfg.listen_unix, a.nworkers, a.cfg.max_frame_size);
+	else
+		log_info("spogate-agent listening on %s:%d with %d threads, max-frame-size %u",
+		         a.cfg.listen_host, a.cfg.listen_port, a.nworkers, a.cfg.max_frame_size);
 
 	ev_run(a.main_loop, 0);
 	goto out_join;
@@ -218,6 +230,7 @@ int main(int argc, char **argv)
 			worker_destroy(&a.workers[i]);
 	stages_stop(&a);
 	rpc_stop();
+	listener_unix_remove(&a.unix_listener);
 	free(a.workers);
 	config_free(&a.cfg);
 	return rc;

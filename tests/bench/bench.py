@@ -75,12 +75,18 @@ def free_port():
 
 
 def wait_port(port, proc, timeout=10.0):
-    """True once 127.0.0.1:port accepts a connection; False if proc died or time ran out."""
+    """True once 127.0.0.1:port (or the unix socket at port, a path)
+    accepts a connection; False if proc died or time ran out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             return False
         try:
+            if isinstance(port, str):
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as u:
+                    u.settimeout(0.2)
+                    u.connect(port)
+                return True
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return True
         except OSError:
@@ -119,8 +125,18 @@ def read_calls(pids):
 
 
 def established(port):
-    """Established TCP connections whose local port is port (IPv4)."""
+    """Established TCP connections whose local port is port (IPv4), or
+    connected unix sockets accepted on the path port."""
     n = 0
+    if isinstance(port, str):
+        try:
+            with open("/proc/net/unix") as f:
+                for line in f.readlines()[1:]:
+                    x = line.split()
+                    n += len(x) >= 8 and x[7] == port and x[5] == "03"
+        except OSError:
+            pass
+        return n
     try:
         with open("/proc/net/tcp") as f:
             for line in f.readlines()[1:]:
@@ -593,16 +609,18 @@ SPOGATE_STAGES = [
 ]
 
 
-def generate(env, name, stage, tls=False):
+def generate(env, name, stage, tls=False, unix=False):
     """Runs spogate-gen on the bench's gateway YAML (plus the stage's
-    sections; with tls, TLS termination on env.tls_port) and returns (dir,
-    agent port). JSON is YAML, so the inputs are written with json.dumps."""
+    sections; with tls, TLS termination on env.tls_port; with unix, the
+    agent on a unix socket) and returns (dir, agent port, or the socket's
+    path). JSON is YAML, so the inputs are written with json.dumps."""
     d = cfg_dir(env, name)
-    agent_port = free_port()
+    agent_port = os.path.join(d, "agent.sock") if unix else free_port()
     route = {"path": "/private/**", "service": "echo", "auth_required": stage is not None}
     gw = {"port": env.cfg_port, "bind": "127.0.0.1", "nbthread": SERVER_THREADS, "maxconn": 4096,
           "routes": [route],
-          "agent": {"address": "127.0.0.1:%d" % agent_port, "threads": SERVER_THREADS,
+          "agent": {"address": ("unix:%s" if unix else "127.0.0.1:%d") % agent_port,
+                    "threads": SERVER_THREADS,
                     "log_level": "warn"},
           "admin": {"stats": "127.0.0.1:%d" % free_port()}}
     if tls:
@@ -650,7 +668,7 @@ def start_plain(env, c):
 
 def start_spogate(env, c):
     stage = c["stage"]
-    d, agent_port = generate(env, c["name"], stage, c.get("tls", False))
+    d, agent_port = generate(env, c["name"], stage, c.get("tls", False), c.get("unix", False))
     agent = env.start_agent(c["name"], os.path.join(d, "agent.json"), agent_port)
     p = env.start_haproxy(c["name"], os.path.join(d, "haproxy.cfg"))
     return HttpTarget(bench_url(env, c),
@@ -729,6 +747,11 @@ def configurations():
             out.append({"name": "spogate-full-tls", "kind": "http", "start": start_spogate,
                         "stage": s, "tls": True,
                         "desc": "spogate-full behind gateway.tls (HTTPS, HTTP/1.1, kept-alive)"})
+        if s["name"] in ("token", "full"):
+            out.append({"name": "spogate-%s-unix" % s["name"], "kind": "http",
+                        "start": start_spogate, "stage": s, "unix": True,
+                        "desc": "spogate-%s with the agent on a unix socket "
+                                "(agent.address: unix:/path)" % s["name"]})
     # The agent alone: token presence, and the RS256 cache-hit and cache-miss
     # paths (skipped with the rs256 stage until the build has it).
     by_name = {s["name"]: s for s in SPOGATE_STAGES}

@@ -4,7 +4,8 @@
  * The input is the document's text; whatever keys it yields are then used
  * once, so key material that parsed but is unusable cannot hide. The same
  * bytes also go through the fetcher's other parsers of what a provider
- * sends: the discovery document, Cache-Control and Content-Type.
+ * sends: the discovery document, Cache-Control, Content-Type, ETag and
+ * Last-Modified.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -25,6 +26,8 @@ static const char *const toks[] = {
 	"eyJhbGciOiJQUzI1NiJ9.e30.AAAA",
 	"eyJhbGciOiJFUzI1NiJ9.e30.AAAA",
 	"eyJhbGciOiJFZERTQSJ9.e30.AAAA",
+	"eyJhbGciOiJFZDI1NTE5In0.e30.AAAA",
+	"eyJhbGciOiJFZDQ0OCJ9.e30.AAAA",
 	"eyJhbGciOiJIUzI1NiJ9.e30.AAAA",
 };
 
@@ -45,6 +48,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (jwks_cache_max_age((const char *)data, size) < -1)
 		abort();
 	jwks_content_type_ok((const char *)data, size);
+	/* A kept validator goes into a request header: never a CR, LF or NUL. */
+	if ((jwks_etag_ok((const char *)data, size) ||
+	     jwks_last_modified_ok((const char *)data, size, 4102444800LL)) &&
+	    (memchr(data, '\r', size) || memchr(data, '\n', size) || memchr(data, '\0', size)))
+		abort();
 	ks = jwks_parse((const char *)data, size, &o, err, sizeof(err));
 	if ((ks != NULL) != (o == JWKS_OK))
 		abort();

@@ -1,7 +1,7 @@
 /*
  * libFuzzer target: the token verifier, the parser of the most hostile
- * input the agent sees. A fixed keyset (HS256 and HS512 secrets, RSA and
- * EC keys generated once) with every algorithm allowed.
+ * input the agent sees. A fixed keyset (HS256 and HS512 secrets, RSA, EC,
+ * Ed25519 and Ed448 keys generated once) with every algorithm allowed.
  *
  * The fuzzer cannot forge signatures, so the harness signs for it: byte 0
  * picks the policy knobs, byte 1 the mode, the rest is
@@ -36,6 +36,8 @@ static const unsigned char secret512[] =
 static void init(void)
 {
 	EVP_PKEY *rsa = EVP_RSA_gen(2048), *ec = EVP_EC_gen("P-256");
+	EVP_PKEY *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	EVP_PKEY *ed448 = EVP_PKEY_Q_keygen(NULL, NULL, "ED448");
 	json_t *jwks = json_object(), *keys = json_array();
 	char err[256];
 
@@ -43,14 +45,19 @@ static void init(void)
 	json_object_set_new(jwks, "keys", keys);
 	json_array_append_new(keys, jwt_jwk_public(rsa, "rsa1", NULL));
 	json_array_append_new(keys, jwt_jwk_public(ec, "ec1", NULL));
+	/* RFC 9864 names: one key pinned to Ed25519, one to nothing. */
+	json_array_append_new(keys, jwt_jwk_public(ed, "ed1", "Ed25519"));
+	json_array_append_new(keys, jwt_jwk_public(ed448, "ed448", NULL));
 	json_array_append_new(keys, jwt_jwk_secret(secret, sizeof(secret) - 1, "hs1", "HS256"));
 	json_array_append_new(keys, jwt_jwk_secret(secret512, sizeof(secret512) - 1, "hs5",
 	                                           "HS512"));
-	if (jwt_keyset_add_jwks(ks, jwks, err, sizeof(err)) != 4)
+	if (jwt_keyset_add_jwks(ks, jwks, err, sizeof(err)) != 6)
 		abort();
 	json_decref(jwks);
 	EVP_PKEY_free(rsa);
 	EVP_PKEY_free(ec);
+	EVP_PKEY_free(ed);
+	EVP_PKEY_free(ed448);
 }
 
 /* header.payload.MAC in a malloc'd string of length *len. */

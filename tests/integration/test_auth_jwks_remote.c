@@ -269,6 +269,11 @@ static void test_discovery_finds_the_keys_and_rs256_es256_eddsa_ps256_pass(void 
 	expect_token("ES256", "ec1.pem", "ec1", 200, NULL);
 	expect_token("EdDSA", "ed1.pem", "ed1", 200, NULL);
 	expect_token("PS256", "rsa1.pem", "ps1", 200, NULL);
+	/* RFC 9864's name for the same signature: the YAML allows EdDSA,
+	 * which admits Ed25519; ed1 is labelled EdDSA at the provider. The
+	 * fully-specified name never selects another key type. */
+	expect_token("Ed25519", "ed1.pem", "ed1", 200, NULL);
+	expect_token("Ed25519", "ed1.pem", "rsa1", 401, "token_invalid");
 	/* The provider labels rsa1 RS256 and ps1 PS256: never crossed. */
 	expect_token("PS256", "rsa1.pem", "rsa1", 401, "token_invalid");
 	expect_token("RS256", "rsa1.pem", "ps1", 401, "token_invalid");
@@ -419,6 +424,148 @@ static void test_provider_down_keeps_the_last_good_keys_then_recovers(void **sta
 	expect_token("RS256", "rsa1.pem", "rsa1", 401, "token_invalid");
 }
 
+/* ---- conditional GET: oidc_issuer, refresh every second ---- */
+
+static int setup_conditional(void **state)
+{
+	(void)state;
+	stack_up("auth_jwks_conditional", "\"oidc_issuer\":\"@ISSUER@\",\"jwks_refresh_ms\":1000", 1);
+	return 0;
+}
+
+/* Requests in the provider's conditional.log with this text. */
+static int cond_hits(const char *text)
+{
+	char *out = NULL;
+	int n;
+
+	assert_int_equal(h_run(&out, "grep -cF -- '%s' %s/idp/conditional.log || true", text,
+	                       S.dir), 0);
+	n = atoi(out);
+	free(out);
+	return n;
+}
+
+#define NOT_MODIFIED "spogate_jwks_fetches_total{outcome=\"not_modified\"}"
+#define FETCH_OK     "spogate_jwks_fetches_total{outcome=\"ok\"}"
+#define HTTP_STATUS  "spogate_jwks_fetches_total{outcome=\"http_status\"}"
+
+static void test_304_keeps_the_keys_and_counts_as_a_fresh_fetch(void **state)
+{
+	double ok, nm, last;
+	int n200;
+
+	(void)state;
+	wait_metric(FETCH_OK, 1, 10000);
+	/* The provider starts sending strong ETags (a hash of what it serves). */
+	idp_file("etag", "auto");
+	idp_file("discovery_etag", "auto");
+	ok = h_metric(S.metrics_port, FETCH_OK);
+	wait_metric(NOT_MODIFIED, 3, 15000);
+	/* One 200 brought the ETag (two if one was on its way as the file
+	 * was written), every refresh since is a 304. */
+	assert_true(h_metric(S.metrics_port, FETCH_OK) <= ok + 2);
+	assert_true(cond_hits("/jwks inm=\"") >= 3);
+	assert_true(cond_hits("/.well-known/openid-configuration inm=\"") >= 3);
+	assert_int_equal(h_wait_log(agent, "not modified (304), keeping the 5 keys, next fetch in 1 s",
+	                            2000), 0);
+	expect_token("RS256", "rsa1.pem", "rsa1", 200, NULL);
+	expect_token("EdDSA", "ed1.pem", "ed1", 200, NULL);
+	assert_int_equal((int)h_metric(S.metrics_port, "spogate_jwks_keys"), 5);
+	/* A 304 is a successful refresh: the key set's age starts again
+	 * while no 200 arrives. */
+	ok = h_metric(S.metrics_port, FETCH_OK);
+	nm = h_metric(S.metrics_port, NOT_MODIFIED);
+	last = h_metric(S.metrics_port, "spogate_jwks_last_success_timestamp_seconds");
+	wait_metric("spogate_jwks_last_success_timestamp_seconds", last + 2, 15000);
+	assert_true(h_metric(S.metrics_port, NOT_MODIFIED) >= nm + 2);
+	assert_true(h_metric(S.metrics_port, FETCH_OK) == ok);
+	/* The provider rotates: a new set, so a new ETag and a 200. */
+	n200 = cond_hits("/jwks inm=\"");
+	idp_keys("2");
+	wait_metric(FETCH_OK, ok + 1, 15000);
+	expect_token("RS256", "rsa2.pem", "rsa2", 200, NULL);
+	expect_token("RS256", "rsa1.pem", "rsa1", 401, "token_invalid");
+	nm = h_metric(S.metrics_port, NOT_MODIFIED);
+	wait_metric(NOT_MODIFIED, nm + 1, 15000);
+	assert_true(cond_hits("/jwks inm=\"") > n200);
+	expect_token("RS256", "rsa2.pem", "rsa2", 200, NULL);
+}
+
+static void test_last_modified_alone_is_used_and_weak_etags_are_not(void **state)
+{
+	double ok, nm;
+	int before;
+
+	(void)state;
+	/* Last-Modified only: If-Modified-Since with it, then 304s. */
+	idp_unlink("etag");
+	idp_file("last_modified", "auto");
+	nm = h_metric(S.metrics_port, NOT_MODIFIED);
+	before = cond_hits("/jwks inm=- ims=");
+	wait_metric(NOT_MODIFIED, nm + 2, 15000);
+	assert_true(cond_hits("/jwks inm=- ims=") >= before + 2);
+	assert_true(cond_hits(" GMT -> 304") >= 2);
+	expect_token("RS256", "rsa2.pem", "rsa2", 200, NULL);
+	/* A weak ETag, or a Last-Modified in the future, is not sent back:
+	 * every refresh downloads the set. */
+	idp_unlink("last_modified");
+	idp_file("etag", "W/\"weak\"");
+	idp_file("last_modified", "Fri, 01 Jan 2100 00:00:00 GMT");
+	ok = h_metric(S.metrics_port, FETCH_OK);
+	wait_metric(FETCH_OK, ok + 3, 15000);
+	before = cond_hits("/jwks inm=- ims=- -> 200");
+	nm = h_metric(S.metrics_port, NOT_MODIFIED);
+	wait_metric(FETCH_OK, ok + 5, 15000);
+	assert_true(cond_hits("/jwks inm=- ims=- -> 200") >= before + 2);
+	assert_true(h_metric(S.metrics_port, NOT_MODIFIED) == nm);
+	assert_int_equal(cond_hits("inm=W/"), 0);
+	assert_int_equal(cond_hits("ims=Fri, 01 Jan 2100"), 0);
+	idp_unlink("last_modified");
+}
+
+static void test_304_after_failures_recovers_and_a_lying_304_is_refused(void **state)
+{
+	double ok, nm, hs;
+	int before;
+
+	(void)state;
+	idp_file("etag", "\"v1\"");
+	nm = h_metric(S.metrics_port, NOT_MODIFIED);
+	wait_metric(NOT_MODIFIED, nm + 1, 15000);
+	/* Failures keep the validators: the first answer after them is a
+	 * 304, which counts as a success; the keys are unchanged. */
+	idp_file("status", "500");
+	hs = h_metric(S.metrics_port, HTTP_STATUS);
+	wait_metric(HTTP_STATUS, hs + 2, 15000);
+	nm = h_metric(S.metrics_port, NOT_MODIFIED);
+	idp_unlink("status");
+	wait_metric(NOT_MODIFIED, nm + 1, 15000);
+	expect_token("RS256", "rsa2.pem", "rsa2", 200, NULL);
+	/* A 304 naming another ETag than the one asked about revalidates
+	 * nothing: a failure, and the next GET asks unconditionally. */
+	hs = h_metric(S.metrics_port, HTTP_STATUS);
+	before = cond_hits("/jwks inm=- ims=- -> 304");
+	/* status first: with etag "v9" alone, a 200 would bring v9 along. */
+	idp_file("status", "304");
+	idp_file("etag", "\"v9\"");
+	wait_metric(HTTP_STATUS, hs + 2, 15000);
+	assert_true(cond_hits("/jwks inm=\"v1\" ims=- -> 304") >= 1);
+	assert_true(cond_hits("/jwks inm=- ims=- -> 304") > before);
+	assert_int_equal(h_wait_log(agent, "names ETag \"v9\", not the \"v1\" asked about", 2000), 0);
+	expect_token("RS256", "rsa2.pem", "rsa2", 200, NULL);
+	ok = h_metric(S.metrics_port, FETCH_OK);
+	idp_unlink("status");
+	wait_metric(FETCH_OK, ok + 1, 15000);
+	/* SIGHUP asks unconditionally even with validators in hand. */
+	nm = h_metric(S.metrics_port, NOT_MODIFIED);
+	wait_metric(NOT_MODIFIED, nm + 1, 15000);
+	ok = h_metric(S.metrics_port, FETCH_OK);
+	assert_int_equal(h_signal(agent, SIGHUP), 0);
+	wait_metric(FETCH_OK, ok + 1, 15000);
+	expect_token("RS256", "rsa2.pem", "rsa2", 200, NULL);
+}
+
 /* ---- start-up with the provider down ---- */
 
 static int setup_startup_down(void **state)
@@ -488,6 +635,11 @@ int main(void)
 		cmocka_unit_test(test_provider_serving_garbage_keeps_the_last_good_keys),
 		cmocka_unit_test(test_provider_down_keeps_the_last_good_keys_then_recovers),
 	};
+	const struct CMUnitTest conditional[] = {
+		cmocka_unit_test(test_304_keeps_the_keys_and_counts_as_a_fresh_fetch),
+		cmocka_unit_test(test_last_modified_alone_is_used_and_weak_etags_are_not),
+		cmocka_unit_test(test_304_after_failures_recovers_and_a_lying_304_is_refused),
+	};
 	const struct CMUnitTest startup[] = {
 		cmocka_unit_test(test_startup_with_the_provider_down_is_503_then_200),
 		cmocka_unit_test(test_sighup_fetches_the_keys_again),
@@ -500,6 +652,8 @@ int main(void)
 	rc |= cmocka_run_group_tests_name("discovery", discovery, setup_discovery, teardown);
 	rc |= cmocka_run_group_tests_name("unknown kids", kids, setup_kids, teardown);
 	rc |= cmocka_run_group_tests_name("failing provider", failing, setup_failing, teardown);
+	rc |= cmocka_run_group_tests_name("conditional GET", conditional, setup_conditional,
+	                                  teardown);
 	rc |= cmocka_run_group_tests_name("startup", startup, setup_startup_down, teardown);
 	rc |= cmocka_run_group_tests_name("fallback", fallback, setup_fallback, teardown);
 	return rc;

@@ -427,6 +427,34 @@ static void test_haproxy_errors_are_json(void **state)
 		else
 			assert_non_null(strstr(body_of(r), "<html>"));
 		free(r);
+
+		/* A request head over HAProxy's 16 KiB buffer: 3.1+ answers 431
+		 * (414 on 3.2.0) with the generated JSON errorfile, which the
+		 * default output names in an ".if version_atleast(3.1)" block;
+		 * 2.6 and 3.0 answer their HTML 400. */
+		{
+			size_t n = 20000;
+			char *req = malloc(n + 128);
+
+			snprintf(req, n + 128, "GET /api/public/x HTTP/1.1\r\nHost: gw\r\nX-Big: ");
+			memset(req + strlen(req), 'a', n);
+			req[strlen("GET /api/public/x HTTP/1.1\r\nHost: gw\r\nX-Big: ") + n] = '\0';
+			strcat(req, "\r\n\r\n");
+			r = raw(req);
+			free(req);
+			print_message("# HAProxy %d.%d, head over the buffer: %.*s\n", major / 100,
+			              major % 100, (int)strcspn(r, "\r"), r);
+			if (major >= 301) {
+				assert_true(strncmp(r, "HTTP/1.1 431", 12) == 0 ||
+				            strncmp(r, "HTTP/1.1 414", 12) == 0);
+				assert_non_null(strstr(r, "application/json"));
+				assert_true(strcmp(body_of(r), "{\"error\":\"request_header_fields_too_large\"}") == 0 ||
+				            strcmp(body_of(r), "{\"error\":\"uri_too_long\"}") == 0);
+			} else {
+				assert_int_equal(strncmp(r, "HTTP/1.1 400", 12), 0);
+			}
+			free(r);
+		}
 	}
 }
 
@@ -528,6 +556,50 @@ static void test_secrets_are_owner_only_and_indirect(void **state)
 	free(text);
 }
 
+/* redis.sentinel.password_file from the YAML to a sentinel with
+ * requirepass: agent.json names the file, never the secret; the agent
+ * reads it, finds the master through the sentinel (rate limits applied,
+ * not 503 ratelimit_unavailable) and never logs it. */
+static void test_sentinel_password_file_reaches_a_protected_sentinel(void **state)
+{
+	char path[800], extra[1024], *text, *r = NULL;
+	const char *pw, *conf;
+	int sport;
+
+	(void)state;
+	init("edge_sentinel_secret");
+	h_start_redis(&S);
+	sport = h_free_port();
+	conf = h_write(&S, "sentinel.conf", "port %d\nbind 127.0.0.1\ndir %s\n"
+	               "sentinel monitor gw 127.0.0.1 %d 1\nrequirepass %s\n", sport, S.dir,
+	               S.redis_port, SECRET);
+	{
+		char *argv[] = { (char *)h_redis_server_bin(), (char *)conf, (char *)"--sentinel",
+		                 NULL };
+
+		h_spawn(&S, "sentinel", argv);
+		assert_int_equal(h_wait_port(sport, 5000), 0);
+	}
+	pw = h_write(&S, "sentinel.pw", "%s\n", SECRET);
+	snprintf(extra, sizeof(extra),
+	         "  rate_limiting: {per_ip: 100/minute, on_redis_error: deny}\n"
+	         "  redis:\n    timeout: 2s\n    sentinel:\n      master: gw\n"
+	         "      addresses: [127.0.0.1:%d]\n      password_file: %s\n", sport, pw);
+	run(extra);
+	snprintf(path, sizeof(path), "%s/agent.json", S.dir);
+	assert_int_equal(mode_of(path), 0600);
+	text = slurp_file(path);
+	assert_null(strstr(text, SECRET));
+	assert_non_null(strstr(text, "\"password_file\": \""));
+	free(text);
+	assert_int_equal(get("/api/public/x", "", &r), 200);
+	assert_non_null(strcasestr(r, "\r\nratelimit-limit: 100\r\n"));
+	free(r);
+	text = slurp_file(agent->log);
+	assert_null(strstr(text, SECRET));
+	free(text);
+}
+
 static void test_every_binary_answers_version(void **state)
 {
 	static const char *const bins[] = { "spogate-agent", "spogate-gen", "spogate-refsvc",
@@ -576,6 +648,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_access_log_is_json_lines, teardown),
 		cmocka_unit_test_teardown(test_haproxy_errors_are_json, teardown),
 		cmocka_unit_test_teardown(test_secrets_are_owner_only_and_indirect, teardown),
+		cmocka_unit_test_teardown(test_sentinel_password_file_reaches_a_protected_sentinel,
+		                          teardown),
 		cmocka_unit_test(test_every_binary_answers_version),
 		cmocka_unit_test_teardown(test_check_refuses_a_missing_run_dir, teardown),
 	};

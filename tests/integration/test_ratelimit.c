@@ -1212,45 +1212,55 @@ static double kill_master(void *arg)
 	return sen_switch_ms;
 }
 
-static void test_sentinel_master_killed_during_load(void **state)
+/* Starts the master (S.redis_port), with a replica when replica_port is
+ * not NULL (waits until it has synced), and n sentinels monitoring it
+ * (quorum 1, down after 500 ms): sentinel i with conf_extra[i] (NULL or
+ * "": nothing) appended to its sentinel.conf, its port in sport[i]. */
+static void start_sentinel_setup(int *replica_port, int n, const char *const *conf_extra,
+                                 int *sport)
 {
-	struct opts o = { .rl_user = "100/86400", .rl_ip = "1000000/60",
-	                  .rl_extra = "\"on_redis_error\": \"deny\"" };
-	struct failover_load l = { .users = 48, .limit = 100 };
-	char url[128], *auth[48], *out = NULL, extra[256], conf[700], rport[16], master[16];
-	int i, sport, rp;
+	char conf[700], name[32], rport[16], master[16], *out = NULL;
+	int i, k, rp;
 	FILE *f;
 
-	(void)state;
-	h_stack_init(&S, "rl_sentinel");
 	sen_master = h_start_redis(&S);
-	rp = h_free_port();
 	snprintf(master, sizeof(master), "%d", S.redis_port);
-	snprintf(rport, sizeof(rport), "%d", rp);
-	{
-		char *argv[] = { (char *)h_redis_server_bin(), (char *)"--port", rport,
-		                 (char *)"--bind", (char *)"127.0.0.1", (char *)"--save", (char *)"",
-		                 (char *)"--appendonly", (char *)"no", (char *)"--replicaof",
-		                 (char *)"127.0.0.1", master, (char *)"--dir", S.dir, NULL };
+	if (replica_port) {
+		rp = *replica_port = h_free_port();
+		snprintf(rport, sizeof(rport), "%d", rp);
+		{
+			char *argv[] = { (char *)h_redis_server_bin(), (char *)"--port", rport,
+			                 (char *)"--bind", (char *)"127.0.0.1", (char *)"--save",
+			                 (char *)"", (char *)"--appendonly", (char *)"no",
+			                 (char *)"--replicaof", (char *)"127.0.0.1", master,
+			                 (char *)"--dir", S.dir, NULL };
 
-		h_spawn(&S, "replica", argv);
-		assert_int_equal(h_wait_port(rp, 5000), 0);
+			h_spawn(&S, "replica", argv);
+			assert_int_equal(h_wait_port(rp, 5000), 0);
+		}
 	}
-	sport = h_free_port();
-	snprintf(conf, sizeof(conf), "%s/sentinel.conf", S.dir);
-	f = fopen(conf, "w");
-	assert_non_null(f);
-	fprintf(f, "port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor gw 127.0.0.1 %d 1\n"
-	        "sentinel down-after-milliseconds gw 500\nsentinel failover-timeout gw 3000\n",
-	        sport, S.dir, S.redis_port);
-	fclose(f);
-	{
-		/* = redis-sentinel conf, and works for a Valkey server too */
-		char *argv[] = { (char *)h_redis_server_bin(), conf, (char *)"--sentinel", NULL };
+	for (k = 0; k < n; k++) {
+		sport[k] = h_free_port();
+		snprintf(conf, sizeof(conf), "%s/sentinel%d.conf", S.dir, k);
+		f = fopen(conf, "w");
+		assert_non_null(f);
+		fprintf(f, "port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor gw 127.0.0.1 %d 1\n"
+		        "sentinel down-after-milliseconds gw 500\nsentinel failover-timeout gw 3000\n"
+		        "%s\n", sport[k], S.dir, S.redis_port,
+		        conf_extra && conf_extra[k] ? conf_extra[k] : "");
+		fclose(f);
+		snprintf(name, sizeof(name), k ? "sentinel%d" : "sentinel", k);
+		{
+			/* = redis-sentinel conf, and works for a Valkey server too */
+			char *argv[] = { (char *)h_redis_server_bin(), conf, (char *)"--sentinel",
+			                 NULL };
 
-		h_spawn(&S, "sentinel", argv);
-		assert_int_equal(h_wait_port(sport, 5000), 0);
+			h_spawn(&S, name, argv);
+			assert_int_equal(h_wait_port(sport[k], 5000), 0);
+		}
 	}
+	if (!replica_port)
+		return;
 	/* the replica has synced before the load starts */
 	for (i = 0; i < 100; i++) {
 		out = NULL;
@@ -1263,8 +1273,24 @@ static void test_sentinel_master_killed_during_load(void **state)
 		usleep(100000);
 	}
 	assert_true(i < 100);
+}
+
+/* Kills the master under load and checks that the agent followed; the
+ * sentinel object (JSON members after "addresses") in sen_extra. */
+static void sentinel_failover_run(const char *name, const char *sentinel_conf,
+                                  const char *sen_extra)
+{
+	struct opts o = { .rl_user = "100/86400", .rl_ip = "1000000/60",
+	                  .rl_extra = "\"on_redis_error\": \"deny\"" };
+	struct failover_load l = { .users = 48, .limit = 100 };
+	const char *extra_conf[1] = { sentinel_conf };
+	char url[128], *auth[48], extra[512];
+	int i, sport, rp;
+
+	h_stack_init(&S, name);
+	start_sentinel_setup(&rp, 1, extra_conf, &sport);
 	snprintf(extra, sizeof(extra), "\"sentinel\": {\"master\": \"gw\", \"addresses\": "
-	         "[\"127.0.0.1:%d\"]}", sport);
+	         "[\"127.0.0.1:%d\"]%s}", sport, sen_extra ? sen_extra : "");
 	o.redis_extra = extra;
 	start_pair(&S, &o);
 	wait_cluster_ready(S.metrics_port);
@@ -1275,14 +1301,250 @@ static void test_sentinel_master_killed_during_load(void **state)
 	failover_run(&l, kill_master, NULL);
 	for (i = 0; i < l.users; i++)
 		free(auth[i]);
-	print_message("# sentinel, master killed under load: %d users, %d decided requests, %d "
+	print_message("# sentinel%s, master killed under load: %d users, %d decided requests, %d "
 	              "undecided (503); %d over-admitted, %d under-admitted; the agent followed "
 	              "the switch %.0f ms after the kill (%.0f +switch-master, %.0f Sentinel "
-	              "answers)\n", l.users, l.sent, l.other, l.over, l.under, sen_switch_ms,
+	              "answers)\n", sentinel_conf ? " with AUTH" : "", l.users, l.sent, l.other,
+	              l.over, l.under, sen_switch_ms,
 	              h_metric(S.metrics_port, "spogate_ratelimit_sentinel_switches_total"),
 	              h_metric(S.metrics_port, "spogate_ratelimit_sentinel_queries_total"));
 	assert_true(sen_switch_ms >= 0);
 	assert_true(l.sent > 0);
+}
+
+static void test_sentinel_master_killed_during_load(void **state)
+{
+	(void)state;
+	sentinel_failover_run("rl_sentinel", NULL, NULL);
+}
+
+/* ---- Sentinels that want a password (requirepass in sentinel.conf) ---- */
+
+#define SEN_PW   "sen-Pw-4f1c9e"       /* what the sentinels require */
+#define SEN_BAD  "wrong-Pw-77d0a2"     /* what a misconfigured gateway sends */
+
+static const struct h_proc *agent_proc(void)
+{
+	int i;
+
+	for (i = 0; i < S.nprocs; i++)
+		if (strcmp(S.procs[i].name, "agent") == 0)
+			return &S.procs[i];
+	fail_msg("no agent in the stack");
+	return NULL;
+}
+
+/* How many lines of the agent's log contain needle. */
+static int agent_log_count(const char *needle)
+{
+	char line[4096];
+	int n = 0;
+	FILE *f = fopen(agent_proc()->log, "r");
+
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, needle))
+			n++;
+	fclose(f);
+	return n;
+}
+
+/* Connections sentinel port has received (it answers INFO to user, NULL:
+ * the default user, with pw). */
+static long sentinel_connections(int port, const char *user, const char *pw)
+{
+	char *out = NULL, *p;
+	long n = -1;
+
+	h_run(&out, "redis-cli -p %d --user '%s' --pass '%s' --no-auth-warning info stats", port,
+	      user ? user : "default", pw);
+	if (out && (p = strstr(out, "total_connections_received:")))
+		n = strtol(p + strlen("total_connections_received:"), NULL, 10);
+	free(out);
+	return n;
+}
+
+/* Waits until the agent has come back to the sentinel many times (each
+ * retry a new connection), so that a log line per retry would show. */
+static void wait_sentinel_retries(int port, const char *user, const char *pw, long n)
+{
+	int i;
+
+	for (i = 0; i < 200 && sentinel_connections(port, user, pw) < n; i++)
+		usleep(100000);
+	assert_true(i < 200);
+}
+
+/* An ACL user of the sentinel allowed only what the agent sends (the
+ * default user off), its password from the agent's environment (${NAME}):
+ * the master is found, limits hold, and a SIGKILLed master is followed
+ * (the +switch-master that the test waits for only reaches an
+ * authenticated subscription). The password is never logged. */
+static void test_sentinel_with_password_follows_a_killed_master(void **state)
+{
+	(void)state;
+	setenv("SPOGATE_TEST_SENTINEL_PW", SEN_PW, 1);
+	sentinel_failover_run("rl_sentinel_auth",
+	                      "user default off\nuser gw-sentinel on >" SEN_PW " -@all +auth "
+	                      "+sentinel|get-master-addr-by-name +subscribe &*",
+	                      ", \"username\": \"gw-sentinel\", "
+	                      "\"password\": \"${SPOGATE_TEST_SENTINEL_PW}\"");
+	unsetenv("SPOGATE_TEST_SENTINEL_PW");
+	assert_int_equal(agent_log_count(SEN_PW), 0);
+	assert_int_equal(agent_log_count("refused AUTH"), 0);
+}
+
+/* A stack named name on sentinels started by start_sentinel_setup() (no
+ * replica), the agent given their addresses and sen_members (JSON
+ * members after "addresses", NULL: none) in redis.sentinel. */
+static void start_on_sentinels(const char *name, struct opts *o, int n, const char *const *conf,
+                               int *sport, const char *sen_members)
+{
+	char extra[512];
+	int used, k;
+
+	h_stack_init(&S, name);
+	start_sentinel_setup(NULL, n, conf, sport);
+	used = snprintf(extra, sizeof(extra), "\"sentinel\": {\"master\": \"gw\", \"addresses\": [");
+	for (k = 0; k < n; k++)
+		used += snprintf(extra + used, sizeof(extra) - (size_t)used, "%s\"127.0.0.1:%d\"",
+		                 k ? ", " : "", sport[k]);
+	snprintf(extra + used, sizeof(extra) - (size_t)used, "]%s%s}", sen_members ? ", " : "",
+	         sen_members ? sen_members : "");
+	o->redis_extra = extra;
+	start_pair(&S, o);
+}
+
+/* /override/ at 2/60: the limit is enforced through the master found. */
+static void expect_two_of_three(const char *user)
+{
+	wait_cluster_ready(S.metrics_port);
+	assert_int_equal(status_as("/override/x", user, NULL), 200);
+	assert_int_equal(status_as("/override/x", user, NULL), 200);
+	assert_int_equal(status_as("/override/x", user, NULL), 429);
+}
+
+/* Two sentinels; the first refuses the password (it wants another one):
+ * it is logged once, by name, and the second one is used; limits hold. */
+static void test_sentinel_refusing_auth_is_skipped_for_the_next(void **state)
+{
+	struct opts o = { .rl_user = "100/60", .rl_ip = "1000/60", .rl_override = "2/60" };
+	const char *conf[2] = { "requirepass other-" SEN_PW, "requirepass " SEN_PW };
+	char needle[128];
+	int sport[2];
+
+	(void)state;
+	start_on_sentinels("rl_sentinel_auth_next", &o, 2, conf, sport,
+	                   "\"password\": \"" SEN_PW "\"");
+	expect_two_of_three("ivy");
+	snprintf(needle, sizeof(needle), "sentinel 127.0.0.1:%d refused AUTH", sport[0]);
+	assert_int_equal(agent_log_count(needle), 1);
+	snprintf(needle, sizeof(needle), "sentinel 127.0.0.1:%d refused AUTH", sport[1]);
+	assert_int_equal(agent_log_count(needle), 0);
+	assert_int_equal(agent_log_count(SEN_PW), 0);
+}
+
+/* An ACL user that may ask for the master but not subscribe: the master
+ * is found (limits hold), the missing permission logged once by name. */
+static void test_sentinel_user_without_subscribe_is_named(void **state)
+{
+	struct opts o = { .rl_user = "100/60", .rl_ip = "1000/60", .rl_override = "2/60" };
+	const char *conf[1] = { "user default off\nuser gw-sentinel on >" SEN_PW " -@all +auth "
+	                        "+sentinel|get-master-addr-by-name +info" };
+	char needle[128];
+	int sport;
+
+	(void)state;
+	start_on_sentinels("rl_sentinel_auth_noperm", &o, 1, conf, &sport,
+	                   "\"username\": \"gw-sentinel\", \"password\": \"" SEN_PW "\"");
+	expect_two_of_three("vera");
+	snprintf(needle, sizeof(needle), "sentinel 127.0.0.1:%d: user \"gw-sentinel\" may not "
+	         "subscribe to +switch-master (NOPERM", sport);
+	assert_int_equal(h_wait_log(agent_proc(), needle, 10000), 0);
+	wait_sentinel_retries(sport, "gw-sentinel", SEN_PW, 8);
+	assert_int_equal(agent_log_count(needle), 1);
+	assert_int_equal(agent_log_count(SEN_PW), 0);
+}
+
+/* A sentinel without a password answers our AUTH with an error: one
+ * warning, and the sentinel is used all the same. */
+static void test_sentinel_without_a_password_ignores_ours(void **state)
+{
+	struct opts o = { .rl_user = "100/60", .rl_ip = "1000/60", .rl_override = "2/60" };
+	char needle[128];
+	int sport;
+
+	(void)state;
+	start_on_sentinels("rl_sentinel_auth_unused", &o, 1, NULL, &sport,
+	                   "\"password\": \"" SEN_PW "\"");
+	expect_two_of_three("uma");
+	snprintf(needle, sizeof(needle), "sentinel 127.0.0.1:%d has no password set", sport);
+	assert_int_equal(agent_log_count(needle), 1);
+	assert_int_equal(agent_log_count(SEN_PW), 0);
+}
+
+/* A wrong password: the sentinel is unusable, the master stays unknown and
+ * the rate-limit stage fails as on any Redis outage (deny: 503), fast.
+ * One log line however often the agent retries; the password is not in
+ * it. */
+static void test_sentinel_wrong_password_is_one_error_and_503(void **state)
+{
+	struct opts o = { .rl_user = "100/60", .rl_ip = "1000/60",
+	                  .rl_extra = "\"on_redis_error\": \"deny\"",
+	                  .timeout_ms = FAULT_TIMEOUT_MS, .threads = 2 };
+	const char *conf[1] = { "requirepass " SEN_PW };
+	char needle[128];
+	struct h_resp r;
+	double t0;
+	int sport, i;
+
+	(void)state;
+	start_on_sentinels("rl_sentinel_auth_wrong", &o, 1, conf, &sport,
+	                   "\"username\": \"default\", \"password\": \"" SEN_BAD "\"");
+	snprintf(needle, sizeof(needle), "sentinel 127.0.0.1:%d refused AUTH as user \"default\"",
+	         sport);
+	assert_int_equal(h_wait_log(agent_proc(), needle, 10000), 0);
+	wait_sentinel_retries(sport, NULL, SEN_PW, 12);
+	for (i = 0; i < 5; i++) {
+		t0 = h_now_ms();
+		assert_int_equal(get_as(&r, "/private/x", "olga", NULL), 503);
+		assert_string_equal(r.body, "{\"error\":\"service_unavailable\","
+		                    "\"reason\":\"ratelimit_unavailable\"}");
+		assert_true(h_now_ms() - t0 < FAULT_TIMEOUT_MS + FAULT_SLACK_MS);
+		h_resp_free(&r);
+	}
+	assert_true(h_metric(S.metrics_port, "spogate_ratelimit_redis_up") == 0);
+	assert_true(h_metric(S.metrics_port, "spogate_ratelimit_sentinel_queries_total") == 0);
+	assert_int_equal(agent_log_count(needle), 1);
+	assert_int_equal(agent_log_count("WRONGPASS"), 1);
+	assert_int_equal(agent_log_count("does not name master"), 0);
+	assert_int_equal(agent_log_count(SEN_BAD), 0);
+	assert_int_equal(agent_log_count(SEN_PW), 0);
+}
+
+/* No password set for a sentinel that wants one: NOAUTH, named as such,
+ * once; with on_redis_error allow requests pass (counted as allowed on
+ * an unavailable Redis). */
+static void test_sentinel_missing_password_is_one_error_and_allow(void **state)
+{
+	struct opts o = { .rl_user = "100/60", .rl_ip = "1000/60",
+	                  .timeout_ms = FAULT_TIMEOUT_MS };
+	const char *conf[1] = { "requirepass " SEN_PW };
+	char needle[128];
+	int sport, i;
+
+	(void)state;
+	start_on_sentinels("rl_sentinel_auth_missing", &o, 1, conf, &sport, NULL);
+	snprintf(needle, sizeof(needle), "sentinel 127.0.0.1:%d requires authentication", sport);
+	assert_int_equal(h_wait_log(agent_proc(), needle, 10000), 0);
+	wait_sentinel_retries(sport, NULL, SEN_PW, 12);
+	for (i = 0; i < 5; i++)
+		assert_int_equal(status_as("/private/x", "pia", NULL), 200);
+	assert_true(h_metric(S.metrics_port, UNAVAILABLE_ALLOW) >= 5);
+	assert_true(h_metric(S.metrics_port, "spogate_ratelimit_redis_up") == 0);
+	assert_int_equal(agent_log_count(needle), 1);
+	assert_int_equal(agent_log_count("redis.sentinel.password is not set"), 1);
+	assert_int_equal(agent_log_count("does not name master"), 0);
 }
 
 static void kill_redis(void)
@@ -1485,6 +1747,12 @@ int main(void)
 		cmocka_unit_test_teardown(test_cluster_two_gateways_admit_exactly_20, teardown),
 		cmocka_unit_test_teardown(test_cluster_failover_during_load, teardown),
 		cmocka_unit_test_teardown(test_sentinel_master_killed_during_load, teardown),
+		cmocka_unit_test_teardown(test_sentinel_with_password_follows_a_killed_master, teardown),
+		cmocka_unit_test_teardown(test_sentinel_refusing_auth_is_skipped_for_the_next, teardown),
+		cmocka_unit_test_teardown(test_sentinel_without_a_password_ignores_ours, teardown),
+		cmocka_unit_test_teardown(test_sentinel_user_without_subscribe_is_named, teardown),
+		cmocka_unit_test_teardown(test_sentinel_wrong_password_is_one_error_and_503, teardown),
+		cmocka_unit_test_teardown(test_sentinel_missing_password_is_one_error_and_allow, teardown),
 		cmocka_unit_test_teardown(test_redis_killed_under_load_with_allow_never_waits, teardown),
 		cmocka_unit_test_teardown(test_frozen_redis_costs_at_most_the_timeout, teardown),
 		cmocka_unit_test_teardown(test_redis_down_with_deny_is_503, teardown),

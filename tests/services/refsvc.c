@@ -33,7 +33,7 @@ static void usage(FILE *out)
 	        "                            [--audience A]... [--policy FILE] [--delay-ms N]\n"
 	        "                            [--tls-cert PEM [--tls-key PEM] [--client-ca PEM]]\n"
 	        "       spogate-refsvc mint --sub S --key FILE --alg ALG [--kid K] [--ttl 1h]\n"
-	        "                           (ALG: HS*, RS*, ES*, PS256/384/512, EdDSA)\n"
+	        "                           (ALG: HS*, RS*, ES*, PS256/384/512, EdDSA, Ed25519, Ed448)\n"
 	        "                           [--count N: N tokens, subjects S0..S(N-1)]\n"
 	        "                           [--iss I] [--aud A] [--roles a,b] [--permissions a,b]\n"
 	        "                           [--scope \"a b\"] [--claim k=v]... [--nbf T] [--exp T]\n"
@@ -116,7 +116,7 @@ static unsigned char *read_all(const char *path, size_t *len)
 }
 
 /* Signs claims (a JSON text) with the PEM private key key[0..keylen) as
- * alg, PS256/384/512 or EdDSA. Returns a malloc'd token or NULL. */
+ * alg, PS256/384/512, EdDSA, Ed25519 or Ed448. Returns a malloc'd token or NULL. */
 static char *sign_openssl(const char *alg, const unsigned char *key, size_t keylen,
                           const char *kid, const char *claims)
 {
@@ -137,7 +137,7 @@ static char *sign_openssl(const char *alg, const unsigned char *key, size_t keyl
 		pkey = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
 	if (!ctx || !htext || !pkey)
 		goto out;
-	if (strcmp(alg, "EdDSA") != 0)
+	if (strncmp(alg, "Ed", 2) != 0)   /* EdDSA, Ed25519, Ed448 hash inside */
 		md = strcmp(alg, "PS256") == 0 ? EVP_sha256() :
 		     strcmp(alg, "PS384") == 0 ? EVP_sha384() : EVP_sha512();
 	hl = strlen(htext);
@@ -280,7 +280,7 @@ int refsvc_mint(int argc, char **argv)
 	if (!iat_set)
 		json_object_set_new(claims, "iat", json_integer(now));
 	jalg = jwt_str_alg(alg);
-	if ((alg[0] == 'P' || strcmp(alg, "EdDSA") == 0) && jwt_alg_parse(alg) >= 0) {
+	if ((alg[0] == 'P' || strncmp(alg, "Ed", 2) == 0) && jwt_alg_parse(alg) >= 0) {
 		if (!keyfile) {
 			fprintf(stderr, "spogate-refsvc mint: --alg and --key are required\n");
 			goto bad;

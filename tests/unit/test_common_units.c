@@ -1,11 +1,13 @@
-/* Rate ("100/minute") and duration ("500ms") parsing, shared by the
- * generator and the agent. */
+/* Rate ("100/minute"), duration ("500ms") and address ("host:port",
+ * "unix:/path") parsing, shared by the generator and the agent. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <cmocka.h>
 
+#include "addr.h"
 #include "units.h"
 
 static void test_rates_in_every_unit_parse(void **state)
@@ -95,6 +97,30 @@ static void test_sizes_parse_in_binary_units_and_refuse_the_rest(void **state)
 		assert_int_equal(size_parse_bytes(bad[i], &b), -1);
 }
 
+static void test_unix_addresses_need_an_absolute_path_that_fits(void **state)
+{
+	char path[ADDR_UNIX_MAX + 1], host[64], longp[ADDR_UNIX_MAX + 7];
+	int port;
+
+	(void)state;
+	assert_int_equal(addr_unix("unix:/run/spogate/agent.sock", path, sizeof(path)), 1);
+	assert_string_equal(path, "/run/spogate/agent.sock");
+	assert_int_equal(addr_unix("127.0.0.1:12345", path, sizeof(path)), 0);
+	assert_int_equal(addr_unix("unix:relative.sock", path, sizeof(path)), -1);
+	assert_int_equal(addr_unix("unix:", path, sizeof(path)), -1);
+	/* 107 bytes of path fit sun_path with its NUL, 108 do not */
+	memcpy(longp, "unix:/", 6);
+	memset(longp + 6, 'a', ADDR_UNIX_MAX - 1);
+	longp[6 + ADDR_UNIX_MAX - 1] = '\0';
+	assert_int_equal(addr_unix(longp, path, sizeof(path)), 1);
+	assert_int_equal(strlen(path), ADDR_UNIX_MAX);
+	longp[6 + ADDR_UNIX_MAX - 1] = 'a';
+	longp[6 + ADDR_UNIX_MAX] = '\0';
+	assert_int_equal(addr_unix(longp, path, sizeof(path)), -1);
+	/* and a unix address is not a host:port */
+	assert_int_equal(addr_split("unix:/run/a.sock", host, sizeof(host), &port), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -103,6 +129,7 @@ int main(void)
 		cmocka_unit_test(test_durations_convert_to_ms),
 		cmocka_unit_test(test_bad_durations_are_refused),
 		cmocka_unit_test(test_sizes_parse_in_binary_units_and_refuse_the_rest),
+		cmocka_unit_test(test_unix_addresses_need_an_absolute_path_that_fits),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -103,6 +103,8 @@ CASE(test_bad_jwks_uri_oidc_issuer_and_refresh_are_errors, "bad_jwks_remote", NU
 CASE(test_jwks_ca_file_needs_a_jwks_uri, "jwks_ca_without_uri", NULL, -1)
 CASE(test_duplicate_host_and_path_is_an_error, "duplicate_host_route", NULL, -1)
 CASE(test_bad_tls_hosts_origins_and_admin_users_are_reported, "bad_tls", NULL, -1)
+CASE(test_bad_sentinel_credentials_are_reported, "sentinel_auth", NULL, -1)
+CASE(test_sentinel_username_needs_a_password, "sentinel_user_without_password", NULL, -1)
 CASE(test_every_problem_of_both_files_is_reported, "many_errors", "bad_registry.reg.yaml", -1)
 
 static void test_ten_megabyte_file_is_refused(void **state)
@@ -185,6 +187,8 @@ int main(void)
 		cmocka_unit_test(test_bad_agent_addresses_are_errors),
 		cmocka_unit_test(test_duplicate_host_and_path_is_an_error),
 		cmocka_unit_test(test_bad_tls_hosts_origins_and_admin_users_are_reported),
+		cmocka_unit_test(test_bad_sentinel_credentials_are_reported),
+		cmocka_unit_test(test_sentinel_username_needs_a_password),
 		cmocka_unit_test(test_every_problem_of_both_files_is_reported),
 		cmocka_unit_test(test_ten_megabyte_file_is_refused),
 		cmocka_unit_test(test_missing_file_is_reported),

@@ -20,6 +20,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "gen.h"
 
 struct example {
@@ -243,46 +245,118 @@ static void test_haproxy_accepts_every_generated_config(void **state)
 		printf("# haproxy -c clean with %s\n", bins[k]);
 }
 
-/* --haproxy-version 3.2 names JSON errorfiles for 414 and 431 (3.2's
- * HTTP/1 parser takes them; 2.6 and 3.0 refuse the line); the default, the
- * oldest version, does not. The 3.2 output passes haproxy -c on 3.2. */
-static void test_haproxy_32_output_adds_414_and_431(void **state)
+/* JSON errorfiles for 414 and 431: 3.1+'s HTTP/1 parser takes them, 2.6 and
+ * 3.0 refuse the line. The default output (for the oldest version) names
+ * them in an ".if version_atleast(3.1)" block; --haproxy-version 3.2 names
+ * them plainly. Both pass haproxy -c, warning-free, on every HAProxy here. */
+static void test_414_and_431_errorfiles_are_guarded_by_version(void **state)
 {
 	static char bins[3][PATH_MAX];
 	size_t k, nbins = haproxy_bins(bins, 3);
 	struct gen_opts o;
 	struct gen_output out;
 	char dir[] = "/tmp/spogate-gen-XXXXXX", err[256], rm[300], ver[PATH_MAX + 8];
+	int pass;
 
 	(void)state;
 	assert_non_null(mkdtemp(dir));
 	golden_opts(&examples[0], &o);
 	o.haproxy_dir = dir;
 	o.run_dir = dir;
-	assert_int_equal(generate(&o, &out), 0);
-	assert_null(strstr(out.haproxy.p, "errorfile 414"));
-	assert_null(strstr(out.haproxy.p, "errorfile 431"));
-	gen_output_free(&out);
-	o.haproxy_version = 32;
-	assert_int_equal(generate(&o, &out), 0);
-	assert_non_null(strstr(out.haproxy.p, "errorfile 414"));
-	assert_non_null(strstr(out.haproxy.p, "errorfile 431"));
-	assert_int_equal(gen_write_files(dir, &out, err, sizeof(err)), 0);
-	gen_output_free(&out);
-	for (k = 0; k < nbins; k++) {
-		char *v = NULL;
-		FILE *p;
+	for (pass = 0; pass < 2; pass++) {
+		o.haproxy_version = pass ? 32 : 0;
+		assert_int_equal(generate(&o, &out), 0);
+		assert_non_null(strstr(out.haproxy.p, "errorfile 414"));
+		assert_non_null(strstr(out.haproxy.p, "errorfile 431"));
+		if (pass)
+			assert_null(strstr(out.haproxy.p, ".if version_atleast"));
+		else
+			assert_non_null(strstr(out.haproxy.p, ".if version_atleast(3.1)\n"
+			                                      "    errorfile 414 "));
+		assert_int_equal(gen_write_files(dir, &out, err, sizeof(err)), 0);
+		assert_int_equal(gen_seed_server_state(dir, err, sizeof(err)), 0);
+		gen_output_free(&out);
+		for (k = 0; k < nbins; k++) {
+			char *v = NULL;
+			FILE *p;
 
-		snprintf(ver, sizeof(ver), "%s -v", bins[k]);
-		p = popen(ver, "r");
-		assert_non_null(p);
-		if (fgets(rm, sizeof(rm), p) && (v = strstr(rm, "version 3.")) &&
-		    strtol(v + 10, NULL, 10) >= 2)
-			haproxy_check(bins[k], dir);
-		pclose(p);
+			snprintf(ver, sizeof(ver), "%s -v", bins[k]);
+			p = popen(ver, "r");
+			assert_non_null(p);
+			/* the plain lines only where they are known */
+			if (fgets(rm, sizeof(rm), p) && (!pass || ((v = strstr(rm, "version 3.")) &&
+			                                           strtol(v + 10, NULL, 10) >= 1)))
+				haproxy_check(bins[k], dir);
+			pclose(p);
+		}
 	}
 	snprintf(rm, sizeof(rm), "rm -rf %s", dir);
 	assert_int_equal(system(rm), 0);
+}
+
+/* redis.sentinel's credentials reach agent.json as the agent reads them:
+ * the ${NAME} form kept (the agent resolves it), password_file resolved
+ * like redis.password_file (against base_dir here); none when not set. */
+static void test_sentinel_credentials_reach_agent_json(void **state)
+{
+	static const char *const yaml[] = {
+		"gateway:\n  routes: [{path: /s/**, service: search-service}]\n"
+		"  redis:\n    sentinel:\n      master: gw\n      addresses: [127.0.0.1:26379]\n"
+		"      username: gw-sentinel\n      password: \"${SENTINEL_PW}\"\n",
+		"gateway:\n  routes: [{path: /s/**, service: search-service}]\n"
+		"  redis:\n    sentinel:\n      master: gw\n      addresses: [127.0.0.1:26379]\n"
+		"      password_file: secrets/sentinel\n",
+		"gateway:\n  routes: [{path: /s/**, service: search-service}]\n"
+		"  redis:\n    sentinel: {master: gw, addresses: [127.0.0.1:26379]}\n",
+	};
+	char dir[] = "/tmp/spogate-gen-sen-XXXXXX", path[PATH_MAX];
+	size_t i;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/gateway.yaml", dir);
+	for (i = 0; i < sizeof(yaml) / sizeof(yaml[0]); i++) {
+		struct gen_opts o;
+		struct gen_output out;
+		json_t *root, *sen;
+		json_error_t jerr;
+		FILE *f = fopen(path, "w");
+
+		assert_non_null(f);
+		fputs(yaml[i], f);
+		fclose(f);
+		memset(&o, 0, sizeof(o));
+		o.gateway_file = path;
+		o.registry_file = "config/examples/registry.yaml";
+		o.base_dir = "/etc/spogate";
+		o.haproxy_dir = "/etc/haproxy";
+		o.run_dir = "/run/spogate";
+		assert_int_equal(generate(&o, &out), 0);
+		root = json_loadb(out.agent.p, out.agent.len, 0, &jerr);
+		assert_non_null(root);
+		sen = json_object_get(json_object_get(root, "redis"), "sentinel");
+		assert_non_null(sen);
+		assert_string_equal(json_string_value(json_object_get(sen, "master")), "gw");
+		if (i == 0) {
+			assert_string_equal(json_string_value(json_object_get(sen, "username")),
+					    "gw-sentinel");
+			assert_string_equal(json_string_value(json_object_get(sen, "password")),
+					    "${SENTINEL_PW}");
+			assert_null(json_object_get(sen, "password_file"));
+		} else if (i == 1) {
+			assert_string_equal(json_string_value(json_object_get(sen, "password_file")),
+					    "/etc/spogate/secrets/sentinel");
+			assert_null(json_object_get(sen, "password"));
+		} else {
+			assert_null(json_object_get(sen, "username"));
+			assert_null(json_object_get(sen, "password"));
+			assert_null(json_object_get(sen, "password_file"));
+		}
+		json_decref(root);
+		gen_output_free(&out);
+	}
+	unlink(path);
+	rmdir(dir);
 }
 
 static void test_gen_cli_exit_codes(void **state)
@@ -324,7 +398,8 @@ int main(void)
 		cmocka_unit_test(test_examples_match_goldens),
 		cmocka_unit_test(test_same_input_gives_same_bytes),
 		cmocka_unit_test(test_haproxy_accepts_every_generated_config),
-		cmocka_unit_test(test_haproxy_32_output_adds_414_and_431),
+		cmocka_unit_test(test_414_and_431_errorfiles_are_guarded_by_version),
+		cmocka_unit_test(test_sentinel_credentials_reach_agent_json),
 		cmocka_unit_test(test_gen_cli_exit_codes),
 	};
 

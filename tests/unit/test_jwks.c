@@ -56,6 +56,66 @@ static void test_only_json_content_types_are_accepted(void **state)
 	assert_false(ctype(""));
 }
 
+static int etag(const char *s)
+{
+	return jwks_etag_ok(s, strlen(s));
+}
+
+static void test_only_strong_well_formed_etags_are_kept(void **state)
+{
+	char big[JWKS_ETAG_MAX + 2];
+
+	(void)state;
+	assert_true(etag("\"v1\""));
+	assert_true(etag("\"\""));
+	assert_true(etag("\"33a64df551425fcc55e4d42a148795d9f25f89d4\""));
+	assert_true(etag("\"a/b-c_d!#$%&'()*+,.:;<=>?@[]^`{|}~\""));
+	/* Weak tags, tags without quotes, inner quotes, spaces, control
+	 * bytes and obs-text are not sent back. */
+	assert_false(etag("W/\"v1\""));
+	assert_false(etag("v1"));
+	assert_false(etag("\"v1"));
+	assert_false(etag("\""));
+	assert_false(etag(""));
+	assert_false(etag("\"a\"b\""));
+	assert_false(etag("\"a b\""));
+	assert_false(etag("\"a\tb\""));
+	assert_false(etag("\"a\r\nX-Evil: 1\""));
+	assert_false(etag("\"caf\xc3\xa9\""));
+	assert_false(etag("\"v1\", \"v2\""));
+	/* Bounded: JWKS_ETAG_MAX bytes at most. */
+	memset(big, 'a', sizeof(big));
+	big[0] = '"';
+	big[JWKS_ETAG_MAX - 1] = '"';
+	assert_true(jwks_etag_ok(big, JWKS_ETAG_MAX));
+	big[JWKS_ETAG_MAX] = '"';
+	big[JWKS_ETAG_MAX - 1] = 'a';
+	assert_false(jwks_etag_ok(big, JWKS_ETAG_MAX + 1));
+}
+
+static int lastmod(const char *s, long long date)
+{
+	return jwks_last_modified_ok(s, strlen(s), date);
+}
+
+static void test_only_past_http_dates_are_kept_as_last_modified(void **state)
+{
+	const long long d = 1764633600;   /* Tue, 02 Dec 2025 00:00:00 GMT */
+
+	(void)state;
+	assert_true(lastmod("Tue, 02 Dec 2025 00:00:00 GMT", d));
+	assert_true(lastmod("Mon, 01 Dec 2025 23:59:59 GMT", d));
+	/* Later than the response's Date (RFC 9110 8.8.2.1): every change
+	 * made before it would be answered 304. */
+	assert_false(lastmod("Tue, 02 Dec 2025 00:00:01 GMT", d));
+	assert_false(lastmod("Wed, 01 Jan 2100 00:00:00 GMT", d));
+	assert_false(lastmod("yesterday-ish", d));
+	assert_false(lastmod("", d));
+	assert_false(lastmod("Tue, 02 Dec 2025 00:00:00 GMT\r\nX-Evil: 1", d));
+	assert_false(lastmod("Tue, 02 Dec 2025 00:00:00 GMT                                      "
+	                     "        ", d));
+}
+
 static int disco(const char *doc, const char *iss, char *uri)
 {
 	char err[256];
@@ -123,6 +183,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_cache_control_max_age_is_read),
 		cmocka_unit_test(test_only_json_content_types_are_accepted),
+		cmocka_unit_test(test_only_strong_well_formed_etags_are_kept),
+		cmocka_unit_test(test_only_past_http_dates_are_kept_as_last_modified),
 		cmocka_unit_test(test_discovery_needs_the_exact_issuer_and_an_https_jwks_uri),
 		cmocka_unit_test(test_key_sets_from_a_provider_are_parsed_or_refused),
 	};

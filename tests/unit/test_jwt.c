@@ -97,7 +97,7 @@ static char *hs_raw(const char *hdr, const char *payload, const unsigned char *k
 }
 
 /* A token signed here with OpenSSL for the algorithms libjwt 1.10 lacks
- * (PS*, EdDSA). alg is the header's; kid may be NULL. */
+ * (PS*, EdDSA, Ed25519, Ed448). alg is the header's; kid may be NULL. */
 static char *sign_tok(const char *alg, EVP_PKEY *priv, const char *kid, const char *payload)
 {
 	char hdr[256], *h, *p, *sg, *out;
@@ -111,7 +111,7 @@ static char *sign_tok(const char *alg, EVP_PKEY *priv, const char *kid, const ch
 		snprintf(hdr, sizeof(hdr), "{\"alg\":\"%s\",\"kid\":\"%s\"}", alg, kid);
 	else
 		snprintf(hdr, sizeof(hdr), "{\"alg\":\"%s\"}", alg);
-	if (strcmp(alg, "EdDSA") != 0)
+	if (strncmp(alg, "Ed", 2) != 0)
 		md = strstr(alg, "256") ? EVP_sha256() : strstr(alg, "384") ? EVP_sha384() : EVP_sha512();
 	h = b64(hdr, strlen(hdr));
 	p = b64(payload, strlen(payload));
@@ -842,6 +842,132 @@ static void test_jwks_parser_okp_keys_and_unknown_members(void **state)
 	json_decref(jwk448);
 }
 
+/* Verifies a token made for one check against the keyset k, expecting
+ * want, and frees it. */
+static void verify_with_free(const struct jwt_keyset *k, char *tok, enum jwt_status want)
+{
+	assert_int_equal(jwt_verify_token(k, &pol, tok, strlen(tok), NOW, NULL), want);
+	free(tok);
+}
+
+static void test_rfc9864_ed25519_and_ed448_names(void **state)
+{
+	struct jwt_keyset *k = jwt_keyset_new();
+	json_t *jwks = json_object(), *keys = json_array();
+	char err[256], path[] = "/tmp/test_jwt_XXXXXX", *pub448;
+	const unsigned base = pol.algs;
+	int fd;
+
+	(void)state;
+	assert_int_equal(jwt_alg_parse("Ed25519"), JWT_ED25519);
+	assert_int_equal(jwt_alg_parse("Ed448"), JWT_ED448);
+	assert_int_equal(jwt_alg_parse("ed25519"), -1);
+	assert_int_equal(jwt_alg_parse("Ed25519ph"), -1);
+	assert_string_equal(jwt_alg_name(JWT_ED25519), "Ed25519");
+	assert_string_equal(jwt_alg_name(JWT_ED448), "Ed448");
+	/* Allowing EdDSA allows the names that say which EdDSA it is; the
+	 * fully-specified names allow nothing else. */
+	assert_int_equal(jwt_alg_allows(JWT_EDDSA), JWT_ALG_BIT(JWT_EDDSA) |
+	                 JWT_ALG_BIT(JWT_ED25519) | JWT_ALG_BIT(JWT_ED448));
+	assert_int_equal(jwt_alg_allows(JWT_ED25519), JWT_ALG_BIT(JWT_ED25519));
+	assert_int_equal(jwt_alg_allows(JWT_ED448), JWT_ALG_BIT(JWT_ED448));
+	assert_int_equal(jwt_alg_allows(JWT_RS256), JWT_ALG_BIT(JWT_RS256));
+
+	json_object_set_new(jwks, "keys", keys);
+	json_array_append_new(keys, jwt_jwk_public(ed25519_key, "e25", "Ed25519"));
+	json_array_append_new(keys, jwt_jwk_public(ed25519_key, "e25-eddsa", "EdDSA"));
+	json_array_append_new(keys, jwt_jwk_public(ed25519_key, "e25-any", NULL));
+	json_array_append_new(keys, jwt_jwk_public(ed448_key, "e448", "Ed448"));
+	json_array_append_new(keys, jwt_jwk_public(ed448_key, "e448-any", NULL));
+	json_array_append_new(keys, jwt_jwk_public(rsa_key, "rsa", NULL));
+	assert_int_equal(jwt_keyset_add_jwks(k, jwks, err, sizeof(err)), 6);
+	json_decref(jwks);
+
+	/* Ed25519 tokens: any Ed25519 key whose alg is Ed25519, EdDSA or none. */
+	verify_with_free(k, sign_tok("Ed25519", ed25519_key, "e25", claims(NULL)), JWT_OK);
+	verify_with_free(k, sign_tok("Ed25519", ed25519_key, "e25-eddsa", claims(NULL)), JWT_OK);
+	verify_with_free(k, sign_tok("Ed25519", ed25519_key, "e25-any", claims(NULL)), JWT_OK);
+	verify_with_free(k, sign_tok("Ed25519", ed25519_key, NULL, claims(NULL)), JWT_OK);
+	verify_with_free(k, sign_tok("Ed448", ed448_key, "e448", claims(NULL)), JWT_OK);
+	verify_with_free(k, sign_tok("Ed448", ed448_key, "e448-any", claims(NULL)), JWT_OK);
+	verify_with_free(k, sign_tok("Ed448", ed448_key, NULL, claims(NULL)), JWT_OK);
+	/* The polymorphic label keeps working with every Ed key, those pinned
+	 * to their own curve's name included (the same operation on them). */
+	verify_with_free(k, sign_tok("EdDSA", ed25519_key, "e25", claims(NULL)), JWT_OK);
+	verify_with_free(k, sign_tok("EdDSA", ed448_key, "e448", claims(NULL)), JWT_OK);
+	verify_with_free(k, sign_tok("EdDSA", ed448_key, "e448-any", claims(NULL)), JWT_OK);
+	/* No confusion: a fully-specified label never selects a key of the
+	 * other curve, whatever the signature, nor an RSA key; other labels
+	 * never select an Ed key. */
+	verify_with_free(k, sign_tok("Ed25519", ed25519_key, "e448", claims(NULL)), JWT_E_ALG);
+	verify_with_free(k, sign_tok("Ed25519", ed25519_key, "e448-any", claims(NULL)), JWT_E_ALG);
+	verify_with_free(k, sign_tok("Ed448", ed448_key, "e25-eddsa", claims(NULL)), JWT_E_ALG);
+	verify_with_free(k, sign_tok("Ed448", ed448_key, "e25-any", claims(NULL)), JWT_E_ALG);
+	verify_with_free(k, relabel(rfc8037_a4, "Ed25519", "rsa"), JWT_E_ALG);
+	verify_with_free(k, relabel(rfc8037_a4, "ES256", "e25"), JWT_E_ALG);
+	verify_with_free(k, relabel(rfc8037_a4, "RS256", "e25-any"), JWT_E_ALG);
+	/* An Ed448 signature labelled Ed25519 without kid: only the Ed25519
+	 * keys are tried, and it fails there. */
+	{
+		char *t = sign_tok("Ed448", ed448_key, NULL, claims(NULL));
+		char *r = relabel(t, "Ed25519", "e25-any");
+
+		verify_with_free(k, r, JWT_E_SIGNATURE);
+		free(t);
+	}
+	/* An Ed25519 signature under an Ed448 key labelled EdDSA. */
+	verify_with_free(k, sign_tok("EdDSA", ed25519_key, "e448-any", claims(NULL)),
+	                 JWT_E_SIGNATURE);
+
+	/* The allow-list: EdDSA as the agent expands it takes all three
+	 * labels; Ed25519 alone refuses EdDSA and Ed448 labels. */
+	pol.algs = jwt_alg_allows(JWT_EDDSA);
+	verify_with_free(k, sign_tok("Ed25519", ed25519_key, "e25", claims(NULL)), JWT_OK);
+	verify_with_free(k, sign_tok("Ed448", ed448_key, "e448", claims(NULL)), JWT_OK);
+	verify_with_free(k, sign_tok("EdDSA", ed25519_key, "e25", claims(NULL)), JWT_OK);
+	pol.algs = JWT_ALG_BIT(JWT_ED25519);
+	verify_with_free(k, sign_tok("Ed25519", ed25519_key, "e25", claims(NULL)), JWT_OK);
+	verify_with_free(k, sign_tok("EdDSA", ed25519_key, "e25", claims(NULL)), JWT_E_ALG);
+	verify_with_free(k, sign_tok("Ed448", ed448_key, "e448", claims(NULL)), JWT_E_ALG);
+	pol.algs = JWT_ALG_BIT(JWT_ED448);
+	verify_with_free(k, sign_tok("Ed25519", ed25519_key, "e25", claims(NULL)), JWT_E_ALG);
+	pol.algs = base;
+	jwt_keyset_unref(k);
+
+	/* A key pinned to the other curve's name is broken: the document is
+	 * refused, as for an EC key whose alg names another curve. */
+	{
+		json_t *j25 = jwt_jwk_public(ed25519_key, "x", "Ed448");
+		json_t *j448 = jwt_jwk_public(ed448_key, "y", "Ed25519");
+		char *t25 = json_dumps(j25, JSON_COMPACT), *t448 = json_dumps(j448, JSON_COMPACT);
+
+		assert_int_equal(add_one(t25, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "does not fit its curve"));
+		assert_int_equal(add_one(t448, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "does not fit its curve"));
+		free(t25);
+		free(t448);
+		json_decref(j25);
+		json_decref(j448);
+	}
+	assert_int_equal(add_one("{\"kty\":\"RSA\",\"alg\":\"Ed25519\",\"n\":\"AA\",\"e\":\"AQAB\"}",
+	                         err, sizeof(err)), -1);
+	/* The same for a PEM key given with an alg. */
+	pub448 = pem(ed448_key, 0);
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, pub448, strlen(pub448)), (ssize_t)strlen(pub448));
+	close(fd);
+	k = jwt_keyset_new();
+	assert_int_equal(jwt_keyset_add_pem_file(k, "p", "Ed25519", path, err, sizeof(err)), -1);
+	assert_int_equal(jwt_keyset_add_pem_file(k, "p", "Ed448", path, err, sizeof(err)), 0);
+	verify_with_free(k, sign_tok("Ed448", ed448_key, "p", claims(NULL)), JWT_OK);
+	verify_with_free(k, sign_tok("Ed25519", ed25519_key, "p", claims(NULL)), JWT_E_ALG);
+	jwt_keyset_unref(k);
+	unlink(path);
+	free(pub448);
+}
+
 static void test_bench_verifications_per_second(void **state)
 {
 	static const struct { jwt_alg_t alg; const char *kid; int ours; } algs[] = {
@@ -909,6 +1035,7 @@ int main(void)
 		cmocka_unit_test(test_rs_and_ps_never_verify_as_each_other),
 		cmocka_unit_test(test_eddsa_ed25519_and_ed448_tokens_are_accepted),
 		cmocka_unit_test(test_jwks_parser_okp_keys_and_unknown_members),
+		cmocka_unit_test(test_rfc9864_ed25519_and_ed448_names),
 		cmocka_unit_test(test_bench_verifications_per_second),
 	};
 

@@ -7,7 +7,9 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <arpa/inet.h>
 
 #include <cmocka.h>
@@ -469,6 +471,82 @@ static void test_config_refuses_bad_values(void **state)
 	expect_refused("{\"pasword\":\"x\"}", NULL, "redis.pasword");
 }
 
+/* redis.sentinel's own credentials: literal, ${NAME} and password_file,
+ * apart from the data nodes' redis.username/password. */
+static void test_config_reads_sentinel_credentials(void **state)
+{
+	struct rl_config c;
+	char err[256], file[] = "/tmp/spogate-sen-pw-XXXXXX", js_text[512];
+	json_t *r;
+	int fd;
+
+	(void)state;
+	r = js("{\"password\":\"data\",\"sentinel\":{\"master\":\"gw\",\"addresses\":"
+	       "[\"127.0.0.1:26379\"],\"username\":\"sen\",\"password\":\"s3n\"}}");
+	assert_int_equal(rl_config_parse(r, NULL, &c, err, sizeof(err)), 0);
+	assert_string_equal(c.sentinel_username, "sen");
+	assert_string_equal(c.sentinel_password, "s3n");
+	assert_string_equal(c.redis_password, "data");
+	json_decref(r);
+
+	setenv("SPOGATE_TEST_SENTINEL_PW", "from-env", 1);
+	r = js("{\"sentinel\":{\"master\":\"gw\",\"addresses\":[\"127.0.0.1:26379\"],"
+	       "\"password\":\"${SPOGATE_TEST_SENTINEL_PW}\"}}");
+	assert_int_equal(rl_config_parse(r, NULL, &c, err, sizeof(err)), 0);
+	assert_string_equal(c.sentinel_password, "from-env");
+	assert_string_equal(c.sentinel_username, "");
+	assert_string_equal(c.redis_password, "");
+	json_decref(r);
+	unsetenv("SPOGATE_TEST_SENTINEL_PW");
+
+	fd = mkstemp(file);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "from-file\n", 10), 10);
+	close(fd);
+	snprintf(js_text, sizeof(js_text), "{\"sentinel\":{\"master\":\"gw\",\"addresses\":"
+	         "[\"127.0.0.1:26379\"],\"password_file\":\"%s\"}}", file);
+	r = js(js_text);
+	assert_int_equal(rl_config_parse(r, NULL, &c, err, sizeof(err)), 0);
+	assert_string_equal(c.sentinel_password, "from-file");
+	json_decref(r);
+	unlink(file);
+
+	/* none given: no AUTH */
+	r = js("{\"sentinel\":{\"master\":\"gw\",\"addresses\":[\"127.0.0.1:26379\"]}}");
+	assert_int_equal(rl_config_parse(r, NULL, &c, err, sizeof(err)), 0);
+	assert_string_equal(c.sentinel_password, "");
+	json_decref(r);
+}
+
+/* The errors name the key and never show the secret. */
+static void test_config_refuses_bad_sentinel_credentials(void **state)
+{
+	struct rl_config c;
+	char err[256] = "";
+	json_t *r;
+
+	(void)state;
+#define SEN "{\"sentinel\":{\"master\":\"gw\",\"addresses\":[\"127.0.0.1:26379\"],"
+	expect_refused(SEN "\"pasword\":\"x\"}}", NULL, "redis.sentinel.pasword");
+	expect_refused(SEN "\"password\":7}}", NULL, "password");
+	expect_refused(SEN "\"username\":true,\"password\":\"x\"}}", NULL, "username");
+	expect_refused(SEN "\"username\":\"gw\"}}", NULL, "\"redis.sentinel.username\" needs");
+	expect_refused(SEN "\"password\":\"x\",\"password_file\":\"/nonexistent\"}}", NULL,
+	               "redis.sentinel.password");
+	expect_refused(SEN "\"password_file\":\"/nonexistent/spogate\"}}", NULL,
+	               "redis.sentinel.password_file");
+	unsetenv("SPOGATE_TEST_UNSET_PW");
+	r = js(SEN "\"password\":\"${SPOGATE_TEST_UNSET_PW}\"}}");
+	assert_int_equal(rl_config_parse(r, NULL, &c, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "SPOGATE_TEST_UNSET_PW"));
+	json_decref(r);
+	r = js(SEN "\"password\":\"hunter2-secret\",\"password_file\":\"/x\"}}");
+	assert_int_equal(rl_config_parse(r, NULL, &c, err, sizeof(err)), -1);
+	assert_null(strstr(err, "hunter2-secret"));
+	json_decref(r);
+#undef SEN
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -494,6 +572,8 @@ int main(void)
 		cmocka_unit_test(test_config_defaults),
 		cmocka_unit_test(test_config_reads_every_key),
 		cmocka_unit_test(test_config_refuses_bad_values),
+		cmocka_unit_test(test_config_reads_sentinel_credentials),
+		cmocka_unit_test(test_config_refuses_bad_sentinel_credentials),
 		cmocka_unit_test(test_unresolvable_redis_host_is_an_error_at_start),
 	};
 

@@ -26,7 +26,16 @@
 
 static const char *const outcome_names[JWKS_NOUTCOMES] = {
 	"ok", "network", "http_status", "content_type", "invalid_json", "no_usable_key",
-	"discovery",
+	"discovery", "not_modified",
+};
+
+/* The validators of the last response of url that was used, for the next
+ * conditional GET of that url; an empty url means none (fetcher thread). */
+struct validators {
+	char url[JWKS_URI_MAX];
+	char etag[JWKS_ETAG_MAX + 1];       /* "" = none */
+	char lastmod[JWKS_DATE_MAX + 1];
+	long max_age;                       /* that response's, updated by a 304's */
 };
 
 struct jwks_fetcher {
@@ -43,6 +52,7 @@ struct jwks_fetcher {
 	double last_kick_fetch;        /* under lock: monotonic start of the last early fetch */
 	CURL *curl;
 	char jwks_uri[JWKS_URI_MAX];   /* fetcher thread only */
+	struct validators disco_val, jwks_val;   /* fetcher thread only */
 	/* Read by the metrics scrape with relaxed atomic loads. */
 	uint64_t outcomes[JWKS_NOUTCOMES];
 	uint64_t kicks_started, kicks_limited;
@@ -50,11 +60,18 @@ struct jwks_fetcher {
 	uint64_t keys_held;
 };
 
-/* One HTTP response, bounded. */
+/* One HTTP response, bounded. A header value longer than its buffer is
+ * cut, which makes a validator too long to be kept; one that comes twice
+ * is counted, and not kept either. */
 struct resp {
 	struct dynbuf body;
+	long status;
 	char ctype[128];
 	char cache[256];
+	char etag[JWKS_ETAG_MAX + 2];
+	char lastmod[JWKS_DATE_MAX + 2];
+	char date[JWKS_DATE_MAX + 2];
+	int netag, nlastmod;
 };
 
 static double mono_now(void)
@@ -143,6 +160,36 @@ int jwks_discovery_parse(const char *body, size_t len, const char *issuer, char 
 	return r;
 }
 
+int jwks_etag_ok(const char *v, size_t len)
+{
+	size_t i;
+
+	if (len < 2 || len > JWKS_ETAG_MAX || v[0] != '"' || v[len - 1] != '"')
+		return 0;
+	/* etagc = %x21 / %x23-7E (obs-text is not sent back). */
+	for (i = 1; i < len - 1; i++)
+		if (v[i] <= 0x20 || v[i] == '"' || v[i] >= 0x7f)
+			return 0;
+	return 1;
+}
+
+int jwks_last_modified_ok(const char *v, size_t len, long long date)
+{
+	char buf[JWKS_DATE_MAX + 1];
+	time_t t;
+	size_t i;
+
+	if (len == 0 || len > JWKS_DATE_MAX)
+		return 0;
+	for (i = 0; i < len; i++)
+		if (v[i] < 0x20 || v[i] >= 0x7f)
+			return 0;
+	memcpy(buf, v, len);
+	buf[len] = '\0';
+	t = curl_getdate(buf, NULL);
+	return t >= 0 && (long long)t <= date;
+}
+
 struct jwt_keyset *jwks_parse(const char *body, size_t len, enum jwks_outcome *outcome,
                               char *err, size_t errlen)
 {
@@ -181,12 +228,14 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
 	return r->body.err ? 0 : size * n;
 }
 
-static void header_value(const char *p, size_t n, const char *name, char *out, size_t outlen)
+/* Copies the value of header line p[0..n) into out when it is name's.
+ * Returns 1 when it was. */
+static int header_value(const char *p, size_t n, const char *name, char *out, size_t outlen)
 {
 	size_t nl = strlen(name), i;
 
 	if (n <= nl || strncasecmp(p, name, nl) != 0 || p[nl] != ':')
-		return;
+		return 0;
 	p += nl + 1;
 	n -= nl + 1;
 	while (n && (*p == ' ' || *p == '\t')) {
@@ -198,6 +247,7 @@ static void header_value(const char *p, size_t n, const char *name, char *out, s
 	i = n < outlen - 1 ? n : outlen - 1;
 	memcpy(out, p, i);
 	out[i] = '\0';
+	return 1;
 }
 
 static size_t on_header(char *p, size_t size, size_t n, void *arg)
@@ -209,9 +259,16 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
 	if (len > 5 && strncmp(p, "HTTP/", 5) == 0) {
 		r->ctype[0] = '\0';
 		r->cache[0] = '\0';
+		r->etag[0] = '\0';
+		r->lastmod[0] = '\0';
+		r->date[0] = '\0';
+		r->netag = r->nlastmod = 0;
 	}
 	header_value(p, len, "content-type", r->ctype, sizeof(r->ctype));
 	header_value(p, len, "cache-control", r->cache, sizeof(r->cache));
+	header_value(p, len, "date", r->date, sizeof(r->date));
+	r->netag += header_value(p, len, "etag", r->etag, sizeof(r->etag));
+	r->nlastmod += header_value(p, len, "last-modified", r->lastmod, sizeof(r->lastmod));
 	return len;
 }
 
@@ -226,13 +283,68 @@ static int on_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl
 	return __atomic_load_n(&f->stop, __ATOMIC_RELAXED);
 }
 
-/* GETs url into r. Returns JWKS_OK or the outcome of the failure, with err
- * set. r->body is the caller's to free either way. */
-static enum jwks_outcome http_get(struct jwks_fetcher *f, const char *url, struct resp *r,
+/* The If-None-Match / If-Modified-Since lines for a GET of url: v's when
+ * they belong to url. Returns the list (curl_slist_free_all) or NULL. */
+static struct curl_slist *conditional_headers(const struct validators *v, const char *url)
+{
+	struct curl_slist *h = NULL, *n;
+	char line[32 + JWKS_ETAG_MAX];
+
+	if (!v || !v->url[0] || strcmp(v->url, url) != 0)
+		return NULL;
+	if (v->etag[0]) {
+		snprintf(line, sizeof(line), "If-None-Match: %s", v->etag);
+		if (!(n = curl_slist_append(h, line)))
+			goto fail;
+		h = n;
+	}
+	if (v->lastmod[0]) {
+		snprintf(line, sizeof(line), "If-Modified-Since: %s", v->lastmod);
+		if (!(n = curl_slist_append(h, line)))
+			goto fail;
+		h = n;
+	}
+	return h;
+ fail:
+	/* Without memory the GET goes unconditional: a full download. */
+	curl_slist_free_all(h);
+	return NULL;
+}
+
+/* Remembers r's validators (when usable) as those of url for its next
+ * GET, with max_age, the Cache-Control of r. */
+static void validators_keep(struct validators *v, const char *url, const struct resp *r,
+                            long max_age)
+{
+	long long date = time(NULL);
+	time_t t;
+
+	memset(v, 0, sizeof(*v));
+	if (r->date[0] && (t = curl_getdate(r->date, NULL)) >= 0)
+		date = t;
+	/* The checks bound the lengths to what v holds. */
+	if (r->netag == 1 && jwks_etag_ok(r->etag, strlen(r->etag)))
+		memcpy(v->etag, r->etag, strlen(r->etag) + 1);
+	if (r->nlastmod == 1 && jwks_last_modified_ok(r->lastmod, strlen(r->lastmod), date))
+		memcpy(v->lastmod, r->lastmod, strlen(r->lastmod) + 1);
+	if (v->etag[0] || v->lastmod[0])
+		snprintf(v->url, sizeof(v->url), "%s", url);
+	v->max_age = max_age;
+}
+
+/* GETs url into r, conditionally when v has validators for url. Returns
+ * JWKS_OK, JWKS_NOT_MODIFIED (a 304 to a conditional GET, its validators
+ * still v's) or the outcome of the failure, with err set. A 304 that
+ * names another strong ETag than the one asked about is a failure, and v
+ * is dropped so the retry downloads the whole document. r->body is the
+ * caller's to free either way. */
+static enum jwks_outcome http_get(struct jwks_fetcher *f, const char *url,
+                                  struct validators *v, struct resp *r,
                                   char *err, size_t errlen)
 {
 	char cerr[CURL_ERROR_SIZE] = "";
 	CURL *c = f->curl;
+	struct curl_slist *cond = conditional_headers(v, url);
 	long status = 0;
 	CURLcode rc;
 
@@ -244,7 +356,10 @@ static enum jwks_outcome http_get(struct jwks_fetcher *f, const char *url, struc
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
 	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, cond);
 	rc = curl_easy_perform(c);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
+	curl_slist_free_all(cond);
 	if (rc != CURLE_OK) {
 		if (rc == CURLE_WRITE_ERROR && r->body.err) {
 			snprintf(err, errlen, "%s: larger than %d bytes", url, JWKS_MAX_BYTES);
@@ -254,6 +369,19 @@ static enum jwks_outcome http_get(struct jwks_fetcher *f, const char *url, struc
 		return JWKS_E_NETWORK;
 	}
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	r->status = status;
+	if (status == 304 && cond) {
+		/* RFC 9111 4.3.4: a 304 naming another strong validator does not
+		 * revalidate what we hold. */
+		if (r->netag && jwks_etag_ok(r->etag, strlen(r->etag)) && v->etag[0] &&
+		    strcmp(r->etag, v->etag) != 0) {
+			snprintf(err, errlen, "%s: 304 Not Modified names ETag %.64s, not the %.64s "
+			         "asked about; fetching it whole next time", url, r->etag, v->etag);
+			memset(v, 0, sizeof(*v));
+			return JWKS_E_HTTP;
+		}
+		return JWKS_NOT_MODIFIED;
+	}
 	if (status != 200) {
 		snprintf(err, errlen, "%s: HTTP status %ld", url, status);
 		return JWKS_E_HTTP;
@@ -298,8 +426,10 @@ static void count(uint64_t *p)
 	__atomic_fetch_add(p, 1, __ATOMIC_RELAXED);
 }
 
-/* Finds jwks_uri through discovery. Returns JWKS_OK or a failure. */
-static enum jwks_outcome discover(struct jwks_fetcher *f, char *err, size_t errlen)
+/* Finds jwks_uri through discovery (a conditional GET when conditional).
+ * Returns JWKS_OK or a failure. */
+static enum jwks_outcome discover(struct jwks_fetcher *f, int conditional, char *err,
+                                  size_t errlen)
 {
 	char url[JWKS_URI_MAX], msg[512];
 	size_t n = strlen(f->cfg.oidc_issuer);
@@ -309,12 +439,17 @@ static enum jwks_outcome discover(struct jwks_fetcher *f, char *err, size_t errl
 	/* An issuer with a trailing slash gets no second one (section 4.1). */
 	snprintf(url, sizeof(url), "%.*s%s", (int)(n && f->cfg.oidc_issuer[n - 1] == '/' ? n - 1 : n),
 	         f->cfg.oidc_issuer, DISCOVERY_PATH);
-	o = http_get(f, url, &r, err, errlen);
-	if (o == JWKS_OK &&
+	o = http_get(f, url, conditional ? &f->disco_val : NULL, &r, err, errlen);
+	if (o == JWKS_NOT_MODIFIED && f->jwks_uri[0]) {
+		/* The document the jwks_uri came from is still the provider's. */
+		o = JWKS_OK;
+	} else if (o == JWKS_OK &&
 	    jwks_discovery_parse(r.body.p ? r.body.p : "", r.body.len, f->cfg.oidc_issuer,
 	                         f->jwks_uri, sizeof(f->jwks_uri), msg, sizeof(msg)) < 0) {
 		snprintf(err, errlen, "%.256s: %.480s", url, msg);
 		o = JWKS_E_DISCOVERY;
+	} else if (o == JWKS_OK) {
+		validators_keep(&f->disco_val, url, &r, -1);
 	} else if (o != JWKS_OK) {
 		o = o == JWKS_E_NETWORK ? JWKS_E_NETWORK : JWKS_E_DISCOVERY;
 	}
@@ -322,22 +457,25 @@ static enum jwks_outcome discover(struct jwks_fetcher *f, char *err, size_t errl
 	return o;
 }
 
-/* Fetches and parses the key set. Returns it (one reference) or NULL with
- * *outcome and err set; *max_age is the provider's, or -1. */
-static struct jwt_keyset *attempt(struct jwks_fetcher *f, int rediscover,
+/* Fetches and parses the key set, with conditional GETs when conditional.
+ * Returns it (one reference) or NULL with *outcome and err set: a failure,
+ * or JWKS_NOT_MODIFIED when the set in use is still the provider's.
+ * *max_age is the provider's, or -1. */
+static struct jwt_keyset *attempt(struct jwks_fetcher *f, int rediscover, int conditional,
                                   enum jwks_outcome *outcome, long *max_age,
                                   char *err, size_t errlen)
 {
 	struct jwt_keyset *ks = NULL;
+	struct validators *v = &f->jwks_val;
 	struct resp r;
 
 	*max_age = -1;
 	if (f->cfg.oidc_issuer && (rediscover || !f->jwks_uri[0])) {
-		*outcome = discover(f, err, errlen);
+		*outcome = discover(f, conditional, err, errlen);
 		if (*outcome != JWKS_OK)
 			return NULL;
 	}
-	*outcome = http_get(f, f->jwks_uri, &r, err, errlen);
+	*outcome = http_get(f, f->jwks_uri, conditional ? v : NULL, &r, err, errlen);
 	if (*outcome == JWKS_OK) {
 		char msg[512];
 
@@ -345,6 +483,14 @@ static struct jwt_keyset *attempt(struct jwks_fetcher *f, int rediscover,
 		if (!ks)
 			snprintf(err, errlen, "%.256s: %.480s", f->jwks_uri, msg);
 		*max_age = jwks_cache_max_age(r.cache, strlen(r.cache));
+		/* Only a set in use is revalidated later. */
+		if (ks)
+			validators_keep(v, f->jwks_uri, &r, *max_age);
+	} else if (*outcome == JWKS_NOT_MODIFIED) {
+		/* RFC 9111 4.3.4: a 304's Cache-Control replaces the stored one. */
+		if (r.cache[0])
+			v->max_age = jwks_cache_max_age(r.cache, strlen(r.cache));
+		*max_age = v->max_age;
 	}
 	dynbuf_free(&r.body);
 	return ks;
@@ -369,7 +515,7 @@ static void *run(void *arg)
 {
 	struct jwks_fetcher *f = arg;
 	double due = 0, retry = RETRY_MIN;
-	int regular = 1;
+	int regular = 1, forced;
 
 	pthread_mutex_lock(&f->lock);
 	for (;;) {
@@ -394,6 +540,7 @@ static void *run(void *arg)
 		if (f->stop)
 			break;
 		regular = f->forced || !f->kick || mono_now() >= due;
+		forced = f->forced;
 		if (f->kick)
 			f->last_kick_fetch = mono_now();
 		f->kick = 0;
@@ -401,14 +548,24 @@ static void *run(void *arg)
 		f->busy = 1;
 		pthread_mutex_unlock(&f->lock);
 
-		/* Discovery runs with the regular refresh, not for every kid. */
-		ks = attempt(f, regular, &o, &max_age, err, sizeof(err));
+		/* Discovery runs with the regular refresh, not for every kid. An
+		 * operator's SIGHUP downloads everything whatever the validators
+		 * say (the way out of a provider whose ETag lies). */
+		ks = attempt(f, regular, !forced, &o, &max_age, err, sizeof(err));
 		count(&f->outcomes[o]);
-		if (ks) {
-			__atomic_store_n(&f->keys_held, jwt_keyset_size(ks), __ATOMIC_RELAXED);
+		if (ks || o == JWKS_NOT_MODIFIED) {
+			if (ks)
+				__atomic_store_n(&f->keys_held, jwt_keyset_size(ks), __ATOMIC_RELAXED);
 			__atomic_store_n(&f->last_success, (int64_t)time(NULL), __ATOMIC_RELAXED);
-			log_info("jwks: %zu keys from %s, next fetch in %.0f s", jwt_keyset_size(ks),
-			         f->jwks_uri, next_interval(f, max_age));
+			if (ks)
+				log_info("jwks: %zu keys from %s, next fetch in %.0f s",
+				         jwt_keyset_size(ks), f->jwks_uri, next_interval(f, max_age));
+			else
+				log_info("jwks: %s not modified (304), keeping the %llu keys, next fetch "
+				         "in %.0f s", f->jwks_uri,
+				         (unsigned long long)__atomic_load_n(&f->keys_held,
+				                                             __ATOMIC_RELAXED),
+				         next_interval(f, max_age));
 			retry = RETRY_MIN;
 			due = mono_now() + next_interval(f, max_age);
 		} else {

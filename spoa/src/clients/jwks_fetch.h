@@ -9,10 +9,17 @@
  * meets an unknown kid asks for an early fetch with jwks_fetcher_kick(); at
  * most one such fetch starts per `kick_interval` whatever the traffic.
  *
+ * Refreshes are conditional GETs (RFC 9110 13.1): If-None-Match with the
+ * strong ETag and If-Modified-Since with the Last-Modified of the response
+ * the current keys (or jwks_uri) came from. A 304 Not Modified keeps them
+ * and is a successful refresh like a 200 (the retry back-off and the age
+ * start again). An operator's refresh (SIGHUP) asks unconditionally.
+ *
  * Every attempt ends in on_result() on the fetcher thread: with a new key
- * set (the callee takes its reference) or NULL when the attempt failed,
- * in which case the caller keeps the set it has. A failed attempt is
- * retried after 1, 2, 4 ... up to 30 seconds (never later than `refresh`).
+ * set (the callee takes its reference) or NULL when the attempt failed or
+ * the set was not modified, in which case the caller keeps the set it has.
+ * A failed attempt is retried after 1, 2, 4 ... up to 30 seconds (never
+ * later than `refresh`).
  */
 #ifndef SPOGATE_JWKS_FETCH_H
 #define SPOGATE_JWKS_FETCH_H
@@ -25,6 +32,8 @@ struct jwt_keyset;
 
 #define JWKS_MAX_BYTES (1024 * 1024)
 #define JWKS_URI_MAX   2048
+#define JWKS_ETAG_MAX  256             /* a longer ETag is not kept */
+#define JWKS_DATE_MAX  64              /* the same for Last-Modified */
 
 /* Strings are borrowed and must outlive the fetcher. */
 struct jwks_fetch_cfg {
@@ -46,7 +55,8 @@ enum jwks_outcome {
 	JWKS_E_JSON       = 4,         /* broken JSON or too large */
 	JWKS_E_KEYS       = 5,         /* no usable key, or refused key material */
 	JWKS_E_DISCOVERY  = 6,         /* the discovery document was unusable */
-	JWKS_NOUTCOMES    = 7
+	JWKS_NOT_MODIFIED = 7,         /* 304 to a conditional GET: the keys stay */
+	JWKS_NOUTCOMES    = 8
 };
 
 typedef void (*jwks_result_fn)(void *arg, struct jwt_keyset *ks);
@@ -90,6 +100,19 @@ int jwks_content_type_ok(const char *value, size_t len);
  * Returns 0 or -1 with err set. */
 int jwks_discovery_parse(const char *body, size_t len, const char *issuer, char *uri,
                          size_t urilen, char *err, size_t errlen);
+
+/* 1 when an ETag header value is one to send back in If-None-Match: a
+ * strong entity-tag ("..." of visible ASCII but '"', RFC 9110 8.8.3) of
+ * at most JWKS_ETAG_MAX bytes. Weak tags (W/"...") promise only what the
+ * server deems an equivalent representation; they are not kept. */
+int jwks_etag_ok(const char *value, size_t len);
+
+/* 1 when a Last-Modified header value is one to send back in
+ * If-Modified-Since: an HTTP-date of at most JWKS_DATE_MAX bytes, not
+ * later than date (the response's Date, or the clock when it had none;
+ * RFC 9110 8.8.2.1 forbids a later one, and it would answer 304 to every
+ * change made before it). */
+int jwks_last_modified_ok(const char *value, size_t len, long long date);
 
 /* Parses a JWKS document body into a new key set (one reference, or NULL
  * with err set and *outcome the reason). */

@@ -42,7 +42,11 @@ struct redis_client {
 	int have_master;            /* host/port are current: connect there */
 	int sen_i;                  /* the sentinel asked next */
 	redisAsyncContext *qac;     /* asking get-master-addr-by-name */
+	int qac_i;                  /* ... of this sentinel */
+	int qac_auth_failed;        /* ... which refused our AUTH (logged) */
 	redisAsyncContext *sub;     /* subscribed to +switch-master */
+	int sub_i;                  /* ... on this sentinel */
+	struct redis_sentinel_log sen_log[REDIS_MAX_SENTINELS];   /* when not shared */
 	ev_timer sub_w;             /* resubscribes after a loss */
 };
 
@@ -112,8 +116,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
 	add(&rc->st.connects, 1);
 	breaker_reconnected(&rc->br);
 	if (rc->logged_down)
-		log_info("worker %d: redis %s:%d: connected", rc->w->id, rc->o.host,
-		         rc->o.port);
+		log_info("worker %d: redis %s:%d: connected", rc->w->id, rc->host, rc->port);
 	rc->logged_down = 0;
 }
 
@@ -213,6 +216,132 @@ static const char *sentinel_name(const struct redis_client *rc)
 	return rc->o.sentinel_master;
 }
 
+/* What a sentinel said to our credentials, as last logged. */
+enum sen_auth {
+	SEN_AUTH_UNKNOWN = 0,
+	SEN_AUTH_OK      = 1,   /* AUTH accepted, or none needed and none sent */
+	SEN_AUTH_REFUSED = 2,   /* WRONGPASS: the sentinel is unusable */
+	SEN_AUTH_NEEDED  = 3,   /* NOAUTH: it wants a password, none is set */
+	SEN_AUTH_UNUSED  = 4,   /* a password is set, the sentinel has none */
+};
+
+#define SEN_DENIED_QUERY 1      /* redis_sentinel_log.denied bits */
+#define SEN_DENIED_SUB   2
+
+static struct redis_sentinel_log *sentinel_log(struct redis_client *rc, int i)
+{
+	return rc->o.sentinel_log ? &rc->o.sentinel_log[i] : &rc->sen_log[i];
+}
+
+/* Records what sentinel i said (detail: its error text, which never holds
+ * our password) and logs it when that changed since the last time any
+ * client of the process logged it: one line per sentinel per change, not
+ * one per retry and per worker. */
+static void sentinel_auth_note(struct redis_client *rc, int i, enum sen_auth now,
+                               const char *detail)
+{
+	int before = __atomic_exchange_n(&sentinel_log(rc, i)->auth, (int)now, __ATOMIC_RELAXED);
+	const char *host = rc->o.sentinel_host[i];
+	int port = rc->o.sentinel_port[i];
+	const char *user = rc->o.sentinel_username;
+
+	if (before == (int)now)
+		return;
+	switch (now) {
+	case SEN_AUTH_REFUSED:
+		log_error("worker %d: sentinel %s:%d refused AUTH%s%s%s (%.200s); not using it: "
+		          "check redis.sentinel.password%s", rc->w->id, host, port,
+		          user[0] ? " as user \"" : "", user[0] ? user : "", user[0] ? "\"" : "",
+		          detail, user[0] ? " and redis.sentinel.username" : "");
+		break;
+	case SEN_AUTH_NEEDED:
+		log_error("worker %d: sentinel %s:%d requires authentication (%.200s) and "
+		          "redis.sentinel.password is not set; not using it", rc->w->id, host, port,
+		          detail);
+		break;
+	case SEN_AUTH_UNUSED:
+		log_warn("worker %d: sentinel %s:%d has no password set: redis.sentinel.password "
+		         "is not needed for it (%.200s)", rc->w->id, host, port, detail);
+		break;
+	case SEN_AUTH_OK:
+		if (before == SEN_AUTH_REFUSED || before == SEN_AUTH_NEEDED)
+			log_info("worker %d: sentinel %s:%d: authenticated, using it again",
+			         rc->w->id, host, port);
+		break;
+	case SEN_AUTH_UNKNOWN:
+		break;
+	}
+}
+
+/* Sentinel i's ACL refused (denied) or allowed (!denied) what bit names:
+ * a refusal is logged when it is new, for any client of the process. */
+static void sentinel_perm_note(struct redis_client *rc, int i, int bit, int denied,
+                               const char *detail)
+{
+	struct redis_sentinel_log *l = sentinel_log(rc, i);
+	const char *user = rc->o.sentinel_username;
+
+	if (!denied) {
+		__atomic_fetch_and(&l->denied, ~bit, __ATOMIC_RELAXED);
+		return;
+	}
+	if (__atomic_fetch_or(&l->denied, bit, __ATOMIC_RELAXED) & bit)
+		return;
+	log_error("worker %d: sentinel %s:%d: user \"%s\" may not %s (%.200s); it needs "
+	          "+sentinel|get-master-addr-by-name, +subscribe and the channel +switch-master",
+	          rc->w->id, rc->o.sentinel_host[i], rc->o.sentinel_port[i],
+	          user[0] ? user : "default",
+	          bit == SEN_DENIED_SUB ? "subscribe to +switch-master" : "ask for the master",
+	          detail);
+}
+
+/* An error of sentinel i about our credentials on what bit names: noted
+ * (logged once) and 1; 0 for any other error. */
+static int sentinel_auth_error(struct redis_client *rc, int i, int bit, const char *e)
+{
+	if (strncmp(e, "NOAUTH", 6) == 0)
+		sentinel_auth_note(rc, i, SEN_AUTH_NEEDED, e);
+	else if (strncmp(e, "NOPERM", 6) == 0)
+		sentinel_perm_note(rc, i, bit, 1, e);
+	else
+		return 0;
+	return 1;
+}
+
+/* The reply to the AUTH that opens every sentinel connection. Refused:
+ * the connection is freed, so that its command (query or SUBSCRIBE) is
+ * answered with NULL and the next sentinel is tried. A sentinel without
+ * a password answers AUTH with an error too; then the connection is used
+ * anyway (like a Redis replica whose masterauth is not needed). */
+static void on_sentinel_auth(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct redis_client *rc = ac->data;
+	redisReply *reply = r;
+	int i;
+
+	(void)privdata;
+	if (ac == rc->qac)
+		i = rc->qac_i;
+	else if (ac == rc->sub)
+		i = rc->sub_i;
+	else
+		return;
+	if (!reply)
+		return;     /* gone: the command's callback follows with NULL */
+	if (reply->type != REDIS_REPLY_ERROR) {
+		sentinel_auth_note(rc, i, SEN_AUTH_OK, "");
+		return;
+	}
+	if (strstr(reply->str, "without any password configured")) {
+		sentinel_auth_note(rc, i, SEN_AUTH_UNUSED, reply->str);
+		return;
+	}
+	sentinel_auth_note(rc, i, SEN_AUTH_REFUSED, reply->str);
+	if (ac == rc->qac)
+		rc->qac_auth_failed = 1;
+	redisAsyncFree(ac);     /* deferred by hiredis until we return */
+}
+
 /* The answer to SENTINEL get-master-addr-by-name: connect there, or try
  * the next sentinel after the backoff. */
 static void on_master_addr(redisAsyncContext *ac, void *r, void *privdata)
@@ -228,15 +357,24 @@ static void on_master_addr(redisAsyncContext *ac, void *r, void *privdata)
 	if (reply)
 		redisAsyncDisconnect(ac);   /* deferred by hiredis until we return */
 	if (!reply || rsentinel_parse_master(reply, host, sizeof(host), &port) < 0) {
-		if (!rc->logged_down)
+		/* An AUTH problem is logged on its own terms (a refused AUTH was
+		 * already). */
+		int auth_err = rc->qac_auth_failed ||
+		               (reply && reply->type == REDIS_REPLY_ERROR &&
+		                sentinel_auth_error(rc, rc->qac_i, SEN_DENIED_QUERY, reply->str));
+
+		if (!rc->logged_down && !auth_err)
 			log_warn("worker %d: sentinel %s:%d does not name master \"%s\"", rc->w->id,
-			         rc->o.sentinel_host[rc->sen_i], rc->o.sentinel_port[rc->sen_i],
+			         rc->o.sentinel_host[rc->qac_i], rc->o.sentinel_port[rc->qac_i],
 			         sentinel_name(rc));
 		rc->logged_down = 1;
-		rc->sen_i = (rc->sen_i + 1) % rc->o.nsentinels;
+		rc->sen_i = (rc->qac_i + 1) % rc->o.nsentinels;
 		schedule_reconnect(rc);
 		return;
 	}
+	if (!rc->o.sentinel_password[0])
+		sentinel_auth_note(rc, rc->qac_i, SEN_AUTH_OK, "");
+	sentinel_perm_note(rc, rc->qac_i, SEN_DENIED_QUERY, 0, "");
 	add(&rc->st.sentinel_queries, 1);
 	if (strcmp(host, rc->host) != 0 || port != rc->port)
 		log_info("worker %d: sentinel: master \"%s\" is %s:%d", rc->w->id,
@@ -263,19 +401,20 @@ static void on_query_disconnect(const redisAsyncContext *ac, int status)
 	(void)status;
 }
 
-/* Asks the next sentinel where the master is; the main connection is
- * made from the answer (never blocking the loop: both are async). */
-/* A connection to the current sentinel on the worker's loop, or NULL
- * (then the next sentinel is the current one). */
-static redisAsyncContext *sentinel_connect(struct redis_client *rc)
+/* A connection to the current sentinel (its index in *i) on the worker's
+ * loop, or NULL (then the next sentinel is the current one). The caller
+ * stores it in rc->qac or rc->sub, then sentinel_auth() pipelines AUTH
+ * ahead of its command. */
+static redisAsyncContext *sentinel_connect(struct redis_client *rc, int *i)
 {
-	int i = rc->sen_i;
-	redisAsyncContext *ac = redisAsyncConnect(rc->o.sentinel_host[i], rc->o.sentinel_port[i]);
+	redisAsyncContext *ac;
 
+	*i = rc->sen_i;
+	ac = redisAsyncConnect(rc->o.sentinel_host[*i], rc->o.sentinel_port[*i]);
 	if (!ac || ac->err || redisLibevAttach(rc->w->loop, ac) != REDIS_OK) {
 		if (ac)
 			redisAsyncFree(ac);
-		rc->sen_i = (i + 1) % rc->o.nsentinels;
+		rc->sen_i = (*i + 1) % rc->o.nsentinels;
 		return NULL;
 	}
 	ac->data = rc;
@@ -284,18 +423,37 @@ static redisAsyncContext *sentinel_connect(struct redis_client *rc)
 	return ac;
 }
 
+/* AUTH first on a new sentinel connection, when a password is set (hiredis
+ * sends in order, and a sentinel answers in order). */
+static void sentinel_auth(struct redis_client *rc, redisAsyncContext *ac)
+{
+	const struct redis_opts *o = &rc->o;
+
+	if (!o->sentinel_password[0])
+		return;
+	if (o->sentinel_username[0])
+		redisAsyncCommand(ac, on_sentinel_auth, NULL, "AUTH %s %s", o->sentinel_username,
+		                  o->sentinel_password);
+	else
+		redisAsyncCommand(ac, on_sentinel_auth, NULL, "AUTH %s", o->sentinel_password);
+}
+
+/* Asks the next sentinel where the master is; the main connection is
+ * made from the answer (never blocking the loop: both are async). */
 static void sentinel_ask(struct redis_client *rc)
 {
 	redisAsyncContext *ac;
 
 	if (rc->qac)
 		return;
-	ac = sentinel_connect(rc);
+	ac = sentinel_connect(rc, &rc->qac_i);
 	if (!ac) {
 		schedule_reconnect(rc);
 		return;
 	}
 	rc->qac = ac;
+	rc->qac_auth_failed = 0;
+	sentinel_auth(rc, ac);
 	redisAsyncCommand(ac, on_master_addr, rc, "SENTINEL get-master-addr-by-name %s",
 	                  sentinel_name(rc));
 }
@@ -311,15 +469,25 @@ static void on_switch(redisAsyncContext *ac, void *r, void *privdata)
 	int port;
 
 	if (!reply) {
-		/* The subscription is gone: resubscribe, maybe elsewhere. */
+		/* The subscription is gone: resubscribe, maybe elsewhere. A
+		 * sentinel that wants a password answers SUBSCRIBE with NOAUTH,
+		 * which hiredis turns into this disconnect. */
 		if (rc->sub == ac) {
 			rc->sub = NULL;
-			rc->sen_i = (rc->sen_i + 1) % rc->o.nsentinels;
+			if (ac->err)
+				sentinel_auth_error(rc, rc->sub_i, SEN_DENIED_SUB, ac->errstr);
+			rc->sen_i = (rc->sub_i + 1) % rc->o.nsentinels;
 			if (!ev_is_active(&rc->sub_w) && rc->o.nsentinels > 0) {
 				ev_timer_set(&rc->sub_w, RECONNECT_MAX_S, 0.);
 				ev_timer_start(rc->w->loop, &rc->sub_w);
 			}
 		}
+		return;
+	}
+	if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
+	    reply->element[0]->type == REDIS_REPLY_STRING &&
+	    strcmp(reply->element[0]->str, "subscribe") == 0) {
+		sentinel_perm_note(rc, rc->sub_i, SEN_DENIED_SUB, 0, "");
 		return;
 	}
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
@@ -346,13 +514,14 @@ static void sub_start(struct redis_client *rc)
 
 	if (rc->sub)
 		return;
-	ac = sentinel_connect(rc);
+	ac = sentinel_connect(rc, &rc->sub_i);
 	if (!ac) {
 		ev_timer_set(&rc->sub_w, RECONNECT_MAX_S, 0.);
 		ev_timer_start(rc->w->loop, &rc->sub_w);
 		return;
 	}
 	rc->sub = ac;
+	sentinel_auth(rc, ac);
 	redisAsyncCommand(ac, on_switch, rc, "SUBSCRIBE +switch-master");
 }
 
@@ -586,6 +755,12 @@ struct redis_client *redis_client_new(struct worker *w, const struct redis_opts 
 	rc->sub_w.data = rc;
 	snprintf(rc->host, sizeof(rc->host), "%s", o->host ? o->host : "");
 	rc->port = o->port;
+	if (rc->o.nsentinels > REDIS_MAX_SENTINELS)
+		rc->o.nsentinels = REDIS_MAX_SENTINELS;
+	if (!rc->o.sentinel_username)
+		rc->o.sentinel_username = "";
+	if (!rc->o.sentinel_password)
+		rc->o.sentinel_password = "";
 	if (o->sentinel_master && o->nsentinels > 0)
 		sub_start(rc);
 	else

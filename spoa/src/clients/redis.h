@@ -27,10 +27,18 @@
 
 #define REDIS_LAT_BUCKETS WORKER_LAT_BUCKETS   /* bounds: worker_lat_bounds_us */
 #define REDIS_MAX_ARGS    640   /* KEYS + ARGV of one script call */
+#define REDIS_MAX_SENTINELS 16
 
 struct redisReply;
 struct redis_client;
 struct redis_call;
+
+/* What was last logged about one sentinel (redis.c reads and writes it
+ * with atomics: the workers share it). Zero-initialised. */
+struct redis_sentinel_log {
+	int auth;                      /* what it said to our AUTH */
+	int denied;                    /* ACL refusals: bit 0 the query, 1 SUBSCRIBE */
+};
 
 /* The strings must outlive the client. */
 struct redis_opts {
@@ -50,6 +58,15 @@ struct redis_opts {
 	int nsentinels;
 	const char (*sentinel_host)[64];
 	const int *sentinel_port;
+	/* AUTH sent first on every connection to a sentinel (the queries and
+	 * the subscription) when sentinel_password is not "". */
+	const char *sentinel_username; /* "" or NULL = none */
+	const char *sentinel_password; /* "" or NULL = no AUTH */
+	/* nsentinels slots, shared by the clients of one process (NULL: this
+	 * client's own): what was last logged about each sentinel's AUTH, so
+	 * that a refusal is logged once per sentinel per change, not per try
+	 * and per worker. */
+	struct redis_sentinel_log *sentinel_log;
 	const char *what;              /* the script, for logs: "the rate-limit script" */
 };
 

@@ -8,6 +8,7 @@
 #include <ev.h>
 
 #include "config.h"
+#include "listener.h"
 
 struct worker;
 
@@ -17,6 +18,7 @@ struct agent {
 	int nworkers;
 	struct ev_loop *main_loop;
 	const char *config_path;       /* NULL when running on defaults */
+	struct listener_unix unix_listener; /* with cfg.listen_unix */
 };
 
 #endif

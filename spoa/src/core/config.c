@@ -13,6 +13,23 @@
 #include "log.h"
 #include "spop.h"
 
+int config_set_listen(struct agent_config *cfg, const char *s)
+{
+	char path[ADDR_UNIX_MAX + 1];
+	int rc = addr_unix(s, path, sizeof(path));
+
+	if (rc < 0)
+		return -1;
+	if (rc > 0) {
+		memcpy(cfg->listen_unix, path, sizeof(path));
+		return 0;
+	}
+	if (addr_split(s, cfg->listen_host, sizeof(cfg->listen_host), &cfg->listen_port) < 0)
+		return -1;
+	cfg->listen_unix[0] = '\0';
+	return 0;
+}
+
 void config_defaults(struct agent_config *cfg)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -129,8 +146,9 @@ static int parse_core(struct agent_config *cfg, char *err, size_t errlen)
 		return -1;
 	if (config_get_str(root, "", "listen", &s, err, errlen) < 0)
 		return -1;
-	if (s && addr_split(s, cfg->listen_host, sizeof(cfg->listen_host), &cfg->listen_port) < 0) {
-		snprintf(err, errlen, "\"listen\": \"%s\" is not host:port", s);
+	if (s && config_set_listen(cfg, s) < 0) {
+		snprintf(err, errlen, "\"listen\": \"%s\" is not host:port or unix:/absolute/path "
+		         "(at most %d bytes)", s, ADDR_UNIX_MAX);
 		return -1;
 	}
 	n = cfg->threads;

@@ -11,6 +11,8 @@
 
 #include <jansson.h>
 
+#include "addr.h"
+
 #define CONFIG_MAX_BYTES (1024 * 1024)
 
 /* A peer that has not finished its HELLO by then is not HAProxy (whose
@@ -22,6 +24,7 @@
 struct agent_config {
 	char listen_host[256];
 	int listen_port;
+	char listen_unix[ADDR_UNIX_MAX + 1]; /* "" = listen on listen_host:listen_port */
 	int threads;
 	uint32_t max_frame_size;
 	int log_level;
@@ -36,6 +39,10 @@ struct agent_config {
 	json_t *redis;
 	json_t *rate_limiting;
 };
+
+/* Sets the SPOP listen address from "host:port" or "unix:/path".
+ * Returns 0, or -1 when s is neither. */
+int config_set_listen(struct agent_config *cfg, const char *s);
 
 /* Fills cfg with defaults (no file). */
 void config_defaults(struct agent_config *cfg);

@@ -1,13 +1,13 @@
 /*
- * Worker threads. Each binds its own SO_REUSEPORT socket so the kernel
- * spreads HAProxy's connections across loops with no shared accept queue
- * and no lock on the hot path.
+ * Worker threads. On TCP each binds its own SO_REUSEPORT socket so the
+ * kernel spreads HAProxy's connections across loops with no shared accept
+ * queue and no lock on the hot path; on a unix socket all accept from one
+ * (connections are few and long-lived, so the shared queue costs nothing).
  */
 #include "worker.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -19,45 +19,13 @@
 
 #include "agent.h"
 #include "conn.h"
+#include "listener.h"
 #include "log.h"
 #include "stage.h"
 
 #define DRAIN_TIMEOUT 10.0   /* seconds a stopping worker waits for decisions */
 #define ACCEPT_RETRY  0.25   /* seconds accepting pauses when out of fds */
 #define ACCEPT_WARN   60.0   /* at most one "out of fds" warning this often */
-
-static int listen_socket(const char *host, int port)
-{
-	struct addrinfo hints, *res, *ai;
-	char portstr[16];
-	int fd = -1, one = 1, rc;
-
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
-	snprintf(portstr, sizeof(portstr), "%d", port);
-	rc = getaddrinfo(host, portstr, &hints, &res);
-	if (rc != 0) {
-		log_error("listen %s:%d: %s (a numeric address is required)", host, port,
-		          gai_strerror(rc));
-		return -1;
-	}
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			continue;
-		if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
-		    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == 0 &&
-		    bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 1024) == 0)
-			break;
-		log_error("listen %s:%d: %s", host, port, strerror(errno));
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	return fd;
-}
 
 static void on_accept_retry(struct ev_loop *loop, ev_timer *t, int revents)
 {
@@ -106,7 +74,8 @@ static void on_accept(struct ev_loop *loop, ev_io *wio, int revents)
 				log_warn("worker %d: accept: %s", w->id, strerror(errno));
 			return;
 		}
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (!w->agent->cfg.listen_unix[0])
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		conn_accept(w, fd);
 	}
 }
@@ -164,7 +133,10 @@ int worker_init(struct worker *w, struct agent *a, int id)
 	w->rand_state = (unsigned)time(NULL) ^ (unsigned)(id * 2654435761u);
 	w->jobs_tail = &w->jobs;
 	pthread_mutex_init(&w->jobs_lock, NULL);
-	w->listen_fd = listen_socket(a->cfg.listen_host, a->cfg.listen_port);
+	if (a->cfg.listen_unix[0])
+		w->listen_fd = listener_unix_dup(&a->unix_listener);
+	else
+		w->listen_fd = listener_tcp(a->cfg.listen_host, a->cfg.listen_port);
 	if (w->listen_fd < 0)
 		return -1;
 	/* Signals belong to the main loop; workers never see them. */

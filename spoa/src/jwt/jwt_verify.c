@@ -43,7 +43,7 @@ struct jwt_keyset {
 
 static const char *const alg_names[JWT_NALGS] = {
 	"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512",
-	"PS256", "PS384", "PS512", "EdDSA",
+	"PS256", "PS384", "PS512", "EdDSA", "Ed25519", "Ed448",
 };
 
 int jwt_alg_parse(const char *s)
@@ -54,6 +54,13 @@ int jwt_alg_parse(const char *s)
 		if (strcmp(s, alg_names[i]) == 0)
 			return i;
 	return -1;
+}
+
+unsigned jwt_alg_allows(enum jwt_sig_alg a)
+{
+	if (a == JWT_EDDSA)
+		return JWT_ALG_BIT(JWT_EDDSA) | JWT_ALG_BIT(JWT_ED25519) | JWT_ALG_BIT(JWT_ED448);
+	return (unsigned)a < JWT_NALGS ? JWT_ALG_BIT(a) : 0;
 }
 
 const char *jwt_alg_name(enum jwt_sig_alg a)
@@ -102,7 +109,7 @@ static int alg_is_pss(enum jwt_sig_alg a)
  * signature scheme and has none. */
 static const EVP_MD *alg_md(enum jwt_sig_alg a)
 {
-	if (a == JWT_EDDSA)
+	if (alg_kty(a) == JWT_KTY_OKP)
 		return NULL;
 	switch (a % 3) {
 	case 0:  return EVP_sha256();
@@ -118,6 +125,17 @@ static int alg_ec_bits(enum jwt_sig_alg a)
 	case JWT_ES384: return 384;
 	case JWT_ES512: return 521;
 	default:        return 0;
+	}
+}
+
+/* The curve a fully-specified EdDSA name fixes (k->bits of OKP keys); 0
+ * for the polymorphic EdDSA, whose curve is the key's. */
+static int alg_okp_bits(enum jwt_sig_alg a)
+{
+	switch (a) {
+	case JWT_ED25519: return 25519;
+	case JWT_ED448:   return 448;
+	default:          return 0;
 	}
 }
 
@@ -276,6 +294,13 @@ static int keyset_push(struct jwt_keyset *ks, const char *kid, int alg, enum jwt
 		} else {
 			snprintf(err, errlen, "key \"%s\": OKP curve must be Ed25519 or Ed448",
 			         kid ? kid : "");
+			goto fail;
+		}
+		/* alg Ed448 on an Ed25519 key (or the reverse) is a broken key. */
+		if (alg >= 0 && alg_okp_bits((enum jwt_sig_alg)alg) &&
+		    alg_okp_bits((enum jwt_sig_alg)alg) != k->bits) {
+			snprintf(err, errlen, "key \"%s\": alg %s does not fit its curve",
+			         kid ? kid : "", jwt_alg_name((enum jwt_sig_alg)alg));
 			goto fail;
 		}
 	}
@@ -619,10 +644,28 @@ int jwt_keyset_add_pem_file(struct jwt_keyset *ks, const char *kid, const char *
 
 /* ---- verification ---- */
 
+/* An EdDSA-family label a on an OKP key k. Ed25519 and Ed448 (RFC 9864)
+ * take only a key of their curve; EdDSA takes the key's curve, whatever it
+ * is. A key pinned to EdDSA or to its own curve's name takes both the
+ * polymorphic and the fully-specified label: they are the same operation
+ * on that key. (A key pinned to the other curve's name was refused at
+ * load.) */
+static int okp_fits(const struct jwt_key *k, enum jwt_sig_alg a)
+{
+	int want = alg_okp_bits(a);
+
+	if (want && k->bits != want)
+		return 0;
+	return k->alg < 0 || k->alg == JWT_EDDSA ||
+	       alg_okp_bits((enum jwt_sig_alg)k->alg) == k->bits;
+}
+
 static int key_fits(const struct jwt_key *k, enum jwt_sig_alg a)
 {
 	if (k->kty != alg_kty(a))
 		return 0;
+	if (k->kty == JWT_KTY_OKP)
+		return okp_fits(k, a);
 	if (k->alg >= 0 && k->alg != (int)a)
 		return 0;
 	if (k->kty == JWT_KTY_EC && k->bits != alg_ec_bits(a))

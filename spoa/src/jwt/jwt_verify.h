@@ -33,7 +33,9 @@ enum jwt_sig_alg {
 	JWT_ES256 = 6, JWT_ES384 = 7, JWT_ES512 = 8,
 	JWT_PS256 = 9, JWT_PS384 = 10, JWT_PS512 = 11,
 	JWT_EDDSA = 12,                /* Ed25519 or Ed448, by the key's curve */
-	JWT_NALGS = 13
+	JWT_ED25519 = 13,              /* RFC 9864 fully-specified names */
+	JWT_ED448 = 14,
+	JWT_NALGS = 15
 };
 
 #define JWT_ALG_BIT(a)  (1u << (a))
@@ -77,6 +79,10 @@ struct jwt_policy {
 
 /* Parses "RS256" etc. Returns the algorithm or -1 (also for "none"). */
 int jwt_alg_parse(const char *s);
+/* The JWT_ALG_BIT mask an allow-list entry a admits: a itself, and for the
+ * polymorphic EdDSA also Ed25519 and Ed448 (RFC 9864), which name the same
+ * signatures more precisely. */
+unsigned jwt_alg_allows(enum jwt_sig_alg a);
 const char *jwt_alg_name(enum jwt_sig_alg a);
 const char *jwt_status_str(enum jwt_status st);
 

@@ -315,10 +315,11 @@ static int authn_configure(const struct agent_config *cfg, char *err, size_t err
 			if (a < 0) {
 				snprintf(err, errlen, "\"auth.algorithms\": \"%s\" is not one of HS256, "
 				         "HS384, HS512, RS256, RS384, RS512, ES256, ES384, ES512, PS256, "
-				         "PS384, PS512, EdDSA", algs[i]);
+				         "PS384, PS512, EdDSA, Ed25519, Ed448", algs[i]);
 				return -1;
 			}
-			A.pol.algs |= JWT_ALG_BIT(a);
+			/* EdDSA admits Ed25519 and Ed448 too (jwt_alg_allows). */
+			A.pol.algs |= jwt_alg_allows((enum jwt_sig_alg)a);
 		}
 		if (!A.pol.algs) {
 			snprintf(err, errlen, "\"auth.algorithms\" is empty");

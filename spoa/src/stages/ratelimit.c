@@ -902,6 +902,8 @@ static enum stage_rc rl_run(struct decision *d, void *wctx)
 }
 
 static int rl_enabled;             /* some worker rate limits: render metrics */
+/* What was logged about each sentinel's AUTH, shared by the workers. */
+static struct redis_sentinel_log rl_sentinel_log[RL_MAX_CLUSTER_SEEDS];
 
 static int rl_configure(const struct agent_config *cfg, char *err, size_t errlen)
 {
@@ -1002,6 +1004,9 @@ static int rl_worker_start(struct worker *w, void **wctx)
 		ro.nsentinels = rw->cfg.nsentinels;
 		ro.sentinel_host = (const char (*)[64])rw->cfg.sentinel_host;
 		ro.sentinel_port = rw->cfg.sentinel_port;
+		ro.sentinel_username = rw->cfg.sentinel_username;
+		ro.sentinel_password = rw->cfg.sentinel_password;
+		ro.sentinel_log = rl_sentinel_log;
 	}
 	if (rw->cfg.ncluster) {
 		rw->cluster = cluster_start(rw);

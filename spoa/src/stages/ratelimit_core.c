@@ -111,10 +111,39 @@ static int parse_cluster(json_t *a, struct rl_config *c, char *err, size_t errle
 	return c->ncluster < 0 ? -1 : 0;
 }
 
-/* redis.sentinel: {"master": NAME, "addresses": ["host:port", ...]}. */
+/* obj's "username", and its "password" ("${NAME}" from the environment)
+ * or "password_file" (read once here, at start), for redis (the data
+ * nodes) and redis.sentinel (the sentinels). */
+static int parse_credentials(json_t *o, const char *obj, char *user, size_t ulen, char *pw,
+                             size_t plen, char *err, size_t errlen)
+{
+	const char *u = NULL, *p = NULL, *pf = NULL;
+	char what_u[64], what_p[64];
+
+	snprintf(what_u, sizeof(what_u), "%s.username", obj);
+	snprintf(what_p, sizeof(what_p), "%s.password", obj);
+	if (config_get_str(o, obj, "username", &u, err, errlen) < 0 ||
+	    (u && copy_str(user, ulen, u, what_u, err, errlen) < 0) ||
+	    config_get_str(o, obj, "password", &p, err, errlen) < 0 ||
+	    config_get_str(o, obj, "password_file", &pf, err, errlen) < 0 ||
+	    secret_resolve(p, pf, what_p, pw, plen, err, errlen) < 0)
+		return -1;
+	if (user[0] && !pw[0]) {
+		snprintf(err, errlen, "\"%s\" needs \"%s\"", what_u, what_p);
+		return -1;
+	}
+	return 0;
+}
+
+/* redis.sentinel: {"master": NAME, "addresses": ["host:port", ...],
+ * "username": USER, "password": PW | "${NAME}", "password_file": PATH}.
+ * The credentials are the sentinels' own (requirepass or an ACL user in
+ * sentinel.conf), not the data nodes'. */
 static int parse_sentinel(json_t *o, struct rl_config *c, char *err, size_t errlen)
 {
-	static const char *const known[] = { "master", "addresses", NULL };
+	static const char *const known[] = {
+		"master", "addresses", "username", "password", "password_file", NULL
+	};
 	const char *name = NULL;
 
 	if (!o)
@@ -132,6 +161,10 @@ static int parse_sentinel(json_t *o, struct rl_config *c, char *err, size_t errl
 	                            c->sentinel_host, c->sentinel_port, err, errlen);
 	if (c->nsentinels < 0)
 		return -1;
+	if (parse_credentials(o, "redis.sentinel", c->sentinel_username,
+	                      sizeof(c->sentinel_username), c->sentinel_password,
+	                      sizeof(c->sentinel_password), err, errlen) < 0)
+		return -1;
 	if (c->ncluster) {
 		snprintf(err, errlen, "\"redis.sentinel\" and \"redis.cluster\" exclude each other");
 		return -1;
@@ -145,7 +178,6 @@ static int parse_redis(json_t *r, struct rl_config *c, char *err, size_t errlen)
 		"address", "timeout_ms", "username", "password", "password_file", "db", "cluster",
 		"sentinel", NULL
 	};
-	const char *pw = NULL, *pw_file = NULL;
 	const char *s = NULL;
 	char host[256];
 	long long n;
@@ -171,22 +203,9 @@ static int parse_redis(json_t *r, struct rl_config *c, char *err, size_t errlen)
 	if (config_get_int(r, "redis", "timeout_ms", 1, 60000, &n, err, errlen) < 0)
 		return -1;
 	c->redis_timeout_s = (double)n / 1000.0;
-	s = NULL;
-	if (config_get_str(r, "redis", "username", &s, err, errlen) < 0 ||
-	    (s && copy_str(c->redis_username, sizeof(c->redis_username), s,
-	                   "redis.username", err, errlen) < 0))
+	if (parse_credentials(r, "redis", c->redis_username, sizeof(c->redis_username),
+	                      c->redis_password, sizeof(c->redis_password), err, errlen) < 0)
 		return -1;
-	/* The password may come from the environment ("${NAME}") or a file
-	 * (password_file), read once here, at start. */
-	if (config_get_str(r, "redis", "password", &pw, err, errlen) < 0 ||
-	    config_get_str(r, "redis", "password_file", &pw_file, err, errlen) < 0 ||
-	    secret_resolve(pw, pw_file, "redis.password", c->redis_password,
-	                   sizeof(c->redis_password), err, errlen) < 0)
-		return -1;
-	if (c->redis_username[0] && !c->redis_password[0]) {
-		snprintf(err, errlen, "\"redis.username\" needs \"redis.password\"");
-		return -1;
-	}
 	n = 0;
 	if (config_get_int(r, "redis", "db", 0, 65535, &n, err, errlen) < 0)
 		return -1;

@@ -45,6 +45,8 @@ struct rl_config {
 	int nsentinels;
 	char sentinel_host[RL_MAX_CLUSTER_SEEDS][64];  /* numeric after resolve */
 	int sentinel_port[RL_MAX_CLUSTER_SEEDS];
+	char sentinel_username[256];   /* AUTH to the sentinels; "" = none */
+	char sentinel_password[256];   /* "" = no AUTH to the sentinels */
 	enum rl_on_error on_error;
 	int shadow;
 	int ipv6_prefix;               /* 1..128 */
