@@ -639,6 +639,12 @@ struct h_proc *h_start_haproxy_as(struct h_stack *s, const char *name, const cha
 	return p;
 }
 
+int h_reload_haproxy(pid_t pid, const char *run_dir, char **out)
+{
+	return h_run(out, "%s --reload %ld --run-dir %s 2>&1", h_bin("spogate-gen"), (long)pid,
+	             run_dir);
+}
+
 struct h_proc *h_start_haproxy(struct h_stack *s, const char *cfg_path)
 {
 	return h_start_haproxy_as(s, "haproxy", cfg_path, s->http_port);

@@ -121,6 +121,10 @@ struct h_proc *h_start_haproxy_as(struct h_stack *s, const char *name, const cha
                                   int port);
 /* The HAProxy the suite runs: $SPOGATE_HAPROXY or Debian's. */
 const char *h_haproxy_bin(void);
+/* Reloads the HAProxy whose master is pid the README's way (spogate-gen
+ * --reload with run_dir) and returns its exit status; what it printed is
+ * in *out when out is not NULL (caller frees). */
+int h_reload_haproxy(pid_t pid, const char *run_dir, char **out);
 /* redis-server, or $SPOGATE_REDIS_SERVER (a Valkey, say) */
 const char *h_redis_server_bin(void);
 

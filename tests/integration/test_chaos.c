@@ -341,8 +341,7 @@ static void test_chaos_keeps_documented_verdicts_and_loses_nothing_on_reload(voi
 	for (i = 0; i < 10; i++) {
 		char *out = NULL;
 
-		if (h_run(&out, "%s --reload %ld --run-dir %s 2>&1", h_bin("spogate-gen"),
-		          (long)haproxy->pid, S.dir) != 0)
+		if (h_reload_haproxy(haproxy->pid, S.dir, &out) != 0)
 			fail_msg("spogate-gen --reload: %s", out ? out : "");
 		free(out);
 		sleep_ms(700);

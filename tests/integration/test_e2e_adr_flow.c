@@ -369,8 +369,7 @@ static void reload_haproxy_and_still_serve(void)
 	{
 		char *out = NULL;
 
-		if (h_run(&out, "%s --reload %d --run-dir %s 2>&1", h_bin("spogate-gen"), pid,
-		          run_dir) != 0)
+		if (h_reload_haproxy(pid, run_dir, &out) != 0)
 			fail_msg("spogate-gen --reload: %s", out ? out : "");
 		free(out);
 	}

@@ -124,8 +124,7 @@ static void start_dns(void)
 static long reload_rc(void)
 {
 	char *out = NULL;
-	long rc = h_run(&out, "%s --reload %ld --run-dir %s 2>&1", h_bin("spogate-gen"),
-	                (long)haproxy->pid, S.dir);
+	long rc = h_reload_haproxy(haproxy->pid, S.dir, &out);
 
 	if (rc != 0)
 		print_message("# spogate-gen --reload: exit %ld: %s", rc, out ? out : "");
