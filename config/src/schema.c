@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 
+#include "addr.h"
 #include "units.h"
 
 static const char *const top_keys[] = { "gateway", NULL };
@@ -1168,7 +1169,7 @@ static void load_tls(struct gen_ctx *c, struct gen_gateway *g, const struct gy_n
 }
 
 #define AGENT_ADDR_FORMS "host:port, IPv6 as [::1]:port, or unix:/absolute/path of " \
-	"letters, digits and /._+-@ in at most 107 bytes"
+	"letters, digits and /._+-@ in at most " ADDR_UNIX_MAX_STR " bytes"
 
 static void load_misc(struct gen_ctx *c, struct gen_gateway *g, const struct gy_node *gw,
 		      const char *base)

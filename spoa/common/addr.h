@@ -11,8 +11,10 @@
  * port in 1..65535. Returns 0, or -1 with nothing promised in host. */
 int addr_split(const char *s, char *host, size_t hostlen, int *port);
 
-/* The longest unix socket path, without its NUL (sun_path is 108 bytes). */
+/* The longest unix socket path, without its NUL (sun_path is 108 bytes);
+ * ADDR_UNIX_MAX_STR is the same number for messages. */
 #define ADDR_UNIX_MAX 107
+#define ADDR_UNIX_MAX_STR "107"
 
 /* "unix:/absolute/path" (a unix stream socket): returns 1 and copies the
  * path into path (pathlen > ADDR_UNIX_MAX), 0 when s has no "unix:" prefix,

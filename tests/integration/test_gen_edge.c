@@ -475,6 +475,26 @@ static char *slurp_file(const char *path)
 	return out;
 }
 
+/* The public route answers 200 with its 100/minute limit: the agent
+ * reached Redis (not 503 ratelimit_unavailable). */
+static void expect_limited(void)
+{
+	char *r = NULL;
+
+	assert_int_equal(get("/api/public/x", "", &r), 200);
+	assert_non_null(strcasestr(r, "\r\nratelimit-limit: 100\r\n"));
+	free(r);
+}
+
+/* The agent's log never holds the secret. */
+static void expect_secret_not_logged(void)
+{
+	char *text = slurp_file(agent->log);
+
+	assert_null(strstr(text, SECRET));
+	free(text);
+}
+
 static void test_secrets_are_owner_only_and_indirect(void **state)
 {
 	static const char *const priv[] = { "rsa1.pem", "ec1.pem", "ed1.pem", "hs1.key", "jwks1.json",
@@ -517,9 +537,7 @@ static void test_secrets_are_owner_only_and_indirect(void **state)
 	assert_null(strstr(text, SECRET));
 	free(text);
 	/* authenticated to Redis: limited, not 503 ratelimit_unavailable */
-	assert_int_equal(get("/api/public/x", "", &r), 200);
-	assert_non_null(strcasestr(r, "\r\nratelimit-limit: 100\r\n"));
-	free(r);
+	expect_limited();
 
 	/* ${NAME}: from the agent's environment */
 	h_stop(agent, 5000);
@@ -547,13 +565,8 @@ static void test_secrets_are_owner_only_and_indirect(void **state)
 			break;
 		usleep(100000);     /* HAProxy reconnects to the new agent */
 	}
-	assert_int_equal(get("/api/public/x", "", &r), 200);
-	assert_non_null(strcasestr(r, "\r\nratelimit-limit: 100\r\n"));
-	free(r);
-	/* the secret is never logged */
-	text = slurp_file(agent->log);
-	assert_null(strstr(text, SECRET));
-	free(text);
+	expect_limited();
+	expect_secret_not_logged();
 }
 
 /* redis.sentinel.password_file from the YAML to a sentinel with
@@ -562,7 +575,7 @@ static void test_secrets_are_owner_only_and_indirect(void **state)
  * not 503 ratelimit_unavailable) and never logs it. */
 static void test_sentinel_password_file_reaches_a_protected_sentinel(void **state)
 {
-	char path[800], extra[1024], *text, *r = NULL;
+	char path[800], extra[1024], *text;
 	const char *pw, *conf;
 	int sport;
 
@@ -592,12 +605,8 @@ static void test_sentinel_password_file_reaches_a_protected_sentinel(void **stat
 	assert_null(strstr(text, SECRET));
 	assert_non_null(strstr(text, "\"password_file\": \""));
 	free(text);
-	assert_int_equal(get("/api/public/x", "", &r), 200);
-	assert_non_null(strcasestr(r, "\r\nratelimit-limit: 100\r\n"));
-	free(r);
-	text = slurp_file(agent->log);
-	assert_null(strstr(text, SECRET));
-	free(text);
+	expect_limited();
+	expect_secret_not_logged();
 }
 
 static void test_every_binary_answers_version(void **state)

@@ -450,7 +450,7 @@ static enum jwks_outcome discover(struct jwks_fetcher *f, int conditional, char 
 		o = JWKS_E_DISCOVERY;
 	} else if (o == JWKS_OK) {
 		validators_keep(&f->disco_val, url, &r, -1);
-	} else if (o != JWKS_OK) {
+	} else {
 		o = o == JWKS_E_NETWORK ? JWKS_E_NETWORK : JWKS_E_DISCOVERY;
 	}
 	dynbuf_free(&r.body);

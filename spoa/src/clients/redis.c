@@ -134,6 +134,19 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 	mark_down(rc, ac);
 }
 
+/* AUTH [user] password on ac, with cb's reply; nothing when password is
+ * "" (no authentication). */
+static void send_auth(redisAsyncContext *ac, redisCallbackFn *cb, void *privdata,
+                      const char *user, const char *password)
+{
+	if (!password[0])
+		return;
+	if (user[0])
+		redisAsyncCommand(ac, cb, privdata, "AUTH %s %s", user, password);
+	else
+		redisAsyncCommand(ac, cb, privdata, "AUTH %s", password);
+}
+
 /* Replies to AUTH, SELECT and SCRIPT LOAD. A refused AUTH or SELECT makes
  * the connection useless: drop it and retry with backoff. */
 static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
@@ -192,14 +205,7 @@ static void redis_connect(struct redis_client *rc)
 	rc->ac = ac;
 	rc->state = REDIS_CONNECTING;
 	/* Pipelined ahead of any caller's command: hiredis sends in order. */
-	if (o->password[0]) {
-		if (o->username[0])
-			redisAsyncCommand(ac, on_setup_reply, (void *)"AUTH", "AUTH %s %s",
-			                  o->username, o->password);
-		else
-			redisAsyncCommand(ac, on_setup_reply, (void *)"AUTH", "AUTH %s",
-			                  o->password);
-	}
+	send_auth(ac, on_setup_reply, (void *)"AUTH", o->username, o->password);
 	if (o->db) {
 		snprintf(db, sizeof(db), "%d", o->db);
 		redisAsyncCommand(ac, on_setup_reply, (void *)"SELECT", "SELECT %s", db);
@@ -427,15 +433,7 @@ static redisAsyncContext *sentinel_connect(struct redis_client *rc, int *i)
  * sends in order, and a sentinel answers in order). */
 static void sentinel_auth(struct redis_client *rc, redisAsyncContext *ac)
 {
-	const struct redis_opts *o = &rc->o;
-
-	if (!o->sentinel_password[0])
-		return;
-	if (o->sentinel_username[0])
-		redisAsyncCommand(ac, on_sentinel_auth, NULL, "AUTH %s %s", o->sentinel_username,
-		                  o->sentinel_password);
-	else
-		redisAsyncCommand(ac, on_sentinel_auth, NULL, "AUTH %s", o->sentinel_password);
+	send_auth(ac, on_sentinel_auth, NULL, rc->o.sentinel_username, rc->o.sentinel_password);
 }
 
 /* Asks the next sentinel where the master is; the main connection is

@@ -68,9 +68,8 @@ int listener_unix_open(struct listener_unix *u, const char *path)
 	int rc;
 
 	u->fd = -1;
-	if (n >= sizeof(sun.sun_path) || n >= sizeof(u->path)) {
-		log_error("listen unix:%s: the path is longer than %zu bytes", path,
-		          sizeof(sun.sun_path) - 1);
+	if (n > ADDR_UNIX_MAX) {
+		log_error("listen unix:%s: the path is longer than %d bytes", path, ADDR_UNIX_MAX);
 		return -1;
 	}
 	memset(&sun, 0, sizeof(sun));

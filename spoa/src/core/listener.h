@@ -7,11 +7,13 @@
 
 #include <sys/types.h>
 
+#include "addr.h"
+
 struct listener_unix {
 	int fd;                        /* -1 once closed */
 	dev_t dev;                     /* the socket file bind() made, to */
 	ino_t ino;                     /* remove it only while it is ours */
-	char path[108];
+	char path[ADDR_UNIX_MAX + 1];
 };
 
 /* A listening TCP socket on host:port (numeric), non-blocking, with
